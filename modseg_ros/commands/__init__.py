@@ -1,0 +1,1 @@
+"""One module per ``modseg`` subcommand (see modseg_ros/cli.py)."""

@@ -1,0 +1,1 @@
+"""ROS-free core: sensor samples, synchronisation, health, geometry, encodings. Imports no rclpy."""

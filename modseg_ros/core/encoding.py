@@ -1,0 +1,235 @@
+"""One image encoding per modality, shared by the world's dataset writer, training, the node and
+the offline replay, so that a network sees the same thing offline and live.
+
+Every modality becomes an H×W×3 uint8 image aligned with the camera (the camera's resolution and
+pixel grid), as DELIVER stores its modalities; the model package turns these into tensors.
+
+=========  ====================================================================================
+camera     RGB as received (bgr/bgra/rgba/mono converted to RGB by the converter).
+depth      HHA-like: [range code of the depth z, height above the ground, |cos| of the angle
+           between the surface normal and the vertical]; 0 where the depth is invalid.
+lidar      Points projected into the camera (nearest point wins per pixel):
+           [range code of the camera depth z, intensity, height above the ground]; 0 where no point.
+events     Events of one message rendered on the event sensor's grid and mapped onto the camera
+           grid: [negative count, positive count, recency of the pixel's last event]; 0 where none.
+=========  ====================================================================================
+
+The range code is logarithmic so that near and far get similar precision:
+``code = 1 + 254 * (1 - ln(z / near) / ln(far / near))`` clipped to 1..255 (255 = near), 0 = none.
+Heights are coded linearly over ``[height_min, height_max]`` onto 1..255.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from modseg_ros.core.geometry import Intrinsics, Rig, Transform
+from modseg_ros.core.types import (
+    CameraFrame,
+    DepthFrame,
+    EventFrame,
+    EventPacket,
+    Modality,
+    Payload,
+    PointCloud,
+)
+
+
+@dataclass(frozen=True)
+class EncodingConfig:
+    near_m: float = 0.5
+    far_m: float = 200.0
+    height_min_m: float = -2.0
+    height_max_m: float = 10.0
+    event_saturation: int = 4  # events per pixel that map to 255
+    event_window_ms: float = 50.0  # recency channel: an event this old (or older) codes as 1
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def range_code(z: np.ndarray, cfg: EncodingConfig) -> np.ndarray:
+    """Metric depth -> uint8 code (0 for NaN, non-positive or non-finite values)."""
+    z = np.asarray(z, dtype=np.float32)
+    valid = np.isfinite(z) & (z > 0)
+    zc = np.clip(np.where(valid, z, cfg.near_m), cfg.near_m, cfg.far_m)
+    code = 1.0 + 254.0 * (1.0 - np.log(zc / cfg.near_m) / np.log(cfg.far_m / cfg.near_m))
+    return np.where(valid, np.rint(code), 0).astype(np.uint8)
+
+
+def decode_range(code: np.ndarray, cfg: EncodingConfig) -> np.ndarray:
+    """Inverse of ``range_code`` (NaN where code is 0)."""
+    c = np.asarray(code, dtype=np.float32)
+    z = cfg.near_m * np.exp((1.0 - (c - 1.0) / 254.0) * np.log(cfg.far_m / cfg.near_m))
+    return np.where(c > 0, z, np.nan).astype(np.float32)
+
+
+def height_code(h: np.ndarray, cfg: EncodingConfig) -> np.ndarray:
+    t = (np.asarray(h, dtype=np.float32) - cfg.height_min_m) / (cfg.height_max_m - cfg.height_min_m)
+    return np.rint(1.0 + 254.0 * np.clip(t, 0.0, 1.0)).astype(np.uint8)
+
+
+def encode_camera(frame: CameraFrame, rig: Rig) -> np.ndarray:
+    image = frame.image
+    cam = rig.camera
+    if image.shape[:2] != (cam.height, cam.width):
+        image = _resize_nearest(image, cam.height, cam.width)
+    return np.ascontiguousarray(image)
+
+
+def encode_depth(frame: DepthFrame, rig: Rig, cfg: EncodingConfig) -> np.ndarray:
+    depth = frame.depth_m
+    intr = _intrinsics_for_image(rig.intrinsics_of(Modality.DEPTH), depth.shape)
+    cam = rig.camera
+    camera_from_depth = rig.camera_from(Modality.DEPTH)
+    if camera_from_depth.is_identity(1e-6):
+        z = depth if intr == cam else _warp_nearest(depth, intr, cam, fill=np.nan)
+    else:  # a depth sensor beside the camera: re-project its points (nearest surface wins)
+        points = depth_to_points(depth, intr)
+        z = _zbuffer(camera_from_depth.apply(points), cam)
+    z = np.where(np.isfinite(z) & (z > 0), z, np.nan).astype(np.float32)
+    points_cam = cam.pixel_rays().astype(np.float32) * z[..., None]  # H×W×3, NaN where invalid
+    points_base = _apply_image(rig.base_from[Modality.CAMERA], points_cam)
+    out = np.zeros((cam.height, cam.width, 3), dtype=np.uint8)
+    valid = np.isfinite(z)
+    out[..., 0] = range_code(z, cfg)
+    out[..., 1] = np.where(valid, height_code(np.nan_to_num(points_base[..., 2]), cfg), 0)
+    out[..., 2] = _normal_verticality_code(points_base, valid)
+    return out
+
+
+def encode_lidar(cloud: PointCloud, rig: Rig, cfg: EncodingConfig) -> np.ndarray:
+    cam = rig.camera
+    out = np.zeros((cam.height, cam.width, 3), dtype=np.uint8)
+    finite = np.isfinite(cloud.points).all(axis=1)
+    points = cloud.points[finite]
+    if len(points) == 0:
+        return out
+    pts_cam = rig.camera_from(Modality.LIDAR).apply(points)
+    u, v, idx = cam.project(pts_cam)
+    if len(idx) == 0:
+        return out
+    z = pts_cam[idx, 2]
+    order = np.argsort(z, kind="stable")  # nearest first, so unique() keeps the nearest per pixel
+    lin = (v * cam.width + u)[order]
+    _, first = np.unique(lin, return_index=True)
+    keep = idx[order[first]]
+    uu, vv = u[order[first]], v[order[first]]
+    heights = rig.base_from[Modality.LIDAR].apply(points[keep])[:, 2]
+    intensity = np.nan_to_num(cloud.intensity[finite][keep], nan=0.0)
+    out[vv, uu, 0] = range_code(pts_cam[keep, 2], cfg)
+    out[vv, uu, 1] = np.rint(np.clip(intensity, 0.0, 1.0) * 255.0).astype(np.uint8)
+    out[vv, uu, 2] = height_code(heights, cfg)
+    return out
+
+
+def render_events(packet: EventPacket, cfg: EncodingConfig) -> np.ndarray:
+    """Events on the event sensor's own grid -> height×width×3 uint8 event frame."""
+    h, w = packet.height, packet.width
+    frame = np.zeros((h, w, 3), dtype=np.uint8)
+    x = packet.x.astype(np.int64)
+    y = packet.y.astype(np.int64)
+    ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    x, y, t, p = x[ok], y[ok], packet.t_ns[ok], packet.polarity[ok]
+    lin = y * w + x
+    scale = 255.0 / cfg.event_saturation
+    for channel, selected in ((0, p < 0), (1, p > 0)):
+        counts = np.bincount(lin[selected], minlength=h * w)
+        frame[..., channel] = np.minimum(counts * scale, 255.0).reshape(h, w).astype(np.uint8)
+    if len(lin):
+        window_ns = cfg.event_window_ms * 1e6
+        last = np.full(h * w, -np.inf)
+        np.maximum.at(last, lin, t.astype(np.float64))
+        hit = np.isfinite(last)
+        recency = np.clip(1.0 + last[hit] / window_ns, 0.0, 1.0)  # 1 for the newest, 0 at -window
+        channel2 = np.zeros(h * w, dtype=np.uint8)
+        channel2[hit] = np.rint(1.0 + 254.0 * recency).astype(np.uint8)
+        frame[..., 2] = channel2.reshape(h, w)
+    return frame
+
+
+def encode_events(data: EventPacket | EventFrame, rig: Rig, cfg: EncodingConfig) -> np.ndarray:
+    frame = render_events(data, cfg) if isinstance(data, EventPacket) else data.image
+    intr = _intrinsics_for_image(rig.intrinsics_of(Modality.EVENTS), frame.shape[:2])
+    if intr == rig.camera:
+        return np.ascontiguousarray(frame)
+    # The event camera is taken as co-located with the camera (DELIVER's assumption); pixels map
+    # through the intrinsics alone, nearest neighbour (what DELIVER's loader does for low-res events).
+    return _warp_nearest(frame, intr, rig.camera, fill=0)
+
+
+def encode_payload(modality: Modality, data: Payload, rig: Rig, cfg: EncodingConfig) -> np.ndarray:
+    """Any sample payload -> its H×W×3 uint8 encoding on the camera grid."""
+    if modality is Modality.CAMERA and isinstance(data, CameraFrame):
+        return encode_camera(data, rig)
+    if modality is Modality.DEPTH and isinstance(data, DepthFrame):
+        return encode_depth(data, rig, cfg)
+    if modality is Modality.LIDAR and isinstance(data, PointCloud):
+        return encode_lidar(data, rig, cfg)
+    if modality is Modality.EVENTS and isinstance(data, (EventPacket, EventFrame)):
+        return encode_events(data, rig, cfg)
+    raise TypeError(f"no encoding of {type(data).__name__} for modality {modality}")
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def depth_to_points(depth: np.ndarray, intr: Intrinsics) -> np.ndarray:
+    """H×W depth (z, metres) -> N×3 camera-frame points of the valid pixels."""
+    rays = intr.pixel_rays()
+    valid = np.isfinite(depth) & (depth > 0)
+    return (rays[valid] * depth[valid][:, None]).astype(np.float32)
+
+
+def _intrinsics_for_image(intr: Intrinsics, shape: tuple[int, ...]) -> Intrinsics:
+    h, w = int(shape[0]), int(shape[1])
+    return intr if (intr.height, intr.width) == (h, w) else intr.scaled(w, h)
+
+
+def _zbuffer(points_cam: np.ndarray, cam: Intrinsics) -> np.ndarray:
+    z = np.full((cam.height, cam.width), np.nan, dtype=np.float32)
+    u, v, idx = cam.project(points_cam)
+    order = np.argsort(points_cam[idx, 2], kind="stable")[::-1]  # far first; nearest written last
+    z[v[order], u[order]] = points_cam[idx[order], 2]
+    return z
+
+
+def _warp_nearest(image: np.ndarray, src: Intrinsics, dst: Intrinsics, fill: float) -> np.ndarray:
+    """Resample ``image`` (on ``src``'s grid) onto ``dst``'s grid through the intrinsics alone."""
+    u = np.floor((np.arange(dst.width) + 0.5 - dst.cx) / dst.fx * src.fx + src.cx).astype(np.int64)
+    v = np.floor((np.arange(dst.height) + 0.5 - dst.cy) / dst.fy * src.fy + src.cy).astype(np.int64)
+    ok_u = (u >= 0) & (u < src.width)
+    ok_v = (v >= 0) & (v < src.height)
+    out = image[np.clip(v, 0, src.height - 1)][:, np.clip(u, 0, src.width - 1)]
+    inside = ok_v[:, None] & ok_u[None, :]
+    if image.ndim == 3:
+        inside = inside[..., None]
+    return np.where(inside, out, np.array(fill, dtype=image.dtype))
+
+
+def _resize_nearest(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    rows = (np.arange(height) * image.shape[0] // height).astype(np.int64)
+    cols = (np.arange(width) * image.shape[1] // width).astype(np.int64)
+    return image[rows][:, cols]
+
+
+def _apply_image(transform: Transform, points: np.ndarray) -> np.ndarray:
+    return transform.apply(points.reshape(-1, 3)).reshape(points.shape)
+
+
+def _normal_verticality_code(points_base: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """|cos| between each pixel's surface normal (from neighbouring points) and the vertical."""
+    p = np.nan_to_num(points_base)
+    dx = np.zeros_like(p)
+    dy = np.zeros_like(p)
+    dx[:, 1:-1] = p[:, 2:] - p[:, :-2]
+    dy[1:-1] = p[2:] - p[:-2]
+    n = np.cross(dx, dy)
+    norm = np.linalg.norm(n, axis=-1)
+    ok = valid & (norm > 1e-9)
+    ok[:, [0, -1]] = False
+    ok[[0, -1], :] = False
+    ok[1:-1, 1:-1] &= valid[1:-1, 2:] & valid[1:-1, :-2] & valid[2:, 1:-1] & valid[:-2, 1:-1]
+    cos = np.abs(n[..., 2]) / np.where(norm > 0, norm, 1.0)
+    return np.where(ok, np.rint(1.0 + 254.0 * np.clip(cos, 0.0, 1.0)), 0).astype(np.uint8)

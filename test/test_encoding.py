@@ -1,0 +1,94 @@
+import numpy as np
+
+from modseg_ros.core.encoding import (
+    EncodingConfig,
+    decode_range,
+    encode_depth,
+    encode_events,
+    encode_lidar,
+    range_code,
+    render_events,
+)
+from modseg_ros.core.geometry import OPTICAL_FROM_BODY, Intrinsics, Rig, Transform
+from modseg_ros.core.types import DepthFrame, EventPacket, Modality, PointCloud
+
+CFG = EncodingConfig()
+
+
+def rig(width=64, height=32, camera_height=1.5):
+    camera_in_base = Transform.from_xyz_rpy([0.0, 0.0, camera_height], [0.0, 0.0, 0.0]) @ OPTICAL_FROM_BODY.inverse()
+    lidar_in_base = Transform.from_xyz_rpy([0.0, 0.0, camera_height + 0.3], [0.0, 0.0, 0.0])
+    return Rig(
+        camera=Intrinsics.from_fov(width, height, 90.0),
+        base_from={Modality.CAMERA: camera_in_base, Modality.DEPTH: camera_in_base,
+                   Modality.EVENTS: camera_in_base, Modality.LIDAR: lidar_in_base},
+    )  # fmt: skip
+
+
+def test_range_code_round_trips_within_quantisation():
+    z = np.geomspace(CFG.near_m, CFG.far_m, 1000).astype(np.float32)
+    back = decode_range(range_code(z, CFG), CFG)
+    step = np.log(CFG.far_m / CFG.near_m) / 254
+    assert np.all(np.abs(np.log(back / z)) <= step / 2 + 1e-5)
+    assert range_code(np.array([np.nan, 0.0, -1.0, np.inf]), CFG).tolist() == [0, 0, 0, 0]
+    assert range_code(np.array([CFG.near_m]), CFG)[0] == 255
+
+
+def test_depth_of_flat_ground_is_horizontal_at_zero_height():
+    r = rig()
+    rays = r.camera.pixel_rays()
+    # camera 1.5 m above a flat ground: optical y points down, so ground depth z = 1.5 / ray_y
+    with np.errstate(divide="ignore"):
+        z = np.where(rays[..., 1] > 0.05, 1.5 / rays[..., 1], np.nan).astype(np.float32)
+    enc = encode_depth(DepthFrame(z), r, CFG)
+    ground = np.isfinite(z)
+    interior = ground.copy()
+    interior[:, [0, -1]] = False
+    interior[-1] = False
+    interior[:-1] &= ground[1:]
+    interior[1:] &= ground[:-1]
+    zero_height = int(np.rint(1 + 254 * (0 - CFG.height_min_m) / (CFG.height_max_m - CFG.height_min_m)))
+    assert np.all(np.abs(enc[ground, 1].astype(int) - zero_height) <= 1)
+    assert np.all(enc[interior, 2] >= 253)  # normal points straight up
+    assert np.all(enc[~ground] == 0)
+
+
+def test_lidar_projection_keeps_the_nearest_point_per_pixel():
+    r = rig()
+    # two points on the optical axis of the camera, 10 m and 20 m ahead (LiDAR frame is 0.3 m higher)
+    pts = np.array([[20.0, 0.0, -0.3], [10.0, 0.0, -0.3]], dtype=np.float32)
+    cloud = PointCloud(pts, np.array([0.2, 0.8], dtype=np.float32))
+    enc = encode_lidar(cloud, r, CFG)
+    hit = np.argwhere(enc[..., 0] > 0)
+    assert len(hit) == 1
+    v, u = hit[0]
+    assert enc[v, u, 0] == range_code(np.array([10.0]), CFG)[0]
+    assert enc[v, u, 1] == 204  # intensity 0.8 of the nearer point
+    assert abs(int(v) - 16) <= 1 and abs(int(u) - 32) <= 1
+
+
+def test_events_counts_and_recency():
+    packet = EventPacket(
+        x=np.array([1, 1, 1, 3], dtype=np.uint16),
+        y=np.array([0, 0, 0, 2], dtype=np.uint16),
+        t_ns=np.array([-40e6, -10e6, 0, -50e6], dtype=np.int64),
+        polarity=np.array([1, 1, -1, -1], dtype=np.int8),
+        width=4,
+        height=3,
+    )
+    frame = render_events(packet, CFG)
+    assert frame[0, 1, 1] == 127  # two positive events, 255 / 4 each
+    assert frame[0, 1, 0] == 63  # one negative event
+    assert frame[0, 1, 2] == 255  # newest event at t = 0
+    assert frame[2, 3, 2] == 1  # an event one window old
+    assert frame.sum() == frame[0, 1].sum() + frame[2, 3].sum()
+
+
+def test_low_resolution_events_are_upsampled_nearest():
+    r = rig(width=8, height=4)
+    r = Rig(r.camera, r.base_from, intrinsics={Modality.EVENTS: r.camera.scaled(4, 2)})
+    packet = EventPacket(np.array([0], np.uint16), np.array([0], np.uint16), np.array([0], np.int64),
+                         np.array([1], np.int8), width=4, height=2)  # fmt: skip
+    enc = encode_events(packet, r, CFG)
+    assert enc.shape == (4, 8, 3)
+    assert np.argwhere(enc[..., 1] > 0).tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
