@@ -2,6 +2,7 @@
 # Set-up is a chain of stamp files in the virtual environment, so re-running is fast when nothing
 # changed and redoes only the steps whose inputs changed.
 SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3
 VENV ?= .venv
 V := $(abspath $(VENV))
@@ -32,7 +33,8 @@ $(PY): | $(V)/.stamp-system
 	$(PYTHON) -m venv $(V)
 
 $(V)/.stamp-requirements: requirements.txt tools/fix_wheel_cmake_paths.sh | $(PY)
-	$(PY) -m pip install --quiet -r requirements.txt
+	@# (the filter hides pip noise about extra index folders a machine may configure but lack)
+	$(PY) -m pip install --quiet -r requirements.txt 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 	bash tools/fix_wheel_cmake_paths.sh $(V)
 	@touch $@
 
