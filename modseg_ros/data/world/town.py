@@ -402,24 +402,26 @@ def _furniture(b: _Builder, style, side, side_in, side_out, x_min, x_max, gaps, 
             b.lights.append((x, y_kerb - side * arm, h - 0.4))
         x += spacing
 
-    # Trees in pits along the kerb.
+    # A grass verge along the kerb, and/or trees (in pits where there is no verge).
+    verge = rng.random() < 0.55
+    if verge:
+        grass = b.surface("Terrain", (0.2, 0.3, 0.1), Texture.GRASS, 0.45)
+        for a, c in _free_spans(x_min, x_max, gaps):
+            b.add(box((0.5 * (a + c), side * (side_in + 0.9), 0.16), (c - a, 1.2, 0.04)), grass)
     if rng.random() < style["green"] + 0.2:
         spacing = float(rng.uniform(7.0, 15.0))
         x = x_min + float(rng.uniform(0, spacing))
         pit = b.surface("Terrain", (0.2, 0.15, 0.08), Texture.GRASS, 0.4)
         while x < x_max:
             if not in_gap(x, 3.0) and rng.random() < 0.85:
-                y = side * (side_in + float(rng.uniform(0.9, 1.4)))
-                b.add(box((x, y, 0.16), (1.4, 1.4, 0.04)), pit)
+                y = side * (side_in + (0.9 if verge else float(rng.uniform(0.9, 1.4))))
+                if not verge:
+                    b.add(box((x, y, 0.16), (1.4, 1.4, 0.04)), pit)
                 _tree(b, x, y, float(rng.uniform(0.7, 1.2)))
             x += spacing
-    elif rng.random() < 0.6:  # or a grass verge along the kerb
-        verge = b.surface("Terrain", (0.2, 0.3, 0.1), Texture.GRASS, 0.45)
-        for a, c in _free_spans(x_min, x_max, gaps):
-            b.add(box((0.5 * (a + c), side * (side_in + 0.9), 0.16), (c - a, 1.2, 0.04)), verge)
 
     # Signs.
-    for _ in range(int(rng.integers(3, 9))):
+    for _ in range(int(rng.integers(6, 16) * (x_max - x_min) / 400)):
         x = float(rng.uniform(x_min, x_max))
         if in_gap(x, 1.0):
             continue
@@ -467,9 +469,9 @@ def _sign(b: _Builder, x, y, side, pole) -> None:
     b.add(cylinder((x, y, h / 2), 0.04, h, segments=6), pole)
     facing = -1.0 if side < 0 else 1.0  # the plate faces the traffic driving towards it
     if rng.random() < 0.5:
-        plate = cylinder((x + facing * 0.05, y, h + 0.3), 0.35, 0.04, segments=12, axis="x")
+        plate = cylinder((x + facing * 0.05, y, h + 0.3), float(rng.uniform(0.35, 0.5)), 0.04, segments=12, axis="x")
     else:
-        plate = box((x + facing * 0.05, y, h + 0.3), (0.04, float(rng.uniform(0.5, 1.2)), float(rng.uniform(0.5, 0.9))))
+        plate = box((x + facing * 0.05, y, h + 0.3), (0.04, float(rng.uniform(0.6, 1.4)), float(rng.uniform(0.6, 1.0))))
     b.add(plate, sign)
 
 
@@ -620,7 +622,7 @@ def _actors(b: _Builder, style, ego: EgoPath, crossings, road_half, side_in, sid
                 lane = xc - direction * 0.5 * hw
                 actors.append(Actor(kind, _vehicle_parts(b, kind), Motion(lane, y0, direction * np.pi / 2, speed)))
     # Pedestrians walking along the sidewalks, some standing, some crossing at the zebra crossings.
-    n_walkers = int(rng.integers(8, 22) * span / 400)
+    n_walkers = int(rng.integers(25, 55) * span / 400)
     for _ in range(n_walkers):
         side = 1 if rng.random() < 0.5 else -1
         x = float(rng.uniform(x_min, x_max))
