@@ -15,7 +15,7 @@ lidarjitter, eventlowres) is recognised by substring in the path, as DELIVER doe
 Images are read as uint8; 1-channel files are repeated to 3 channels and 4-channel files cut to 3;
 a modality stored at another resolution (DELIVER's low-resolution events) is resized to the label's
 grid with nearest neighbour, as DELIVER does. A missing modality file means that modality is absent
-for that frame.
+for that frame; a frame without a label file is skipped.
 """
 from __future__ import annotations
 
@@ -128,8 +128,11 @@ class DeliverDataset:
             case = next((c for c in CORNER_CASES if c in str(rel)), "normal")
             if cases is not None and case not in cases:
                 continue
+            label = _swap(rgb, self.root, *LABEL_FOLDER)
+            if not label.is_file():
+                continue  # unlabelled (or still being written): not a usable frame
             files = {m: _swap(rgb, self.root, *folders[m]) for m in MODALITIES}
-            refs.append(FrameRef(str(rel), condition, case, files, _swap(rgb, self.root, *LABEL_FOLDER)))
+            refs.append(FrameRef(str(rel), condition, case, files, label))
         if not refs:
             raise DatasetError(f"no frames in {self.root}/img/*/{split}/*/*.png (conditions={conditions}, cases={cases})")
         self.refs: list[FrameRef] = refs
@@ -139,8 +142,6 @@ class DeliverDataset:
 
     def __getitem__(self, index: int) -> Frame:
         ref = self.refs[index]
-        if not ref.label.is_file():
-            raise DatasetError(f"label {ref.label} not found for frame {ref.name}")
         label = read_label(ref.label)
         h, w = label.shape
         encodings = {}

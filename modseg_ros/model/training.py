@@ -5,6 +5,7 @@ gloo on CPU, NCCL on GPU). Everything needed to resume sits in the output folder
 
     <out>/state.safetensors + state.json   model and AdamW moments (fp32), step, config, history
     <out>/<name>.safetensors + <name>.json  the model checkpoint (what eval, export and the node load)
+    <out>/<name>_step<k>.safetensors        the model at every checkpoint step (same-budget comparisons)
     <out>/log.jsonl                         one line per logged step
     <out>/curve.png                         loss (and validation mIoU) against steps
 
@@ -357,10 +358,13 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
                 history["seconds"] = seconds_before + time.perf_counter() - started
                 _save_state(out, model, optimizer, step, cfg, history)
                 save_curve(out, history)
+                snapshot = {"data": str(cfg.data), "split": cfg.split, "frames": len(frames), "steps": step,
+                            "seconds": round(history["seconds"], 1), "config": asdict(cfg)}  # fmt: skip
+                save_checkpoint(model, out / f"{cfg.checkpoint_name}_step{step}.safetensors", name=cfg.checkpoint_name, training=snapshot)
     seconds = seconds_before + time.perf_counter() - started
     checkpoint = out / f"{cfg.checkpoint_name}.safetensors"
     if rank == 0:
-        training = {"data": str(cfg.data), "split": cfg.split, "steps": step, "world_size": world,
+        training = {"data": str(cfg.data), "split": cfg.split, "frames": len(frames), "steps": step, "world_size": world,
                     "seconds": round(seconds, 1), "config": asdict(cfg)}  # fmt: skip
         save_checkpoint(model.eval(), checkpoint, name=cfg.checkpoint_name, training=training)
     if world > 1:
