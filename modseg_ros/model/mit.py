@@ -207,6 +207,10 @@ class MiTEncoder(nn.Module):
             MiTStage(cfg, i, rates[starts[i] : starts[i] + cfg.depths[i]]) for i in range(4)
         )
         self.apply(init_weights)
+        # An all-zero input (a zero-filled modality, a LiDAR or event frame with nothing in it) must
+        # not reach the first LayerNorm as an exactly constant token: its zero variance makes every
+        # LayerNorm downstream amplify gradients by 1/sqrt(eps) and the product overflows to NaN.
+        nn.init.normal_(self.stem.proj.bias, std=0.02)
 
     def forward(self, x: torch.Tensor, modality: torch.Tensor) -> list[torch.Tensor]:
         # x: (N, 3, H, W) -> [(N, C_i, H/2^(i+2), W/2^(i+2)) for i in 0..3]
