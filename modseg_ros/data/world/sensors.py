@@ -173,7 +173,7 @@ def _texture(kind: int, albedo: np.ndarray, p: np.ndarray, n: np.ndarray, dist: 
         glass_albedo = np.array([0.3, 0.36, 0.48], np.float32) * (0.5 + 0.7 * cell[glass, None])  # sky reflections
         f[glass] = glass_albedo / np.maximum(albedo[glass], 1e-3)
         if cond.night:
-            lit = glass & (cell > 0.6)
+            lit = glass & (cell > 0.7)
             glow[lit] = np.array([0.5, 0.38, 0.2], np.float32) * (0.3 + cell[lit, None])
         return f, glow
     if kind == Texture.VEHICLE:
@@ -266,11 +266,12 @@ def _point_lights(p: np.ndarray, n: np.ndarray, lights: Lights) -> np.ndarray:
         cos_axis = -(vn @ lights.headlight_dir)
         spot = np.clip((cos_axis - 0.88) / 0.08, 0.0, 1.0) + 0.08 * np.clip((cos_axis - 0.6) / 0.3, 0, 1)
         out += (70.0 * spot * np.clip(np.einsum("ij,ij->i", n, vn), 0, None) / d2)[:, None] * np.array([1.0, 0.97, 0.9], np.float32)
-    for pos in lights.street:
+    for pos in lights.street:  # downward lamps: a cosine lobe about the vertical
         v = pos - p
         d2 = np.einsum("ij,ij->i", v, v) + 1.0
         vn = v / np.sqrt(d2)[:, None]
-        out += (30.0 * np.clip(np.einsum("ij,ij->i", n, vn), 0, None) / d2)[:, None] * np.array([1.0, 0.8, 0.55], np.float32)
+        lobe = np.clip(vn[:, 2], 0.0, None) ** 1.5
+        out += (12.0 * lobe * np.clip(np.einsum("ij,ij->i", n, vn), 0, None) / d2)[:, None] * np.array([1.0, 0.8, 0.55], np.float32)
     return out
 
 
@@ -282,7 +283,7 @@ def sky_radiance(d: np.ndarray, cond: Condition, t: float) -> np.ndarray:
     sky = horizon * (1 - mix) + zenith * mix
     if cond.cloud_cover > 0:
         h = np.maximum(d[:, 2], 0.03)
-        u, v = d[:, 0] / h * 2.0 + 0.05 * t, d[:, 1] / h * 2.0
+        u, v = d[:, 0] / h * 2.0 + cond.wind * t, d[:, 1] / h * 2.0
         cloud = 0.6 * _value_noise(u, v, 99) + 0.4 * _value_noise(u * 2.7, v * 2.7, 98)
         cover = np.clip((cloud - (1.0 - cond.cloud_cover)) * 3.0, 0.0, 1.0)[:, None]
         cloud_colour = horizon * (0.9 + 0.3 * cloud[:, None])

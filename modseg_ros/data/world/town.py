@@ -309,7 +309,7 @@ def _lots(b: _Builder, style, side, y_front, x0, x1, grass) -> None:
             ground = b.surface("Ground", b.pick([(0.35, 0.33, 0.3), (0.25, 0.25, 0.26)]), Texture.PAVING, 0.3)
             b.add(box((cx, side * (y_front + depth / 2), 0.05), (xb - xa, depth, 0.1)), ground)
             _building(b, style, side, y_front + depth, xa, xb)
-            for _ in range(int(rng.integers(0, 3))):
+            for _ in range(int(rng.integers(0, 3)) if xb - xa >= 4.0 else 0):
                 _vehicle_static(b, float(rng.uniform(xa + 2, xb - 2)), side * (y_front + float(rng.uniform(3, depth - 3))),
                                 float(rng.choice([0.0, np.pi / 2])) + float(rng.normal(0, 0.05)))
         x += width
