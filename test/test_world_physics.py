@@ -139,3 +139,17 @@ def test_events_appear_where_brightness_changes(town, rig):
     fired = np.zeros_like(strong)
     fired[packet.y, packet.x] = True
     assert fired[strong].mean() > 0.99
+
+
+def test_actor_culling_gives_the_same_hits_as_a_full_cast(town, rig, sun):
+    from modseg_ros.data.world.sensors import camera_rays
+
+    intr = rig.camera
+    for t in (0.5, 1.7, 3.9):
+        pose = sun.sensor_pose(Modality.CAMERA, t)
+        origins, dirs = camera_rays(intr, pose)
+        mask = sun.caster.actor_mask(intr, pose, t)
+        culled = sun.caster.cast(origins, dirs, t, candidates=mask)
+        full = sun.caster.cast(origins, dirs, t)
+        assert np.array_equal(culled.surface, full.surface) and np.array_equal(culled.t, full.t)
+        assert not mask.all()  # the test would prove nothing if every ray were a candidate

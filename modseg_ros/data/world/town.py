@@ -90,12 +90,17 @@ class Town:
     lights: np.ndarray  # L×3 positions of street-light heads (night lighting)
     style: dict[str, float] = field(default_factory=dict)
 
-    def actor_meshes(self, t: float) -> MeshGroup:
+    def actor_meshes(self, t: float) -> tuple[MeshGroup, np.ndarray]:
+        """All actors' meshes at time t, and each actor's axis-aligned bounds (A×2×3: min, max)."""
         group = MeshGroup()
-        for actor in self.actors:
-            for mesh, surface in actor.meshes_at(t):
+        bounds = np.zeros((len(self.actors), 2, 3), np.float32)
+        for i, actor in enumerate(self.actors):
+            meshes = actor.meshes_at(t)
+            for mesh, surface in meshes:
                 group.add(mesh, surface)
-        return group
+            vertices = np.concatenate([mesh.vertices for mesh, _ in meshes])
+            bounds[i] = vertices.min(0), vertices.max(0)
+        return group, bounds
 
 
 # --- materials -------------------------------------------------------------------------------------
