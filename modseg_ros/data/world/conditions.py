@@ -26,6 +26,7 @@ class Condition:
     night: bool  # headlights, street lights, lit windows
     exposure: float  # scene radiance -> camera value before the tone curve
     noise: float  # camera read-noise std (0..1 scale)
+    wind: float = 0.05  # cloud drift across the sky (sky-plane units per second)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,8 +85,8 @@ def make_condition(name: str, rng: np.random.Generator) -> Condition:
         )  # fmt: skip
     if name == "night":
         return Condition(
-            name, _sun_vector(azimuth, -0.3), (0.0, 0.0, 0.0), (0.012, 0.014, 0.022), (0.02, 0.022, 0.035),
+            name, _sun_vector(azimuth, -0.3), (0.0, 0.0, 0.0), (0.008, 0.009, 0.015), (0.02, 0.022, 0.035),
             (0.004, 0.005, 0.012), False, float(rng.uniform(0.0, 0.5)), 0.002, (0.02, 0.02, 0.03), 0.0, True,
-            float(rng.uniform(1.6, 2.2)), 0.02,
+            float(rng.uniform(0.9, 1.25)), 0.02,
         )  # fmt: skip
     raise ConfigError(f"unknown condition '{name}' (choose from {', '.join(CONDITIONS)})")

@@ -31,15 +31,18 @@ class EgoPath:
     def position(self, t: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
         t = np.asarray(t, dtype=np.float64)
         x = self.x0 + self.speed * t
-        y = self.lane_y + self.sway_m * np.sin(2.0 * np.pi * t / self.sway_period_s + self.sway_phase)
+        y = self.lane_y + self._sway() * np.sin(2.0 * np.pi * t / self.sway_period_s + self.sway_phase)
         return x, y
+
+    def _sway(self) -> float:
+        return self.sway_m * min(self.speed / 5.0, 1.0)  # a car standing still does not steer
 
     def pose(self, t: float) -> Transform:
         """T_map_from_base_link at time t (heading follows the sway, small pitch from the road)."""
         x, y = self.position(t)
-        dy = self.sway_m * 2.0 * np.pi / self.sway_period_s * np.cos(2.0 * np.pi * t / self.sway_period_s + self.sway_phase)
+        dy = self._sway() * 2.0 * np.pi / self.sway_period_s * np.cos(2.0 * np.pi * t / self.sway_period_s + self.sway_phase)
         yaw = float(np.arctan2(dy, max(self.speed, 1e-3))) if self.speed > 0.05 else 0.0
-        pitch = 0.004 * np.sin(2.0 * np.pi * t / 1.3 + self.sway_phase)  # suspension
+        pitch = 0.004 * min(self.speed / 5.0, 1.0) * np.sin(2.0 * np.pi * t / 1.3 + self.sway_phase)  # suspension
         return Transform.from_rotation_translation(rotation_from_rpy(0.0, pitch, yaw), [float(x), float(y), 0.0])
 
 

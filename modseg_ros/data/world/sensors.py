@@ -173,7 +173,7 @@ def _texture(kind: int, albedo: np.ndarray, p: np.ndarray, n: np.ndarray, dist: 
         glass_albedo = np.array([0.3, 0.36, 0.48], np.float32) * (0.5 + 0.7 * cell[glass, None])  # sky reflections
         f[glass] = glass_albedo / np.maximum(albedo[glass], 1e-3)
         if cond.night:
-            lit = glass & (cell > 0.6)
+            lit = glass & (cell > 0.7)
             glow[lit] = np.array([0.5, 0.38, 0.2], np.float32) * (0.3 + cell[lit, None])
         return f, glow
     if kind == Texture.VEHICLE:
@@ -257,21 +257,35 @@ def shade(town: Town, table: SurfaceTable, caster: WorldCaster, cond: Condition,
     return radiance.reshape(*shape, 3)
 
 
+STREET_LIGHT_RANGE_M = 30.0  # windowed inverse-square falloff reaches zero here
+
+
 def _point_lights(p: np.ndarray, n: np.ndarray, lights: Lights) -> np.ndarray:
-    out = np.zeros_like(p)
-    for pos in lights.headlights:
-        v = pos - p
-        d2 = np.einsum("ij,ij->i", v, v) + 0.5
-        vn = v / np.sqrt(d2)[:, None]
-        cos_axis = -(vn @ lights.headlight_dir)
-        spot = np.clip((cos_axis - 0.88) / 0.08, 0.0, 1.0) + 0.08 * np.clip((cos_axis - 0.6) / 0.3, 0, 1)
-        out += (70.0 * spot * np.clip(np.einsum("ij,ij->i", n, vn), 0, None) / d2)[:, None] * np.array([1.0, 0.97, 0.9], np.float32)
-    for pos in lights.street:
-        v = pos - p
-        d2 = np.einsum("ij,ij->i", v, v) + 1.0
-        vn = v / np.sqrt(d2)[:, None]
-        out += (30.0 * np.clip(np.einsum("ij,ij->i", n, vn), 0, None) / d2)[:, None] * np.array([1.0, 0.8, 0.55], np.float32)
-    return out
+    """Irradiance (N×3) from the headlights (spots along the ego's heading) and the street lamps
+    (downward lobes with a windowed inverse-square falloff, evaluated only within their range)."""
+    px, py, pz = (np.ascontiguousarray(p[:, i]) for i in range(3))
+    nx, ny, nz = (np.ascontiguousarray(n[:, i]) for i in range(3))
+    head = np.zeros(len(p), np.float32)
+    axis = lights.headlight_dir
+    for lx, ly, lz in lights.headlights.tolist():
+        vx, vy, vz = lx - px, ly - py, lz - pz
+        d2 = vx * vx + vy * vy + vz * vz + 0.5
+        inv = 1.0 / np.sqrt(d2)
+        cos_axis = -(vx * axis[0] + vy * axis[1] + vz * axis[2]) * inv
+        spot = np.clip((cos_axis - 0.88) / 0.08, 0.0, 1.0) + 0.08 * np.clip((cos_axis - 0.6) / 0.3, 0.0, 1.0)
+        head += 70.0 * spot * np.clip((nx * vx + ny * vy + nz * vz) * inv, 0.0, None) / d2
+    street = np.zeros(len(p), np.float32)
+    r2 = STREET_LIGHT_RANGE_M**2
+    for lx, ly, lz in lights.street.tolist():
+        dxy2 = (lx - px) ** 2 + (ly - py) ** 2
+        idx = np.flatnonzero(dxy2 < r2)
+        vx, vy, vz = lx - px[idx], ly - py[idx], lz - pz[idx]
+        d2 = dxy2[idx] + vz * vz + 1.0
+        inv = 1.0 / np.sqrt(d2)
+        lobe = np.clip(vz * inv, 0.0, None) ** 1.5
+        window = np.clip(1.0 - d2 / r2, 0.0, None) ** 2
+        street[idx] += 12.0 * lobe * window * np.clip((nx[idx] * vx + ny[idx] * vy + nz[idx] * vz) * inv, 0.0, None) / d2
+    return head[:, None] * np.array([1.0, 0.97, 0.9], np.float32) + street[:, None] * np.array([1.0, 0.8, 0.55], np.float32)
 
 
 def sky_radiance(d: np.ndarray, cond: Condition, t: float) -> np.ndarray:
@@ -282,7 +296,7 @@ def sky_radiance(d: np.ndarray, cond: Condition, t: float) -> np.ndarray:
     sky = horizon * (1 - mix) + zenith * mix
     if cond.cloud_cover > 0:
         h = np.maximum(d[:, 2], 0.03)
-        u, v = d[:, 0] / h * 2.0 + 0.05 * t, d[:, 1] / h * 2.0
+        u, v = d[:, 0] / h * 2.0 + cond.wind * t, d[:, 1] / h * 2.0
         cloud = 0.6 * _value_noise(u, v, 99) + 0.4 * _value_noise(u * 2.7, v * 2.7, 98)
         cover = np.clip((cloud - (1.0 - cond.cloud_cover)) * 3.0, 0.0, 1.0)[:, None]
         cloud_colour = horizon * (0.9 + 0.3 * cloud[:, None])

@@ -6,7 +6,11 @@ share one ray cast per instant.
 """
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from time import perf_counter
 
 import numpy as np
 
@@ -43,6 +47,27 @@ class CameraShot:
     labels: np.ndarray  # H×W uint8 DELIVER ids (Sky where rays escape)
 
 
+class Stopwatch:
+    """Wall time per named stage, for the benchmark (``modseg bench world``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += perf_counter() - start
+
+
+class _NoStopwatch:
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        yield
+
+
 def scaled_rig(rig: Rig, width: int | None, height: int | None) -> Rig:
     """The rig with every camera-type sensor's resolution scaled like the camera's (same fields of view)."""
     if not width and not height:
@@ -59,8 +84,9 @@ class Simulator:
     """Samples the four sensors of ``rig`` in ``town`` under ``condition``; deterministic given ``seed``."""
 
     def __init__(self, town: Town, condition: Condition, rig: Rig, models: SensorModels = SensorModels(),
-                 seed: int = 0, threads: int = 0) -> None:
+                 seed: int = 0, threads: int = 0, stopwatch: Stopwatch | None = None) -> None:
         self.town = town
+        self.timed = stopwatch or _NoStopwatch()
         self.condition = condition
         self.rig = rig
         self.models = models
@@ -92,13 +118,18 @@ class Simulator:
         intr: Intrinsics = self.rig.intrinsics_of(modality)
         pose = self.sensor_pose(modality, t)
         origins, dirs = sensors.camera_rays(intr, pose)
-        hits = cached.hits if cached is not None else self.caster.cast(origins, dirs, t)
+        with self.timed("cast"):
+            if cached is not None:
+                hits = cached.hits
+            else:
+                hits = self.caster.cast(origins, dirs, t, candidates=self.caster.actor_mask(intr, pose, t))
         radiance = None
         if shade:
-            lights = sensors.lights_at(self.town, self.base_pose(t), self.condition.night)
-            radiance = sensors.shade(self.town, self.table, self.caster, self.condition, hits, origins, dirs, t, lights)
-            if self.condition.rain > 0:
-                radiance = radiance + sensors.rain_streaks(intr.height, intr.width, t, self.condition.rain)[..., None]
+            with self.timed("shade"):
+                lights = sensors.lights_at(self.town, self.base_pose(t), self.condition.night)
+                radiance = sensors.shade(self.town, self.table, self.caster, self.condition, hits, origins, dirs, t, lights)
+                if self.condition.rain > 0:
+                    radiance = radiance + sensors.rain_streaks(intr.height, intr.width, t, self.condition.rain)[..., None]
         render = _Render(hits, radiance)
         if len(self._renders) >= 8:
             self._renders.pop(next(iter(self._renders)))
@@ -112,17 +143,20 @@ class Simulator:
 
     def camera(self, t: float) -> CameraShot:
         render = self._render(Modality.CAMERA, t, shade=True)
-        image = sensors.tone_map(render.radiance, self.condition.exposure, self.condition.noise, self._rng(Modality.CAMERA, t))
-        labels = sensors.labels_from_hits(render.hits, self.table.class_id)
+        with self.timed("camera"):
+            image = sensors.tone_map(render.radiance, self.condition.exposure, self.condition.noise, self._rng(Modality.CAMERA, t))
+            labels = sensors.labels_from_hits(render.hits, self.table.class_id)
         return CameraShot(CameraFrame(image), labels)
 
     def depth(self, t: float) -> DepthFrame:
         render = self._render(Modality.DEPTH, t, shade=False)
-        return DepthFrame(self.models.depth.measure(render.hits, self._rng(Modality.DEPTH, t)))
+        with self.timed("depth"):
+            return DepthFrame(self.models.depth.measure(render.hits, self._rng(Modality.DEPTH, t)))
 
     def lidar(self, t: float) -> LidarScan:
         pose = self.sensor_pose(Modality.LIDAR, t)
-        return sensors.lidar_scan(self.models.lidar, self.caster, self.table, self.condition, pose, t, self._rng(Modality.LIDAR, t))
+        with self.timed("lidar"):
+            return sensors.lidar_scan(self.models.lidar, self.caster, self.table, self.condition, pose, t, self._rng(Modality.LIDAR, t))
 
     def lidar_cloud(self, scan: LidarScan) -> PointCloud:
         return PointCloud(scan.points, scan.intensity, scan.ring)
@@ -142,7 +176,9 @@ class Simulator:
         for i in range(1, k + 1):
             t_i = t_start + (t_end - t_start) * i / k
             t_i_ns = end_ns if i == k else int(round(t_i * NS))
-            chunks.append(cam.step(self._luminance(t_i), t_i_ns, rng))
+            luminance = self._luminance(t_i)
+            with self.timed("events"):
+                chunks.append(cam.step(luminance, t_i_ns, rng))
         x = np.concatenate([c.x for c in chunks])
         y = np.concatenate([c.y for c in chunks])
         t = np.concatenate([c.t_ns for c in chunks]) - end_ns

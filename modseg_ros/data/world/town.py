@@ -90,12 +90,17 @@ class Town:
     lights: np.ndarray  # L×3 positions of street-light heads (night lighting)
     style: dict[str, float] = field(default_factory=dict)
 
-    def actor_meshes(self, t: float) -> MeshGroup:
+    def actor_meshes(self, t: float) -> tuple[MeshGroup, np.ndarray]:
+        """All actors' meshes at time t, and each actor's axis-aligned bounds (A×2×3: min, max)."""
         group = MeshGroup()
-        for actor in self.actors:
-            for mesh, surface in actor.meshes_at(t):
+        bounds = np.zeros((len(self.actors), 2, 3), np.float32)
+        for i, actor in enumerate(self.actors):
+            meshes = actor.meshes_at(t)
+            for mesh, surface in meshes:
                 group.add(mesh, surface)
-        return group
+            vertices = np.concatenate([mesh.vertices for mesh, _ in meshes])
+            bounds[i] = vertices.min(0), vertices.max(0)
+        return group, bounds
 
 
 # --- materials -------------------------------------------------------------------------------------
@@ -309,7 +314,7 @@ def _lots(b: _Builder, style, side, y_front, x0, x1, grass) -> None:
             ground = b.surface("Ground", b.pick([(0.35, 0.33, 0.3), (0.25, 0.25, 0.26)]), Texture.PAVING, 0.3)
             b.add(box((cx, side * (y_front + depth / 2), 0.05), (xb - xa, depth, 0.1)), ground)
             _building(b, style, side, y_front + depth, xa, xb)
-            for _ in range(int(rng.integers(0, 3))):
+            for _ in range(int(rng.integers(0, 3)) if xb - xa >= 4.0 else 0):
                 _vehicle_static(b, float(rng.uniform(xa + 2, xb - 2)), side * (y_front + float(rng.uniform(3, depth - 3))),
                                 float(rng.choice([0.0, np.pi / 2])) + float(rng.normal(0, 0.05)))
         x += width
