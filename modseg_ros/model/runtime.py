@@ -29,6 +29,15 @@ from modseg_ros.model.inputs import prepare
 from modseg_ros.model.segmenter import FrameModel, SegmenterConfig, build, upsample
 
 BACKENDS = ("torch", "onnx")
+DEFAULT_CHECKPOINT = "any2seg_b0.safetensors"
+
+
+def default_checkpoint() -> Path | None:
+    """The shipped default checkpoint (models/any2seg_b0.safetensors), if installed."""
+    from modseg_ros.paths import model_file
+
+    path = model_file(DEFAULT_CHECKPOINT)
+    return path if path.is_file() else None
 
 
 @dataclass(frozen=True)
