@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("modseg_ros.commands.train", "train a segmentation network on DELIVER-layout data"),
     "eval": ("modseg_ros.commands.eval", "evaluate a checkpoint on every modality subset (tables, PNGs)"),
     "export": ("modseg_ros.commands.export", "export a checkpoint to ONNX and check it against torch"),
+    "compare": ("modseg_ros.commands.compare", "tabulate several eval.json side by side (Markdown)"),
 }
 
 

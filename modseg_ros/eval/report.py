@@ -104,3 +104,26 @@ def panels_png(examples: list[tuple], path: Path) -> None:
                 draw.text((x, y), text, fill=(255, 255, 255))
         blocks.append(np.asarray(image))
     Image.fromarray(np.concatenate(blocks, 0)).save(path)
+
+
+def comparison_markdown(summaries: dict[str, dict]) -> str:
+    """Side-by-side Markdown of several ``eval.json`` summaries (label -> summary)."""
+    out = ["### Every modality subset (mIoU, %)", "", subset_table({k: s["emm"] for k, s in summaries.items()}), ""]
+    out += ["### Full set, targets and robustness", "",
+            "| model | protocol | frames | full set | 15-subset mean | mean / full | E only / full | L only / full | RMM(r=.5) avg | NM low / mid / high |",
+            "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for label, s in summaries.items():
+        full, emm = s["full_set"]["miou"], s["emm"]
+        ratio = (lambda v: f"{v / full:.2f}" if full else "-")
+        rmm = f"{s['rmm']['avg']:.2f}" if "rmm" in s else "-"
+        nm = " / ".join(f"{s['noise'][k]:.2f}" for k in ("low", "mid", "high")) if "noise" in s else "-"
+        out.append(f"| {label} | {s.get('protocol', 'drop')} | {s['frames']} | {full:.2f} | {emm['avg']:.2f} | {ratio(emm['avg'])} | "
+                   f"{ratio(emm['subsets']['E'])} | {ratio(emm['subsets']['L'])} | {rmm} | {nm} |")  # fmt: skip
+    for key, title in (("by_condition", "condition"), ("by_case", "failure case")):
+        groups = sorted({g for s in summaries.values() for g in s[key]})
+        out += ["", f"### Per {title}: full set / 15-subset mean", "", "| model | " + " | ".join(groups) + " |",
+                "|---|" + "---|" * len(groups)]  # fmt: skip
+        for label, s in summaries.items():
+            cells = [f"{s[key][g]['full_set']:.2f} / {s[key][g]['subset_mean']:.2f}" if g in s[key] else "-" for g in groups]
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
