@@ -6,6 +6,7 @@ from modseg_ros.core.palette import CLASS_ID
 from modseg_ros.core.types import MODALITIES, Modality
 from modseg_ros.data.deliver import DeliverDataset
 from modseg_ros.eval.metrics import ConfusionMatrix
+from modseg_ros.model.export import export_onnx
 from modseg_ros.model.runtime import SegmentationEngine, default_checkpoint
 
 
@@ -34,12 +35,12 @@ def test_the_default_checkpoint_is_shipped_and_segments_a_world_frame(frame):
     assert (lidar_only.labels[road] == CLASS_ID["Road"]).mean() > 0.5  # a sparse modality alone still finds the road
 
 
-def test_the_onnx_graph_agrees_with_torch(frame):
+def test_the_exported_onnx_graph_agrees_with_torch(frame, tmp_path):
     path = default_checkpoint()
-    if not path.with_suffix(".onnx").is_file():
-        pytest.skip("no ONNX graph beside the checkpoint (make it with 'modseg export --onnx')")
+    report = export_onnx(path, tmp_path / "shipped.onnx")
+    assert min(report.label_agreement.values()) > 0.99
     torch_engine = SegmentationEngine.load(path)
-    onnx_engine = SegmentationEngine.load(path, backend="onnx", threads=2)
+    onnx_engine = SegmentationEngine.load(path, backend="onnx", threads=2, onnx_path=report.path)
     for subset in ((Modality.CAMERA,), (Modality.DEPTH, Modality.EVENTS), tuple(MODALITIES)):
         inputs = {m: frame.encodings[m] for m in subset}
         a, b = torch_engine.predict(inputs), onnx_engine.predict(inputs)

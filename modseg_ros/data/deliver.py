@@ -65,13 +65,17 @@ def _swap(rgb: Path, root: Path, folder: str, tag: str) -> Path:
     return root / folder / rel.parent / rel.name.replace("_rgb", tag)
 
 
-def read_png(path: Path) -> np.ndarray:
-    """Any PNG -> H×W×3 uint8 (grey repeated, alpha dropped; 16-bit scaled to 8)."""
+def _read_array(path: Path, what: str) -> np.ndarray:
     try:
         with Image.open(path) as image:
-            array = np.asarray(image)
+            return np.asarray(image)
     except (OSError, ValueError) as err:
-        raise DatasetError(f"cannot read image {path}: {err}") from err
+        raise DatasetError(f"cannot read {what} {path}: {err}") from err
+
+
+def read_png(path: Path) -> np.ndarray:
+    """Any PNG -> H×W×3 uint8 (grey repeated, alpha dropped; 16-bit scaled to 8)."""
+    array = _read_array(path, "image")
     if array.dtype == np.uint16 or array.dtype == np.int32:
         array = (array.astype(np.uint32) >> 8).astype(np.uint8)
     elif array.dtype == bool:
@@ -82,15 +86,10 @@ def read_png(path: Path) -> np.ndarray:
 
 
 def read_label(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            raw = np.asarray(image)
-    except (OSError, ValueError) as err:
-        raise DatasetError(f"cannot read label {path}: {err}") from err
-    raw = raw[..., 0] if raw.ndim == 3 else raw
-    raw = raw.astype(np.uint8)
-    label = raw.copy()
-    label[raw == IGNORE] = 0
+    """A DELIVER semantic PNG -> H×W uint8 ids 0..24, 255 = ignore."""
+    raw = _read_array(path, "label")
+    raw = (raw[..., 0] if raw.ndim == 3 else raw).astype(np.uint8)
+    label = np.where(raw == IGNORE, 0, raw)
     return (label.astype(np.int16) - 1).astype(np.uint8)  # 0 -> 255 (ignore), 1..25 -> 0..24
 
 

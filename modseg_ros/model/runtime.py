@@ -100,8 +100,10 @@ class SegmentationEngine:
         return self.info.classes
 
     @classmethod
-    def load(cls, path: str | Path, backend: str = "torch", threads: int | None = None) -> SegmentationEngine:
-        """A checkpoint (``.safetensors`` + sidecar; for ``onnx`` the ``.onnx`` beside it, or its path)."""
+    def load(
+        cls, path: str | Path, backend: str = "torch", threads: int | None = None, onnx_path: str | Path | None = None
+    ) -> SegmentationEngine:
+        """A checkpoint (``.safetensors`` + sidecar); ``onnx`` runs ``onnx_path`` (default: the ``.onnx`` beside it)."""
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
         path = Path(path)
@@ -111,7 +113,7 @@ class SegmentationEngine:
         if backend == "torch":
             model, info = load_checkpoint(weights)
             return cls(_TorchBackend(model), info, backend)
-        onnx_path = path.with_suffix(".onnx")
+        onnx_path = Path(onnx_path) if onnx_path else path.with_suffix(".onnx")
         if not onnx_path.is_file():
             raise CheckpointError(f"ONNX graph {onnx_path} not found; create it with 'modseg export --onnx {weights}'")
         return cls(_OnnxBackend(onnx_path, threads), read_sidecar(weights), backend)
