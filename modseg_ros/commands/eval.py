@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for eval.json, eval.md, confusion.png, panels.png")
     parser.add_argument("--absent", choices=("drop", "zero"), default="drop",
                         help="absent modalities: dropped by the network (default) or zero-filled (benchmark protocol)")
-    parser.add_argument("--frames", type=int, default=0, help="evaluate the first N frames only (default all)")
+    parser.add_argument("--frames", type=int, default=0, help="evaluate N frames evenly spread over the split (default all)")
     parser.add_argument("--robust-frames", type=int, default=64, help="frames for the RMM and NM passes (0 = skip)")
     parser.add_argument("--panels", type=int, default=3, help="example frames in panels.png")
     parser.add_argument("--batch-size", type=int, default=4)

@@ -12,7 +12,8 @@ missing-modality benchmark report it (models.md §3.7, §6, D12).
   Gaussian noise on camera, depth and LiDAR, after normalisation, at three levels, full set.
 
 Predictions are upsampled (bilinear logits) to the label's own resolution before scoring. RMM and NM
-need an extra pass per subset or level, so they run on the first ``robust_frames`` frames.
+need an extra pass per subset or level, so they run on ``robust_frames`` of the frames. A partial
+evaluation (``frames``) takes frames evenly spread over the split.
 """
 from __future__ import annotations
 
@@ -125,14 +126,16 @@ class Evaluator:
     def run(self, dataset: DeliverDataset, progress: Callable[[int, int], None] | None = None,
             on_batch: Callable[[list[Frame], dict[tuple[Modality, ...], np.ndarray]], None] | None = None) -> EvalResult:  # fmt: skip
         opts = self.options
-        count = len(dataset) if opts.frames <= 0 else min(opts.frames, len(dataset))
-        robust = min(opts.robust_frames, count)
+        selected = spread(len(dataset), opts.frames)
+        count = len(selected)
+        robust_positions = set(spread(count, min(opts.robust_frames, count)).tolist()) if opts.robust_frames > 0 else set()
+        robust = len(robust_positions)
         result = EvalResult(_new_group(), {c: _new_group() for c in CONDITIONS}, {c: _new_group() for c in ("normal", *CORNER_CASES)})
         result.rmm = {s: ConfusionMatrix() for s in SUBSETS} if robust else {}
         result.noise = {level: ConfusionMatrix() for level in NOISE_LEVELS} if robust else {}
         result.frames, result.robust_frames = count, robust
         for start in range(0, count, opts.batch_size):
-            frames = [dataset[i] for i in range(start, min(start + opts.batch_size, count))]
+            frames = [dataset[int(i)] for i in selected[start : start + opts.batch_size]]
             inputs = [self.transform(f.encodings, f.label)[0] for f in frames]
             size = frames[0].label.shape
             predictions = {}
@@ -147,7 +150,7 @@ class Evaluator:
                             matrices[subset].update(p, frame.label)
             if on_batch:
                 on_batch(frames, predictions)
-            in_robust = [j for j in range(len(frames)) if start + j < robust]
+            in_robust = [j for j in range(len(frames)) if start + j in robust_positions]
             if in_robust:
                 self._robustness(start, [frames[j] for j in in_robust], [inputs[j] for j in in_robust], result)
             if progress:
@@ -172,6 +175,14 @@ class Evaluator:
             pred = self.predict(noisy, FULL, size)
             for p, f in zip(pred, frames):
                 result.noise[level].update(p, f.label)
+
+
+def spread(total: int, count: int) -> np.ndarray:
+    """``count`` indices evenly spread over ``range(total)`` (all of them when count is 0 or ≥ total),
+    so a partial evaluation still covers every condition and case of a split sorted by condition."""
+    if count <= 0 or count >= total:
+        return np.arange(total)
+    return np.unique(np.linspace(0, total - 1, count).round().astype(np.int64))
 
 
 def add_noise(modality: Modality, x: np.ndarray, density: float, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -204,7 +215,8 @@ def evaluate_checkpoint(checkpoint, data, out, split: str = "val", absent: str =
     dataset = DeliverDataset(data, split)
     options = EvalOptions(absent=absent, frames=frames, batch_size=batch_size, robust_frames=robust_frames)
     examples: list[tuple] = []
-    wanted = set(np.linspace(0, (frames or len(dataset)) - 1, panels).astype(int).tolist()) if panels else set()
+    selected = spread(len(dataset), frames)
+    wanted = {int(selected[i]) for i in spread(len(selected), panels)} if panels else set()
 
     def keep_examples(batch: list[Frame], predictions: dict) -> None:
         for j, frame in enumerate(batch):
