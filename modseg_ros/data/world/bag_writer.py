@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 import shutil
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,7 +209,7 @@ def generate_bag(options, progress=None):
         writer = Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP)
     except WriterError as err:
         raise BagError(f"--out {bag}: {err}") from None
-    with writer:
+    with writer, closing(sim):
         connections = {}
         for topic, (msgtype, _) in TOPICS.items():
             qos = _qos(transient_local=topic == "/tf_static")

@@ -185,13 +185,22 @@ def _deliver_targets(options: WorldOptions) -> list[Path]:
 def render_sequence(plan: SequencePlan, options: WorldOptions, progress: Progress | None = None) -> Summary:
     """Render and write one DELIVER sequence."""
     rig = options.rig()
-    enc = EncodingConfig()
     duration = plan.times[-1] + 1.0
     town = generate_town(plan.seed, TownParams(duration_s=duration))
     condition = make_condition(plan.condition, np.random.default_rng(plan.seed + 1))
     sim = Simulator(town, condition, rig, options.models, seed=plan.seed, threads=options.threads)
     injector = FailureInjector(plan.failures, seed=plan.seed)
     summary = Summary(sequences=1)
+    try:
+        _render_frames(plan, options, sim, injector, rig, summary, progress)
+    finally:
+        sim.close()
+    return summary
+
+
+def _render_frames(plan: SequencePlan, options: WorldOptions, sim: Simulator, injector: FailureInjector, rig: Rig,
+                   summary: Summary, progress: Progress | None) -> None:
+    enc = EncodingConfig()
     dt = 1.0 / CAMERA_RATE_HZ
     for j, t in enumerate(plan.times):
         shot = sim.camera(t)
@@ -218,7 +227,6 @@ def render_sequence(plan: SequencePlan, options: WorldOptions, progress: Progres
             summary.corner_frames[case] = summary.corner_frames.get(case, 0) + 1
         if progress is not None:
             progress(1)
-    return summary
 
 
 def generate_deliver(options: WorldOptions, progress: Progress | None = None) -> Summary:

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from modseg_ros.core.geometry import Intrinsics, Transform
+from modseg_ros.core.geometry import Intrinsics, Transform, rotate_points
 from modseg_ros.core.palette import CLASS_ID, IGNORE
 from modseg_ros.data.world.conditions import Condition
 from modseg_ros.data.world.raycast import Hits, WorldCaster
@@ -57,7 +57,7 @@ def _value_noise(x: np.ndarray, y: np.ndarray, seed) -> np.ndarray:
 def camera_rays(intr: Intrinsics, map_from_optical: Transform) -> tuple[np.ndarray, np.ndarray]:
     """Ray origins and directions (H×W×3, map frame) with camera-frame z = 1, so t_hit is depth."""
     d_cam = intr.pixel_rays().astype(np.float32)
-    dirs = d_cam @ map_from_optical.rotation.T.astype(np.float32)
+    dirs = rotate_points(d_cam, map_from_optical.rotation)
     origins = np.broadcast_to(map_from_optical.translation.astype(np.float32), dirs.shape)
     return origins, dirs
 
@@ -415,7 +415,7 @@ class LidarScan:
 def lidar_scan(model: LidarModel, caster: WorldCaster, table: SurfaceTable, cond: Condition, map_from_lidar: Transform,
                t: float, rng: np.random.Generator) -> LidarScan:
     d_lidar, rings = model.directions()
-    d_map = d_lidar @ map_from_lidar.rotation.T.astype(np.float32)
+    d_map = rotate_points(d_lidar, map_from_lidar.rotation)
     origins = np.broadcast_to(map_from_lidar.translation.astype(np.float32), d_map.shape)
     hits = caster.cast(origins, d_map, t)
     # azimuth-major order, as a spinning sensor delivers its firings
