@@ -9,7 +9,8 @@ import math
 import os
 import shutil
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -191,17 +192,17 @@ def render_sequence(plan: SequencePlan, options: WorldOptions, progress: Progres
     sim = Simulator(town, condition, rig, options.models, seed=plan.seed, threads=options.threads)
     injector = FailureInjector(plan.failures, seed=plan.seed)
     summary = Summary(sequences=1)
-    try:
-        _render_frames(plan, options, sim, injector, rig, summary, progress)
-    finally:
-        sim.close()
+    # PNG compression (zlib releases the GIL) overlaps with rendering the next frame
+    with closing(sim), ThreadPoolExecutor(1, thread_name_prefix="png") as files:
+        _render_frames(plan, options, sim, injector, rig, summary, progress, files)
     return summary
 
 
 def _render_frames(plan: SequencePlan, options: WorldOptions, sim: Simulator, injector: FailureInjector, rig: Rig,
-                   summary: Summary, progress: Progress | None) -> None:
+                   summary: Summary, progress: Progress | None, files: ThreadPoolExecutor) -> None:
     enc = EncodingConfig()
     dt = 1.0 / CAMERA_RATE_HZ
+    pending: list[Future] = []
     for j, t in enumerate(plan.times):
         shot = sim.camera(t)
         payloads: dict[Modality, Payload] = {
@@ -220,13 +221,18 @@ def _render_frames(plan: SequencePlan, options: WorldOptions, sim: Simulator, in
         cases = deliver_cases(f for m in MODALITIES for f in active_failures(plan.failures, m, t))
         sequence = "_".join([plan.name, *cases])
         frame_id = f"{plan.first_id + j:06d}"
-        deliver_writer.write_frame(options.out, plan.condition, options.split, sequence, frame_id, encoded, shot.labels)
+        pending.append(files.submit(deliver_writer.write_frame, options.out, plan.condition, options.split, sequence,
+                                    frame_id, encoded, shot.labels))  # fmt: skip
+        while len(pending) > 1:  # at most one frame waiting, so memory stays flat
+            pending.pop(0).result()
         summary.frames += 1
         summary.class_pixels += np.bincount(np.minimum(shot.labels.ravel(), NUM_CLASSES), minlength=NUM_CLASSES + 1)
         for case in cases:
             summary.corner_frames[case] = summary.corner_frames.get(case, 0) + 1
         if progress is not None:
             progress(1)
+    for future in pending:
+        future.result()
 
 
 def generate_deliver(options: WorldOptions, progress: Progress | None = None) -> Summary:
