@@ -201,6 +201,7 @@ def test_event_cloud_layout_and_times(bag):
         (["--split", "holdout"], "unknown split 'holdout'"),
         (["--format", "bag", "--conditions", "sun,night"], "a bag records one condition"),
         (["--frames", "0"], "--frames must be positive"),
+        (["--failures", "no_such_schedule.yaml"], "cannot read failure schedule no_such_schedule.yaml"),
     ],
 )
 def test_bad_arguments_fail_clearly(tmp_path, args, fragment):

@@ -31,15 +31,21 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> Parameters:
     return flat
 
 
+def read_yaml(path: str | Path, what: str) -> Any:
+    """A YAML file's document; ConfigError naming ``what`` and the file if it cannot be read or parsed."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what} {path} is not valid YAML: {err}") from err
+
+
 def load_parameters(path: str | Path, node_name: str = "any2seg") -> Parameters:
     """Read a ROS 2 parameter file: the ``/**`` section, then the node's own section over it."""
     path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"cannot read parameter file {path}: {err.strerror}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"parameter file {path} is not valid YAML: {err}") from err
+    document = read_yaml(path, "parameter file")
     if not isinstance(document, Mapping):
         raise ConfigError(f"parameter file {path} must map node names to 'ros__parameters'")
     params: Parameters = {}
