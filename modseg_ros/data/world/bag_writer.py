@@ -291,9 +291,9 @@ def generate_bag(options, progress=None):
 
 
 def _depth_image(msgs: Messages, stamp: int, frame_id: str, depth: DepthFrame, encoding: str):
-    if encoding == "16UC1":
+    if encoding == "16UC1":  # millimetres; 0 = invalid, which includes anything beyond 65.535 m
         mm = np.where(np.isfinite(depth.depth_m), np.rint(depth.depth_m * 1000.0), 0)
-        return msgs.image(stamp, frame_id, np.clip(mm, 0, 65535).astype("<u2"), "16UC1")
+        return msgs.image(stamp, frame_id, np.where(mm <= 65535, mm, 0).astype("<u2"), "16UC1")
     return msgs.image(stamp, frame_id, depth.depth_m.astype("<f4"), "32FC1")
 
 
