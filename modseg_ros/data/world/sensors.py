@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 
 from modseg_ros.core.geometry import Intrinsics, Transform, rotate_points
-from modseg_ros.core.palette import CLASS_ID, IGNORE
+from modseg_ros.core.palette import CLASS_ID
 from modseg_ros.data.world.conditions import Condition
 from modseg_ros.data.world.raycast import Hits, WorldCaster
 from modseg_ros.data.world.shapes import Texture

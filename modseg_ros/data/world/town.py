@@ -187,7 +187,7 @@ def generate_town(seed: int, params: TownParams = TownParams()) -> Town:
     b.add(box((0.5 * (x_min + x_max), 0.0, -0.1), (x_max - x_min, 2 * road_half, 0.2)), road)
 
     # Main-street sidewalks, split at the crossings.
-    gaps = [(xc - hw - 0.0, xc + hw) for xc, hw in crossings]
+    gaps = [(xc - hw, xc + hw) for xc, hw in crossings]
     for side in (-1, 1):
         for x0, x1 in _free_spans(x_min, x_max, gaps):
             b.add(box((0.5 * (x0 + x1), side * 0.5 * (side_in + side_out), 0.075), (x1 - x0, side_out - side_in, 0.15)), walk)
@@ -195,7 +195,7 @@ def generate_town(seed: int, params: TownParams = TownParams()) -> Town:
     _lane_markings(b, style, x_min, x_max, gaps, line_white, line_yellow)
 
     for xc, hw in crossings:
-        _crossing(b, style, xc, hw, road, walk, grass, line_white)
+        _crossing(b, style, xc, hw, road, walk, line_white)
 
     # Lots behind the sidewalks, street furniture along them.
     for side in (-1, 1):
@@ -204,15 +204,10 @@ def generate_town(seed: int, params: TownParams = TownParams()) -> Town:
         _furniture(b, style, side, side_in, side_out, x_min, x_max, gaps, crossings)
     _background(b, style, side_out, x_min, x_max)
 
-    town = Town(seed=seed, surfaces=b.surfaces, static=b.static, actors=[], ego=ego,
+    _parked_vehicles(b, style, side_in, x_min, x_max, gaps)
+    actors = _actors(b, style, ego, crossings, road_half, side_in, side_out, x_min, x_max, params.duration_s) if params.actors else []
+    return Town(seed=seed, surfaces=b.surfaces, static=b.static, actors=actors, ego=ego,
                 lights=np.asarray(b.lights, dtype=np.float32).reshape(-1, 3), style=style)
-    if params.actors:
-        town.actors = _actors(b, style, ego, crossings, road_half, side_in, side_out, x_min, x_max, params.duration_s)
-        town.surfaces = b.surfaces
-    else:
-        _parked_vehicles(b, style, side_in, x_min, x_max, gaps)  # parked cars still give vehicles
-        town.surfaces = b.surfaces
-    return town
 
 
 def _free_spans(x0: float, x1: float, gaps: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -251,7 +246,7 @@ def _dashes(b: _Builder, x0, x1, y, dash, period, surface) -> None:
         x += period
 
 
-def _crossing(b: _Builder, style, xc, hw, road, walk, grass, white) -> None:
+def _crossing(b: _Builder, style, xc, hw, road, walk, white) -> None:
     """A cross street along y at x = xc (half width hw): road, sidewalks, zebra crossings, stop lines."""
     y_far = 220.0
     road_half = style["lanes"] * style["lane_w"] + style["parking"]
@@ -588,9 +583,8 @@ def _parked_vehicles(b: _Builder, style, side_in, x_min, x_max, gaps) -> None:
 
 def _actors(b: _Builder, style, ego: EgoPath, crossings, road_half, side_in, side_out, x_min, x_max, duration) -> list[Actor]:
     rng = b.rng
-    lane_w, lanes, parking = style["lane_w"], style["lanes"], style["parking"]
+    lane_w, lanes = style["lane_w"], style["lanes"]
     actors: list[Actor] = []
-    _parked_vehicles(b, style, side_in, x_min, x_max, [(xc - hw, xc + hw) for xc, hw in crossings])
     ego_lane_y = ego.lane_y
     span = x_max - x_min
     # Traffic on the main street: every lane has one speed so that vehicles never run into each other.
