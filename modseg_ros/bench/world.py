@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=512, help="camera width (default 512)")
     parser.add_argument("--height", type=int, default=256, help="camera height (default 256)")
     parser.add_argument("--conditions", default="sun,night", help="conditions to time, or all (default sun,night)")
-    parser.add_argument("--threads", type=int, default=0, help="ray-casting threads (default 0 = all cores)")
+    parser.add_argument("--threads", type=int, default=0, help="rendering threads (default 0 = one per core)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     console.print(f"world benchmark: {rig.camera.width}×{rig.camera.height} camera, depth and events at 20 Hz, "
                   f"LiDAR 32×1024 at 10 Hz; {args.frames} frames per condition; {os.cpu_count()} CPUs, "
-                  f"ray-casting threads {args.threads or 'all'}")  # fmt: skip
+                  f"rendering threads {args.threads or os.cpu_count()}")  # fmt: skip
     msgs = bag_writer.Messages()
     enc = EncodingConfig()
     dt = 0.05
