@@ -124,9 +124,9 @@ def test_no_events_on_a_static_scene_without_noise(rig):
 
 def test_events_appear_where_brightness_changes(town, rig):
     sim = simulator(town, rig, "sun", events=replace(EventModel(), noise_rate_hz=0.0, threshold_sigma=0.0))
-    before = sim._luminance(T - 0.05)
+    before = sim.event_luminance(T - 0.05)
     packet = sim.events(T - 0.05, T)
-    after = sim._luminance(T)
+    after = sim.event_luminance(T)
     change = np.log(after + 0.002) - np.log(before + 0.002)
     assert len(packet.x) > 100
     assert np.all((packet.t_ns >= -50_000_000) & (packet.t_ns <= 0))

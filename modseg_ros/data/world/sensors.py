@@ -182,6 +182,12 @@ def _texture(kind: int, albedo: np.ndarray, p: np.ndarray, n: np.ndarray, dist: 
         glass = (z > 1.05) & (z < 2.9) & (np.abs(n[:, 2]) < 0.6)
         f = np.ones((len(p), 3), np.float32)
         f[glass] = 0.12
+        if cond.night:  # head lamps on the front face, tail lamps on the back (anchor = heading)
+            facing = np.einsum("ij,ij->i", n, anchor)
+            band = (z > 0.55) & (z < 0.9)
+            glow = np.zeros((len(p), 3), np.float32)
+            glow[band & (facing > 0.8)] = (2.5, 2.4, 2.1)
+            glow[band & (facing < -0.8)] = (1.6, 0.08, 0.05)
         return f, glow
     if kind == Texture.SIGN:
         stripe = (np.abs(np.mod(z * 3.0, 1.0) - 0.5) < 0.12)

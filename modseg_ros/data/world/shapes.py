@@ -42,7 +42,7 @@ class Surface:
     reflectivity: float = 0.3  # LiDAR return strength 0..1 (retro-reflectors close to 1)
     emission: tuple[float, float, float] = (0.0, 0.0, 0.0)  # linear RGB radiance added at night
     seed: int = 0  # varies the texture between instances
-    anchor: tuple[float, float, float] = (0.0, 0.0, 0.0)  # a point the texture is drawn around (SIGNAL)
+    anchor: tuple[float, float, float] = (0.0, 0.0, 0.0)  # SIGNAL: the lit lamp's centre; VEHICLE: heading
 
 
 @dataclass(frozen=True, eq=False)

@@ -196,7 +196,8 @@ class Simulator:
     def lidar_cloud(self, scan: LidarScan) -> PointCloud:
         return PointCloud(scan.points, scan.intensity, scan.ring)
 
-    def _luminance(self, t: float) -> np.ndarray:
+    def event_luminance(self, t: float) -> np.ndarray:
+        """Linear luminance the event camera sees at t (H×W on its own grid, before any log)."""
         return sensors.luminance(self._render(Modality.EVENTS, t, shade=True).radiance)
 
     def events(self, t_start: float, t_end: float) -> EventPacket:
@@ -204,14 +205,14 @@ class Simulator:
         cam = self.event_camera
         start_ns, end_ns = int(round(t_start * NS)), int(round(t_end * NS))
         if cam.reference is None or cam.last_time_ns != start_ns:
-            cam.reset(self._luminance(t_start), start_ns)
+            cam.reset(self.event_luminance(t_start), start_ns)
         k = max(self.models.events.subframes, 1)
         chunks = []
         rng = self._rng(Modality.EVENTS, t_end)
         for i in range(1, k + 1):
             t_i = t_start + (t_end - t_start) * i / k
             t_i_ns = end_ns if i == k else int(round(t_i * NS))
-            luminance = self._luminance(t_i)
+            luminance = self.event_luminance(t_i)
             with self.timed("events"):
                 chunks.append(cam.step(luminance, t_i_ns, rng))
         x = np.concatenate([c.x for c in chunks])

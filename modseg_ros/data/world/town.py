@@ -496,12 +496,14 @@ def _traffic_light(b: _Builder, x, y, side, xs, style, pole) -> None:
 # --- vehicles and people ---------------------------------------------------------------------------
 
 
-def _vehicle_parts(b: _Builder, kind: str) -> list[ActorPart]:
+def _vehicle_parts(b: _Builder, kind: str, heading: float) -> list[ActorPart]:
+    """A vehicle's parts in its own frame; its body surfaces carry the heading (for their lamps)."""
     rng = b.rng
+    forward = (float(np.cos(heading)), float(np.sin(heading)), 0.0)
     tyre = b.surface({"car": "Cars", "truck": "Truck", "bus": "Bus", "twowheeler": "TwoWheeler"}[kind], (0.03, 0.03, 0.03), Texture.PLAIN, 0.1)
     parts: list[ActorPart] = []
     if kind == "car":
-        body = b.surface("Cars", b.pick(CAR_COLOURS), Texture.VEHICLE, 0.7)
+        body = b.surface("Cars", b.pick(CAR_COLOURS), Texture.VEHICLE, 0.7, anchor=forward)
         length, width = float(rng.uniform(3.8, 4.9)), float(rng.uniform(1.7, 1.95))
         h_body = float(rng.uniform(0.6, 0.8))
         parts.append(ActorPart(box((0, 0, 0.3 + h_body / 2), (length, width, h_body)), body))
@@ -510,7 +512,7 @@ def _vehicle_parts(b: _Builder, kind: str) -> list[ActorPart]:
         parts.append(ActorPart(box((-0.1 * length, 0, 0.3 + h_body + h_cab / 2), (cabin_len, width * 0.9, h_cab)), body))
         wheel_x = 0.35 * length
     elif kind == "truck":
-        cab = b.surface("Truck", b.pick(CAR_COLOURS), Texture.VEHICLE, 0.7)
+        cab = b.surface("Truck", b.pick(CAR_COLOURS), Texture.VEHICLE, 0.7, anchor=forward)
         cargo = b.surface("Truck", b.pick([(0.8, 0.8, 0.8), (0.5, 0.1, 0.1), (0.2, 0.3, 0.5)]), Texture.PLAIN, 0.6)
         length = float(rng.uniform(7.0, 10.0))
         parts.append(ActorPart(box((length / 2 - 1.2, 0, 1.6), (2.2, 2.4, 2.6)), cab))
@@ -518,7 +520,8 @@ def _vehicle_parts(b: _Builder, kind: str) -> list[ActorPart]:
         wheel_x = 0.38 * length
         width = 2.4
     elif kind == "bus":
-        body = b.surface("Bus", b.pick([(0.7, 0.1, 0.1), (0.1, 0.3, 0.6), (0.85, 0.7, 0.1), (0.8, 0.8, 0.8)]), Texture.VEHICLE, 0.7)
+        body = b.surface("Bus", b.pick([(0.7, 0.1, 0.1), (0.1, 0.3, 0.6), (0.85, 0.7, 0.1), (0.8, 0.8, 0.8)]), Texture.VEHICLE, 0.7,
+                         anchor=forward)
         length = float(rng.uniform(10.0, 12.5))
         parts.append(ActorPart(box((0, 0, 1.75), (length, 2.55, 3.0)), body))
         wheel_x = 0.36 * length
@@ -542,7 +545,7 @@ def _vehicle_parts(b: _Builder, kind: str) -> list[ActorPart]:
 def _vehicle_static(b: _Builder, x, y, heading, kind: str | None = None) -> None:
     kind = kind or str(b.rng.choice(["car", "car", "car", "car", "truck", "twowheeler"]))
     r, t = yaw_matrix(heading), np.array([x, y, 0.0])
-    for part in _vehicle_parts(b, kind):
+    for part in _vehicle_parts(b, kind, heading):
         b.add(part.mesh.transformed(r, t), part.surface)
 
 
@@ -603,7 +606,7 @@ def _actors(b: _Builder, style, ego: EgoPath, crossings, road_half, side_in, sid
                 heading = 0.0 if direction == 1 else np.pi
                 offset = float(rng.normal(0, 0.15)) + (0.8 * -direction if kind == "twowheeler" else 0.0)
                 if rng.random() < 0.7 * (0.5 + 0.5 * (span < 600)):
-                    actors.append(Actor(kind, _vehicle_parts(b, kind), Motion(x, y + offset, heading, speed)))
+                    actors.append(Actor(kind, _vehicle_parts(b, kind, heading), Motion(x, y + offset, heading, speed)))
                 x += float(rng.uniform(14.0, 45.0)) + (8.0 if kind in ("bus", "truck") else 0.0)
     # Cross traffic that passes the junction when the ego is not in it.
     ego_t = np.linspace(0.0, duration, 200)
@@ -619,7 +622,7 @@ def _actors(b: _Builder, style, ego: EgoPath, crossings, road_half, side_in, sid
                     continue
                 kind = str(rng.choice(["car"] * 6 + ["truck", "bus", "twowheeler"]))
                 lane = xc - direction * 0.5 * hw
-                actors.append(Actor(kind, _vehicle_parts(b, kind), Motion(lane, y0, direction * np.pi / 2, speed)))
+                actors.append(Actor(kind, _vehicle_parts(b, kind, direction * np.pi / 2), Motion(lane, y0, direction * np.pi / 2, speed)))
     # Pedestrians walking along the sidewalks, some standing, some crossing at the zebra crossings.
     n_walkers = int(rng.integers(25, 55) * span / 400)
     for _ in range(n_walkers):
