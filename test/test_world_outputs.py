@@ -263,3 +263,17 @@ def test_depth_in_millimetres_and_low_resolution_events(tmp_path):
     assert len(events) and np.all(events["x"] % 4 == 2) and np.all(events["y"] % 4 == 2)  # block centres on the full grid
     image = read["mm"]["/events/image"][1]
     assert (image.width, image.height) == (24, 12)  # the low-resolution sensor's own frame
+
+
+def test_lidar_ground_truth_matches_the_scan(bag):
+    from modseg_ros.data.world.bag_writer import LABEL_FIELDS, LABEL_STEP, LIDAR_FIELDS, LIDAR_STEP
+
+    _, _, messages = bag
+    truth = {stamp(m): m for _, m in messages["/ground_truth/lidar_points"]}
+    assert len(messages["/lidar/points"]) == 6
+    for _, msg in messages["/lidar/points"]:
+        points = np.frombuffer(bytes(msg.data), cloud_dtype(LIDAR_FIELDS, LIDAR_STEP))
+        labels = np.frombuffer(bytes(truth[stamp(msg)].data), cloud_dtype(LABEL_FIELDS, LABEL_STEP))
+        assert len(points) == len(labels) > 1000
+        assert all(np.array_equal(points[a], labels[a]) for a in "xyz")
+        assert set(np.unique(labels["label"]).tolist()) <= set(range(len(CLASSES)))

@@ -165,3 +165,10 @@ def test_threads_do_not_change_the_measurements(town, rig):
     ea, eb = one.events(T - 0.05, T), two.events(T - 0.05, T)
     assert all(np.array_equal(getattr(ea, f), getattr(eb, f)) for f in ("x", "y", "t_ns", "polarity"))
     two.close()
+
+
+def test_event_subframes_spread_event_times_over_the_period(town, rig):
+    sim = simulator(town, rig, "sun", events=replace(EventModel(), subframes=4, noise_rate_hz=0.0))
+    packet = sim.events(T - 0.05, T)
+    quarters = np.histogram(packet.t_ns, bins=4, range=(-50_000_000, 0))[0]
+    assert len(packet.x) > 100 and np.all(quarters > 0.1 * len(packet.x) / 4)
