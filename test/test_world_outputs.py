@@ -277,3 +277,11 @@ def test_lidar_ground_truth_matches_the_scan(bag):
         assert len(points) == len(labels) > 1000
         assert all(np.array_equal(points[a], labels[a]) for a in "xyz")
         assert set(np.unique(labels["label"]).tolist()) <= set(range(len(CLASSES)))
+
+
+def test_sequence_names_select_no_deliver_case_by_accident(tmp_path):
+    """DELIVER's loader picks conditions and corner cases by substring of the path."""
+    cases = ("cloud", "fog", "night", "rain", "sun", "motionblur", "overexposure", "underexposure", "lidarjitter", "eventlowres")
+    for split in ("train", "val", "test"):
+        for plan in plan_deliver(WorldOptions(out=tmp_path, frames=60, sequence_frames=2, split=split, corner_fraction=0.0)):
+            assert not any(case in plan.name for case in cases), plan.name

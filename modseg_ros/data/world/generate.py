@@ -180,7 +180,9 @@ def plan_deliver(options: WorldOptions) -> list[SequencePlan]:
         t0 = 1.0 + float(rng.uniform(0.0, 2.0))
         times = tuple(t0 + j * options.frame_stride / CAMERA_RATE_HZ for j in range(count))
         failures = list(options.failures)
-        name = f"world{options.seed}_{options.split}_{i:04d}"
+        # no split or condition word in the name: DELIVER's loader selects cases by substring
+        # ('rain' is in 'train'), so only corner-case tokens may appear in a sequence folder
+        name = f"town{options.seed}-{options.split[0]}{i:04d}"
         if rng.random() < options.corner_fraction:
             case = str(rng.choice(sorted(DELIVER_CASES)))
             failures.append(corner_failure(case, times[-1], rng))
