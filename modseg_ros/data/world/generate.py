@@ -43,7 +43,7 @@ from modseg_ros.paths import config_file
 
 SPLITS = ("train", "val", "test")
 FORMATS = ("deliver", "bag")
-CAMERA_RATE_HZ = 20.0
+CAMERA_RATE_HZ = DEFAULT_CLOCKS[Modality.CAMERA].rate_hz  # saved frames and bag length count camera periods
 
 Progress = Callable[[int], None]  # called with the number of frames just finished
 
