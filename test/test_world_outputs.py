@@ -117,7 +117,7 @@ def test_corner_cases_go_to_token_folders(tmp_path):
 @pytest.fixture(scope="module")
 def bag(tmp_path_factory):
     out = tmp_path_factory.mktemp("bags") / "drive"
-    failures = "camera:blackout@0.2-0.4s,lidar:silent@0.3-0.65s,depth:stamp_delay(ms=100)@0.5-0.8s"
+    failures = "camera:blackout@0.2-0.4s,lidar:silent@0.3-0.65s,depth:stamp_delay(ms=100)@0.5-0.8s,events:stamp_jump(ms=300)@0.6-0.75s"
     options = WorldOptions(out=out, format="bag", frames=20, seed=3, conditions=("sun",), failures=tuple(parse_failure_spec(failures)), **SMALL)
     generate(options)
     messages = {}
@@ -201,6 +201,7 @@ def test_event_cloud_layout_and_times(bag):
         (["--split", "holdout"], "unknown split 'holdout'"),
         (["--format", "bag", "--conditions", "sun,night"], "a bag records one condition"),
         (["--frames", "0"], "--frames must be positive"),
+        (["--failures", "no_such_schedule.yaml"], "cannot read failure schedule no_such_schedule.yaml"),
     ],
 )
 def test_bad_arguments_fail_clearly(tmp_path, args, fragment):
@@ -231,3 +232,56 @@ def test_same_arguments_give_identical_bags(tmp_path):
     for name in ("a", "b"):
         generate(WorldOptions(out=tmp_path / name / "drive", format="bag", frames=3, seed=1, conditions=("night",), **SMALL))
     assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
+
+
+def test_backward_stamp_jump(bag):
+    _, _, messages = bag
+    stamps = np.array([stamp(m) for _, m in messages["/events/points"]]) - START
+    steps = np.diff(stamps)
+    assert (steps < -200e6).sum() == 1 and (steps > 300e6).sum() == 1  # back at 0.6 s, forward again at 0.75 s
+    jumped = stamps[(stamps > 0.25e9) & (stamps < 0.5e9)]
+    assert len(jumped) >= 3
+
+
+def test_depth_in_millimetres_and_low_resolution_events(tmp_path):
+    common = dict(format="bag", frames=3, seed=6, conditions=("cloud",), **SMALL)
+    generate(WorldOptions(out=tmp_path / "m", **common))
+    generate(WorldOptions(out=tmp_path / "mm", depth_encoding="16UC1",
+                          failures=tuple(parse_failure_spec("events:lowres(factor=4)")), **common))  # fmt: skip
+    read = {}
+    for name in ("m", "mm"):
+        with AnyReader([tmp_path / name]) as reader:
+            read[name] = {c.topic: [reader.deserialize(raw, c.msgtype) for _, _, raw in reader.messages(connections=[c])]
+                          for c in reader.connections}  # fmt: skip
+    metres = np.frombuffer(bytes(read["m"]["/depth/image"][1].data), "<f4").reshape(48, 96)
+    mm_msg = read["mm"]["/depth/image"][1]
+    assert mm_msg.encoding == "16UC1" and mm_msg.step == 96 * 2
+    mm = np.frombuffer(bytes(mm_msg.data), "<u2").reshape(48, 96)
+    expected = np.where(np.isfinite(metres), np.rint(metres * 1000), 0)
+    assert np.array_equal(mm, np.where(expected <= 65535, expected, 0).astype(np.uint16))
+    events = np.frombuffer(bytes(read["mm"]["/events/points"][1].data), cloud_dtype(EVENT_FIELDS, EVENT_STEP))
+    assert len(events) and np.all(events["x"] % 4 == 2) and np.all(events["y"] % 4 == 2)  # block centres on the full grid
+    image = read["mm"]["/events/image"][1]
+    assert (image.width, image.height) == (24, 12)  # the low-resolution sensor's own frame
+
+
+def test_lidar_ground_truth_matches_the_scan(bag):
+    from modseg_ros.data.world.bag_writer import LABEL_FIELDS, LABEL_STEP, LIDAR_FIELDS, LIDAR_STEP
+
+    _, _, messages = bag
+    truth = {stamp(m): m for _, m in messages["/ground_truth/lidar_points"]}
+    assert len(messages["/lidar/points"]) == 6
+    for _, msg in messages["/lidar/points"]:
+        points = np.frombuffer(bytes(msg.data), cloud_dtype(LIDAR_FIELDS, LIDAR_STEP))
+        labels = np.frombuffer(bytes(truth[stamp(msg)].data), cloud_dtype(LABEL_FIELDS, LABEL_STEP))
+        assert len(points) == len(labels) > 1000
+        assert all(np.array_equal(points[a], labels[a]) for a in "xyz")
+        assert set(np.unique(labels["label"]).tolist()) <= set(range(len(CLASSES)))
+
+
+def test_sequence_names_select_no_deliver_case_by_accident(tmp_path):
+    """DELIVER's loader picks conditions and corner cases by substring of the path."""
+    cases = ("cloud", "fog", "night", "rain", "sun", "motionblur", "overexposure", "underexposure", "lidarjitter", "eventlowres")
+    for split in ("train", "val", "test"):
+        for plan in plan_deliver(WorldOptions(out=tmp_path, frames=60, sequence_frames=2, split=split, corner_fraction=0.0)):
+            assert not any(case in plan.name for case in cases), plan.name

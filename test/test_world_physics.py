@@ -27,9 +27,9 @@ def town():
     return generate_town(SEED, TownParams(duration_s=5.0))
 
 
-def simulator(town, rig, condition="sun", **models):
+def simulator(town, rig, condition="sun", threads=1, **models):
     sensors = SensorModels(lidar=LidarModel(beams=32, azimuths=512), **models)
-    return Simulator(town, make_condition(condition, np.random.default_rng(3)), rig, sensors, seed=5, threads=1)
+    return Simulator(town, make_condition(condition, np.random.default_rng(3)), rig, sensors, seed=5, threads=threads)
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +124,9 @@ def test_no_events_on_a_static_scene_without_noise(rig):
 
 def test_events_appear_where_brightness_changes(town, rig):
     sim = simulator(town, rig, "sun", events=replace(EventModel(), noise_rate_hz=0.0, threshold_sigma=0.0))
-    before = sim._luminance(T - 0.05)
+    before = sim.event_luminance(T - 0.05)
     packet = sim.events(T - 0.05, T)
-    after = sim._luminance(T)
+    after = sim.event_luminance(T)
     change = np.log(after + 0.002) - np.log(before + 0.002)
     assert len(packet.x) > 100
     assert np.all((packet.t_ns >= -50_000_000) & (packet.t_ns <= 0))
@@ -153,3 +153,22 @@ def test_actor_culling_gives_the_same_hits_as_a_full_cast(town, rig, sun):
         full = sun.caster.cast(origins, dirs, t)
         assert np.array_equal(culled.surface, full.surface) and np.array_equal(culled.t, full.t)
         assert not mask.all()  # the test would prove nothing if every ray were a candidate
+
+
+def test_threads_do_not_change_the_measurements(town, rig):
+    one, two = simulator(town, rig, "night", threads=1), simulator(town, rig, "night", threads=2)
+    for sim in (one, two):
+        sim.events(T - 0.1, T - 0.05)
+    a, b = one.camera(T), two.camera(T)
+    assert np.array_equal(a.frame.image, b.frame.image) and np.array_equal(a.labels, b.labels)
+    assert np.array_equal(one.depth(T).depth_m, two.depth(T).depth_m, equal_nan=True)
+    ea, eb = one.events(T - 0.05, T), two.events(T - 0.05, T)
+    assert all(np.array_equal(getattr(ea, f), getattr(eb, f)) for f in ("x", "y", "t_ns", "polarity"))
+    two.close()
+
+
+def test_event_subframes_spread_event_times_over_the_period(town, rig):
+    sim = simulator(town, rig, "sun", events=replace(EventModel(), subframes=4, noise_rate_hz=0.0))
+    packet = sim.events(T - 0.05, T)
+    quarters = np.histogram(packet.t_ns, bins=4, range=(-50_000_000, 0))[0]
+    assert len(packet.x) > 100 and np.all(quarters > 0.1 * len(packet.x) / 4)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
-from time import perf_counter
+from time import perf_counter, process_time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=512, help="camera width (default 512)")
     parser.add_argument("--height", type=int, default=256, help="camera height (default 256)")
     parser.add_argument("--conditions", default="sun,night", help="conditions to time, or all (default sun,night)")
-    parser.add_argument("--threads", type=int, default=0, help="ray-casting threads (default 0 = all cores)")
+    parser.add_argument("--threads", type=int, default=0, help="rendering threads (default 0 = one per core)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     console.print(f"world benchmark: {rig.camera.width}×{rig.camera.height} camera, depth and events at 20 Hz, "
                   f"LiDAR 32×1024 at 10 Hz; {args.frames} frames per condition; {os.cpu_count()} CPUs, "
-                  f"ray-casting threads {args.threads or 'all'}")  # fmt: skip
+                  f"rendering threads {args.threads or os.cpu_count()}")  # fmt: skip
     msgs = bag_writer.Messages()
     enc = EncodingConfig()
     dt = 0.05
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         sim.camera(0.0)  # builds the static BVH; the event emulator starts here
         sim.events(-dt, 0.0)
         watch.seconds.clear()
-        start = perf_counter()
+        start, cpu_start = perf_counter(), process_time()
         scan = None
         for k in range(1, args.frames + 1):
             t = k * dt
@@ -71,16 +71,17 @@ def run(args: argparse.Namespace) -> int:
                 _bag_messages(msgs, rig, frame, render_events(frame["events"], enc))
             with watch("deliver encodings + PNG"):  # (with the latest LiDAR scan)
                 _deliver_files(rig, enc, frame, sim.lidar_cloud(scan), encode_payload, semantic_png, Image)
-        total = perf_counter() - start
+        total, cpu = perf_counter() - start, process_time() - cpu_start
         writers = watch.seconds["bag messages"] + watch.seconds["deliver encodings + PNG"]
         sensors = total - writers
-        rows.append((name, args.frames, sensors, watch.seconds["bag messages"], watch.seconds["deliver encodings + PNG"], dict(watch.seconds)))
+        rows.append((name, args.frames, sensors, watch.seconds["bag messages"], watch.seconds["deliver encodings + PNG"],
+                     dict(watch.seconds), cpu * sensors / total))  # fmt: skip
 
     table = Table(title="frames per second (full rig)")
-    for col in ("condition", "sensors", "+ bag messages", "+ DELIVER files"):
+    for col in ("condition", "sensors", "+ bag messages", "+ DELIVER files", "sensors, CPU s/frame"):
         table.add_column(col, justify="right")
-    for name, n, sensors, bag, deliver, _ in rows:
-        table.add_row(name, f"{n / sensors:.2f}", f"{n / (sensors + bag):.2f}", f"{n / (sensors + deliver):.2f}")
+    for name, n, sensors, bag, deliver, _, cpu in rows:
+        table.add_row(name, f"{n / sensors:.2f}", f"{n / (sensors + bag):.2f}", f"{n / (sensors + deliver):.2f}", f"{cpu / n:.3f}")
     console.print(table)
     stages = Table(title="where the time goes (ms per frame)")
     stages.add_column("stage")
@@ -92,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     other = [1000 * (r[2] - sum(r[5].get(s, 0.0) for s in names[:6])) / r[1] for r in rows]
     stages.add_row("other (python, poses, actor meshes)", *[f"{o:.1f}" for o in other])
     console.print(stages)
+    load = os.getloadavg()[0]
+    console.print(f"load average during the run: {load:.1f} on {os.cpu_count()} CPUs (wall-clock figures assume a quiet machine)")
     return 0
 
 

@@ -26,10 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="deliver: share of sequences with a DELIVER corner case (default 0.35, as DELIVER)")
     parser.add_argument("--lidar-beams", type=int, default=32, help="LiDAR beams (default 32)")
     parser.add_argument("--lidar-azimuths", type=int, default=1024, help="LiDAR firings per revolution (default 1024)")
-    parser.add_argument("--event-subframes", type=int, help="renders per camera period for the event camera")
+    parser.add_argument("--event-subframes", type=int,
+                        help="renders per camera period for the event camera (default 1: between consecutive frames, as CARLA's DVS)")
     parser.add_argument("--depth-encoding", default="32FC1", help="bag: 32FC1 (metres) or 16UC1 (millimetres)")
     parser.add_argument("--workers", type=int, default=1, help="deliver: sequences rendered in parallel processes (default 1)")
-    parser.add_argument("--threads", type=int, default=0, help="ray-casting threads per process (default 0 = all cores)")
+    parser.add_argument("--threads", type=int, default=0, help="rendering threads per process (default 0 = one per core)")
     parser.add_argument("--params", type=Path, help="parameter file with the sensor rig (default config/any2seg.yaml)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output of the same split or bag")
 

@@ -21,6 +21,7 @@ Heights are coded linearly over ``[height_min, height_max]`` onto 1..255.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -89,7 +90,7 @@ def encode_depth(frame: DepthFrame, rig: Rig, cfg: EncodingConfig) -> np.ndarray
         points = depth_to_points(depth, intr)
         z = _zbuffer(camera_from_depth.apply(points), cam)
     z = np.where(np.isfinite(z) & (z > 0), z, np.nan).astype(np.float32)
-    points_cam = cam.pixel_rays().astype(np.float32) * z[..., None]  # H×W×3, NaN where invalid
+    points_cam = _pixel_rays(cam) * z[..., None]  # H×W×3, NaN where invalid
     points_base = _apply_image(rig.base_from[Modality.CAMERA], points_cam)
     out = np.zeros((cam.height, cam.width, 3), dtype=np.uint8)
     valid = np.isfinite(z)
@@ -182,6 +183,13 @@ def depth_to_points(depth: np.ndarray, intr: Intrinsics) -> np.ndarray:
     return (rays[valid] * depth[valid][:, None]).astype(np.float32)
 
 
+@lru_cache(maxsize=8)
+def _pixel_rays(intr: Intrinsics) -> np.ndarray:
+    rays = intr.pixel_rays().astype(np.float32)
+    rays.flags.writeable = False
+    return rays
+
+
 def _intrinsics_for_image(intr: Intrinsics, shape: tuple[int, ...]) -> Intrinsics:
     h, w = int(shape[0]), int(shape[1])
     return intr if (intr.height, intr.width) == (h, w) else intr.scaled(w, h)
@@ -221,15 +229,17 @@ def _apply_image(transform: Transform, points: np.ndarray) -> np.ndarray:
 def _normal_verticality_code(points_base: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """|cos| between each pixel's surface normal (from neighbouring points) and the vertical."""
     p = np.nan_to_num(points_base)
-    dx = np.zeros_like(p)
-    dy = np.zeros_like(p)
-    dx[:, 1:-1] = p[:, 2:] - p[:, :-2]
-    dy[1:-1] = p[2:] - p[:-2]
-    n = np.cross(dx, dy)
-    norm = np.linalg.norm(n, axis=-1)
-    ok = valid & (norm > 1e-9)
-    ok[:, [0, -1]] = False
-    ok[[0, -1], :] = False
-    ok[1:-1, 1:-1] &= valid[1:-1, 2:] & valid[1:-1, :-2] & valid[2:, 1:-1] & valid[:-2, 1:-1]
-    cos = np.abs(n[..., 2]) / np.where(norm > 0, norm, 1.0)
-    return np.where(ok, np.rint(1.0 + 254.0 * np.clip(cos, 0.0, 1.0)), 0).astype(np.uint8)
+    h, w = valid.shape
+    # central differences along x (columns) and y (rows) of the interior pixels, one channel at a time
+    dx = [p[1:-1, 2:, c] - p[1:-1, :-2, c] for c in range(3)]
+    dy = [p[2:, 1:-1, c] - p[:-2, 1:-1, c] for c in range(3)]
+    nx = dx[1] * dy[2] - dx[2] * dy[1]  # n = dx × dy
+    ny = dx[2] * dy[0] - dx[0] * dy[2]
+    nz = dx[0] * dy[1] - dx[1] * dy[0]
+    norm = np.sqrt(nx * nx + ny * ny + nz * nz)
+    ok = valid[1:-1, 1:-1] & (norm > 1e-9)
+    ok &= valid[1:-1, 2:] & valid[1:-1, :-2] & valid[2:, 1:-1] & valid[:-2, 1:-1]
+    cos = np.abs(nz) / np.where(norm > 0, norm, 1.0)
+    out = np.zeros((h, w), np.uint8)
+    out[1:-1, 1:-1] = np.where(ok, np.rint(1.0 + 254.0 * np.clip(cos, 0.0, 1.0)), 0)
+    return out

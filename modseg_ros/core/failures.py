@@ -331,15 +331,10 @@ def load_failure_schedule(value: str | Path | Sequence[Any] | None) -> list[Fail
     if value is None or value == "":
         return []
     if isinstance(value, (str, Path)) and str(value).endswith((".yaml", ".yml")):
-        import yaml
+        from modseg_ros.core.config import read_yaml
 
         path = Path(value)
-        try:
-            document = yaml.safe_load(path.read_text())
-        except OSError as err:
-            raise ConfigError(f"failure schedule {path}: {err.strerror}") from err
-        except yaml.YAMLError as err:
-            raise ConfigError(f"failure schedule {path} is not valid YAML: {err}") from err
+        document = read_yaml(path, "failure schedule")
         if isinstance(document, Mapping) and "failures" in document:
             document = document["failures"]
         if not isinstance(document, list):

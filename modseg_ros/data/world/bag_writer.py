@@ -17,26 +17,21 @@ topic                                 type                             rate    f
 /tf                                   tf2_msgs/TFMessage               20 Hz   map -> base_link
 ====================================  ===============================  ======  ==================
 
-Each sensor samples the world on its own clock and stamps with its own clock (drive.py); the bag's
-log time is the sampling time plus the sensor's latency, so messages arrive as a car's would. The
-failure schedule acts through ``core/failures.FailureInjector`` exactly as the bag player's does.
+``BagRecorder`` turns payloads into these messages and writes them in log-time order; the drive
+itself (which sensor samples when, failures, stamps) is ``generate.generate_bag``.
 """
 from __future__ import annotations
 
 import heapq
-import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from modseg_ros.core.encoding import EncodingConfig, render_events
-from modseg_ros.core.failures import FailureInjector, format_failure_spec
 from modseg_ros.core.geometry import Intrinsics, Rig, Transform
-from modseg_ros.core.types import DepthFrame, EventPacket, Modality
-from modseg_ros.data.world.deliver_writer import dump_yaml
-from modseg_ros.data.world.drive import DEFAULT_CLOCKS, NS, SensorClock
-from modseg_ros.errors import BagError, ConfigError
+from modseg_ros.core.types import CameraFrame, DepthFrame, EventPacket, Modality, PointCloud
+from modseg_ros.errors import BagError
 
 TOPICS: dict[str, tuple[str, str]] = {  # topic -> (message type, what it carries)
     "/camera/image": ("sensor_msgs/msg/Image", "rgb8 camera image"),
@@ -89,7 +84,7 @@ class Messages:
                                                           t["geometry_msgs/msg/Quaternion"])  # fmt: skip
 
     def header(self, stamp_ns: int, frame_id: str):
-        sec, nanosec = divmod(int(stamp_ns), NS)
+        sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
         return self.Header(stamp=self.Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
     def image(self, stamp_ns: int, frame_id: str, array: np.ndarray, encoding: str):
@@ -136,9 +131,9 @@ class Messages:
 @dataclass(order=True)
 class _Pending:
     log_ns: int
-    order: int
-    topic: str = ""
-    data: bytes = b""
+    order: int  # ties keep the order of recording
+    topic: str = field(compare=False)
+    data: bytes = field(compare=False)
 
 
 def _qos(transient_local: bool):
@@ -150,161 +145,102 @@ def _qos(transient_local: bool):
                QosLiveliness.AUTOMATIC, zero, False)  # fmt: skip
 
 
-@dataclass(frozen=True)
-class _Sample:
-    time_s: float  # world time the sensor samples
-    modality: Modality
+class BagRecorder:
+    """Records the world's messages into a new MCAP bag, in log-time order.
 
+    Messages are recorded with the log time at which they reach the bag (sampling time plus the
+    sensor's latency), so they come in out of order; ``flush(until_ns)`` writes those that no later
+    sample can precede.
+    """
 
-def _schedule(clocks: dict[Modality, SensorClock], duration_s: float) -> list[_Sample]:
-    samples = [_Sample(float(t), m) for m, clock in clocks.items() for t in clock.sample_times(duration_s)]
-    order = list(Modality)
-    return sorted(samples, key=lambda s: (s.time_s, order.index(s.modality)))
+    def __init__(self, path: Path, rig: Rig, depth_encoding: str = "32FC1", encoding: EncodingConfig = EncodingConfig()) -> None:
+        from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 
+        self.rig = rig
+        self.depth_encoding = depth_encoding
+        self.encoding = encoding
+        self.frame_ids = {m: rig.frame_ids.get(m, m.value) for m in Modality}
+        self.msgs = Messages()
+        try:
+            self._writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+            self._writer.open()
+        except (WriterError, OSError) as err:
+            raise BagError(f"cannot create bag {path}: {err}") from None
+        self._connections = {
+            topic: self._writer.add_connection(topic, msgtype, typestore=self.msgs.store,
+                                               offered_qos_profiles=[_qos(transient_local=topic == "/tf_static")])
+            for topic, (msgtype, _) in TOPICS.items()
+        }  # fmt: skip
+        self._pending: list[_Pending] = []
+        self._count = 0
 
-def generate_bag(options, progress=None):
-    """Drive through one town under one condition for ``options.frames`` camera periods."""
-    from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
+    def __enter__(self) -> BagRecorder:
+        return self
 
-    from modseg_ros.data.world.conditions import make_condition
-    from modseg_ros.data.world.generate import CAMERA_RATE_HZ, Summary, derive_seed, prepare_output, rig_dict
-    from modseg_ros.data.world.simulator import Simulator
-    from modseg_ros.data.world.town import TownParams, generate_town
+    def __exit__(self, *exc) -> None:
+        self.close()
 
-    options.validate()
-    bag = options.out
-    parent = bag.parent if bag.parent != Path("") else Path(".")
-    prepare_output(parent, False, [])
-    if bag.exists():
-        if not options.overwrite:
-            raise ConfigError(f"--out {bag} already exists (pass --overwrite to replace it)")
-        shutil.rmtree(bag) if bag.is_dir() else bag.unlink()
+    def close(self) -> None:
+        self.flush(None)
+        self._writer.close()
 
-    rig = options.rig()
-    seed = derive_seed(options.seed, 1000, 0)
-    duration = options.frames / CAMERA_RATE_HZ
-    town = generate_town(seed, TownParams(duration_s=duration + 1.0))
-    condition = make_condition(options.conditions[0], np.random.default_rng(seed + 1))
-    sim = Simulator(town, condition, rig, options.models, seed=seed, threads=options.threads)
-    injector = FailureInjector(options.failures, seed=seed)
-    clocks = dict(DEFAULT_CLOCKS)
-    stamp_rng = {m: np.random.default_rng([seed, 17, i]) for i, m in enumerate(Modality)}
-    msgs = Messages()
-    enc = EncodingConfig()
-    summary = Summary(sequences=1)
-    frame_ids = {m: rig.frame_ids.get(m, m.value) for m in Modality}
-    start_ns = options.start_ns
+    def _record(self, log_ns: int, topic: str, msg) -> None:
+        self._count += 1
+        heapq.heappush(self._pending, _Pending(int(log_ns), self._count, topic, self.msgs.serialize(msg)))
 
-    pending: list[_Pending] = []
-    counter = iter(range(1 << 62))
+    def flush(self, until_ns: int | None) -> None:
+        """Write the recorded messages with log time <= until_ns (all of them for None)."""
+        while self._pending and (until_ns is None or self._pending[0].log_ns <= until_ns):
+            item = heapq.heappop(self._pending)
+            self._writer.write(self._connections[item.topic], item.log_ns, item.data)
 
-    def emit(log_s: float, topic: str, msg) -> None:
-        heapq.heappush(pending, _Pending(start_ns + int(round(log_s * NS)), next(counter), topic, msgs.serialize(msg)))
+    # --- one method per message kind ------------------------------------------------------------
 
-    def stamp_of(modality: Modality, t: float) -> int:
-        return int(clocks[modality].stamps_ns(np.array([t]), start_ns, stamp_rng[modality])[0])
+    def tf_static(self, log_ns: int) -> None:
+        pairs = [(BASE_FRAME, self.frame_ids[m], self.rig.base_from[m]) for m in Modality]
+        self._record(log_ns, "/tf_static", self.msgs.tf(log_ns, pairs))
 
-    try:
-        writer = Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP)
-    except WriterError as err:
-        raise BagError(f"--out {bag}: {err}") from None
-    with writer:
-        connections = {}
-        for topic, (msgtype, _) in TOPICS.items():
-            qos = _qos(transient_local=topic == "/tf_static")
-            connections[topic] = writer.add_connection(topic, msgtype, typestore=msgs.store, offered_qos_profiles=[qos])
-        static = [(BASE_FRAME, frame_ids[m], rig.base_from[m]) for m in Modality]
-        emit(0.0, "/tf_static", msgs.tf(start_ns, static))
-        for sample in _schedule(clocks, duration):
-            t, m = sample.time_s, sample.modality
-            log_s = t + clocks[m].latency_s
-            stamp = stamp_of(m, t)
-            if m is Modality.CAMERA:
-                shot = sim.camera(t)
-                # ground truth follows the camera's stamp (nominal when the camera is silent)
-                delivered = injector.process(m, t, stamp, shot.frame)
-                gt_stamp = stamp if delivered is None else delivered[0]
-                emit(log_s, "/ground_truth/labels", msgs.image(gt_stamp, frame_ids[m], shot.labels, "mono8"))
-                emit(t, "/tf", msgs.tf(start_ns + int(round(t * NS)), [(MAP_FRAME, BASE_FRAME, sim.base_pose(t))]))
-                if delivered is not None:
-                    s, frame = delivered
-                    emit(log_s, "/camera/image", msgs.image(s, frame_ids[m], frame.image, "rgb8"))
-                    emit(log_s, "/camera/camera_info", msgs.camera_info(s, frame_ids[m], rig.camera))
-                summary.class_pixels += np.bincount(np.minimum(shot.labels.ravel(), 25), minlength=26)
-                summary.frames += 1
-                if progress is not None:
-                    progress(1)
-            elif m is Modality.DEPTH:
-                delivered = injector.process(m, t, stamp, sim.depth(t))
-                if delivered is not None:
-                    s, depth = delivered
-                    emit(log_s, "/depth/image", _depth_image(msgs, s, frame_ids[m], depth, options.depth_encoding))
-            elif m is Modality.LIDAR:
-                scan = sim.lidar(t)
-                delivered = injector.process(m, t, stamp, sim.lidar_cloud(scan))
-                # labels of the true scan, stamped like the delivered one (or nominally when silent)
-                gt_stamp = stamp if delivered is None else delivered[0]
-                emit(log_s, "/ground_truth/lidar_points", msgs.cloud(gt_stamp, frame_ids[m], LABEL_FIELDS, LABEL_STEP,
-                     {"x": scan.points[:, 0], "y": scan.points[:, 1], "z": scan.points[:, 2], "label": scan.labels}))  # fmt: skip
-                if delivered is not None:
-                    s, cloud = delivered
-                    ring = cloud.ring if cloud.ring is not None else np.zeros(len(cloud.points), np.uint16)
-                    emit(log_s, "/lidar/points", msgs.cloud(s, frame_ids[m], LIDAR_FIELDS, LIDAR_STEP,
-                         {"x": cloud.points[:, 0], "y": cloud.points[:, 1], "z": cloud.points[:, 2],
-                          "intensity": cloud.intensity, "ring": ring}))  # fmt: skip
-            else:
-                rate = clocks[m].rate_hz
-                delivered = injector.process(m, t, stamp, sim.events(t - 1.0 / rate, t))
-                if delivered is not None:
-                    s, packet = delivered
-                    emit(log_s, "/events/points", _event_cloud(msgs, s, frame_ids[m], packet, rig))
-                    emit(log_s, "/events/image", msgs.image(s, frame_ids[m], render_events(packet, enc), "rgb8"))
-            while pending and pending[0].log_ns <= start_ns + int(round(t * NS)):
-                item = heapq.heappop(pending)
-                writer.write(connections[item.topic], item.log_ns, item.data)
-        while pending:
-            item = heapq.heappop(pending)
-            writer.write(connections[item.topic], item.log_ns, item.data)
+    def ego_pose(self, log_ns: int, stamp: int, map_from_base: Transform) -> None:
+        self._record(log_ns, "/tf", self.msgs.tf(stamp, [(MAP_FRAME, BASE_FRAME, map_from_base)]))
 
-    sidecar = {
-        "generator": "modseg_ros embedded world (modseg world --format bag)",
-        "seed": options.seed,
-        "town_seed": seed,
-        "frames": summary.frames,
-        "duration_s": duration,
-        "start_ns": start_ns,
-        "condition": condition.to_dict(),
-        "failures": format_failure_spec(options.failures),
-        "failure_schedule": [f.to_dict() for f in options.failures],
-        "rig": rig_dict(rig),
-        "encoding": enc.to_dict(),
-        "sensors": options.models.to_dict(),
-        "timing": {m.value: clocks[m].to_dict() for m in Modality},
-        "depth_encoding": options.depth_encoding,
-        "topics": {topic: {"type": msgtype, "content": what} for topic, (msgtype, what) in TOPICS.items()},
-        "class_pixel_share": summary.class_share(),
-    }
-    (bag / "world.yaml").write_text(dump_yaml(sidecar))
-    summary.paths.append(str(bag))
-    return summary
+    def camera(self, log_ns: int, stamp: int, frame: CameraFrame) -> None:
+        frame_id = self.frame_ids[Modality.CAMERA]
+        self._record(log_ns, "/camera/image", self.msgs.image(stamp, frame_id, frame.image, "rgb8"))
+        self._record(log_ns, "/camera/camera_info", self.msgs.camera_info(stamp, frame_id, self.rig.camera))
 
+    def labels(self, log_ns: int, stamp: int, labels: np.ndarray) -> None:
+        self._record(log_ns, "/ground_truth/labels", self.msgs.image(stamp, self.frame_ids[Modality.CAMERA], labels, "mono8"))
 
-def _depth_image(msgs: Messages, stamp: int, frame_id: str, depth: DepthFrame, encoding: str):
-    if encoding == "16UC1":
-        mm = np.where(np.isfinite(depth.depth_m), np.rint(depth.depth_m * 1000.0), 0)
-        return msgs.image(stamp, frame_id, np.clip(mm, 0, 65535).astype("<u2"), "16UC1")
-    return msgs.image(stamp, frame_id, depth.depth_m.astype("<f4"), "32FC1")
+    def depth(self, log_ns: int, stamp: int, depth: DepthFrame) -> None:
+        if self.depth_encoding == "16UC1":  # millimetres; 0 = invalid, which includes anything beyond 65.535 m
+            mm = np.where(np.isfinite(depth.depth_m), np.rint(depth.depth_m * 1000.0), 0)
+            image, encoding = np.where(mm <= 65535, mm, 0).astype("<u2"), "16UC1"
+        else:
+            image, encoding = depth.depth_m.astype("<f4"), "32FC1"
+        self._record(log_ns, "/depth/image", self.msgs.image(stamp, self.frame_ids[Modality.DEPTH], image, encoding))
 
+    def lidar(self, log_ns: int, stamp: int, cloud: PointCloud) -> None:
+        ring = cloud.ring if cloud.ring is not None else np.zeros(len(cloud.points), np.uint16)
+        columns = {"x": cloud.points[:, 0], "y": cloud.points[:, 1], "z": cloud.points[:, 2], "intensity": cloud.intensity, "ring": ring}
+        self._record(log_ns, "/lidar/points", self.msgs.cloud(stamp, self.frame_ids[Modality.LIDAR], LIDAR_FIELDS, LIDAR_STEP, columns))
 
-def _event_cloud(msgs: Messages, stamp: int, frame_id: str, packet: EventPacket, rig: Rig):
-    """Events with absolute times; a low-resolution packet's pixels map to the centres of their
-    blocks on the nominal sensor grid, so that the topic's coordinates always mean the same grid."""
-    nominal = rig.intrinsics_of(Modality.EVENTS)
-    x, y = packet.x.astype(np.int64), packet.y.astype(np.int64)
-    if packet.width != nominal.width:
-        fx, fy = nominal.width / packet.width, nominal.height / packet.height
-        x = np.minimum((x * fx + fx / 2).astype(np.int64), nominal.width - 1)
-        y = np.minimum((y * fy + fy / 2).astype(np.int64), nominal.height - 1)
-    return msgs.cloud(stamp, frame_id, EVENT_FIELDS, EVENT_STEP,
-                      {"x": x.astype(np.uint16), "y": y.astype(np.uint16), "t": packet.t_ns + np.int64(stamp),
-                       "polarity": packet.polarity})  # fmt: skip
+    def lidar_labels(self, log_ns: int, stamp: int, points: np.ndarray, labels: np.ndarray) -> None:
+        columns = {"x": points[:, 0], "y": points[:, 1], "z": points[:, 2], "label": labels}
+        msg = self.msgs.cloud(stamp, self.frame_ids[Modality.LIDAR], LABEL_FIELDS, LABEL_STEP, columns)
+        self._record(log_ns, "/ground_truth/lidar_points", msg)
+
+    def events(self, log_ns: int, stamp: int, packet: EventPacket) -> None:
+        """The packet as a point cloud with absolute times, and its rendered event frame.
+
+        A low-resolution packet's pixels map to the centres of their blocks on the nominal sensor
+        grid, so that the cloud's coordinates always mean the same grid."""
+        frame_id = self.frame_ids[Modality.EVENTS]
+        nominal = self.rig.intrinsics_of(Modality.EVENTS)
+        x, y = packet.x.astype(np.int64), packet.y.astype(np.int64)
+        if packet.width != nominal.width:
+            fx, fy = nominal.width / packet.width, nominal.height / packet.height
+            x = np.minimum((x * fx + fx / 2).astype(np.int64), nominal.width - 1)
+            y = np.minimum((y * fy + fy / 2).astype(np.int64), nominal.height - 1)
+        columns = {"x": x.astype(np.uint16), "y": y.astype(np.uint16), "t": packet.t_ns + np.int64(stamp), "polarity": packet.polarity}
+        self._record(log_ns, "/events/points", self.msgs.cloud(stamp, frame_id, EVENT_FIELDS, EVENT_STEP, columns))
+        self._record(log_ns, "/events/image", self.msgs.image(stamp, frame_id, render_events(packet, self.encoding), "rgb8"))

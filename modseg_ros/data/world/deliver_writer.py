@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from PIL import Image
 
+from modseg_ros.core.config import dump_yaml, read_yaml
 from modseg_ros.core.palette import IGNORE, NUM_CLASSES
 from modseg_ros.core.types import Modality
 
@@ -66,7 +66,7 @@ def update_meta(root: Path, common: Mapping[str, Any], split: str, run: Mapping[
     path = root / META_FILE
     meta: dict[str, Any] = {}
     if path.is_file():
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = read_yaml(path, "dataset description") or {}
         if isinstance(loaded, dict):
             meta = loaded
     splits = dict(meta.get("splits") or {})
@@ -74,21 +74,3 @@ def update_meta(root: Path, common: Mapping[str, Any], split: str, run: Mapping[
     meta = {**common, "splits": {k: splits[k] for k in sorted(splits)}}
     path.write_text(dump_yaml(meta))
 
-
-def plain(value: Any) -> Any:
-    """numpy scalars and arrays, tuples and paths -> plain YAML-safe Python values."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def dump_yaml(document: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(plain(document), sort_keys=False, default_flow_style=None, width=120)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -17,14 +18,24 @@ from typing import Any
 
 import numpy as np
 
-from modseg_ros.core.config import load_parameters, rig_from_parameters
+from modseg_ros.core.config import dump_yaml, load_parameters, rig_from_parameters
 from modseg_ros.core.encoding import EncodingConfig, encode_payload
-from modseg_ros.core.failures import DELIVER_CASES, Failure, FailureInjector, active_failures, deliver_cases, make_failure
+from modseg_ros.core.failures import (
+    DELIVER_CASES,
+    Failure,
+    FailureInjector,
+    active_failures,
+    deliver_cases,
+    format_failure_spec,
+    make_failure,
+)
 from modseg_ros.core.geometry import Rig
 from modseg_ros.core.palette import CLASSES, NUM_CLASSES
 from modseg_ros.core.types import MODALITIES, Modality, Payload
 from modseg_ros.data.world import deliver_writer
+from modseg_ros.data.world.bag_writer import TOPICS, BagRecorder
 from modseg_ros.data.world.conditions import CONDITIONS, make_condition
+from modseg_ros.data.world.drive import DEFAULT_CLOCKS, NS, SensorClock
 from modseg_ros.data.world.simulator import SensorModels, Simulator, scaled_rig
 from modseg_ros.data.world.town import TownParams, generate_town
 from modseg_ros.errors import ConfigError
@@ -32,7 +43,7 @@ from modseg_ros.paths import config_file
 
 SPLITS = ("train", "val", "test")
 FORMATS = ("deliver", "bag")
-CAMERA_RATE_HZ = 20.0
+CAMERA_RATE_HZ = DEFAULT_CLOCKS[Modality.CAMERA].rate_hz  # saved frames and bag length count camera periods
 
 Progress = Callable[[int], None]  # called with the number of frames just finished
 
@@ -169,7 +180,9 @@ def plan_deliver(options: WorldOptions) -> list[SequencePlan]:
         t0 = 1.0 + float(rng.uniform(0.0, 2.0))
         times = tuple(t0 + j * options.frame_stride / CAMERA_RATE_HZ for j in range(count))
         failures = list(options.failures)
-        name = f"world{options.seed}_{options.split}_{i:04d}"
+        # no split or condition word in the name: DELIVER's loader selects cases by substring
+        # ('rain' is in 'train'), so only corner-case tokens may appear in a sequence folder
+        name = f"town{options.seed}-{options.split[0]}{i:04d}"
         if rng.random() < options.corner_fraction:
             case = str(rng.choice(sorted(DELIVER_CASES)))
             failures.append(corner_failure(case, times[-1], rng))
@@ -185,14 +198,23 @@ def _deliver_targets(options: WorldOptions) -> list[Path]:
 def render_sequence(plan: SequencePlan, options: WorldOptions, progress: Progress | None = None) -> Summary:
     """Render and write one DELIVER sequence."""
     rig = options.rig()
-    enc = EncodingConfig()
     duration = plan.times[-1] + 1.0
     town = generate_town(plan.seed, TownParams(duration_s=duration))
     condition = make_condition(plan.condition, np.random.default_rng(plan.seed + 1))
     sim = Simulator(town, condition, rig, options.models, seed=plan.seed, threads=options.threads)
     injector = FailureInjector(plan.failures, seed=plan.seed)
     summary = Summary(sequences=1)
+    # PNG compression (zlib releases the GIL) overlaps with rendering the next frame
+    with closing(sim), ThreadPoolExecutor(1, thread_name_prefix="png") as files:
+        _render_frames(plan, options, sim, injector, rig, summary, progress, files)
+    return summary
+
+
+def _render_frames(plan: SequencePlan, options: WorldOptions, sim: Simulator, injector: FailureInjector, rig: Rig,
+                   summary: Summary, progress: Progress | None, files: ThreadPoolExecutor) -> None:
+    enc = EncodingConfig()
     dt = 1.0 / CAMERA_RATE_HZ
+    pending: list[Future] = []
     for j, t in enumerate(plan.times):
         shot = sim.camera(t)
         payloads: dict[Modality, Payload] = {
@@ -211,14 +233,18 @@ def render_sequence(plan: SequencePlan, options: WorldOptions, progress: Progres
         cases = deliver_cases(f for m in MODALITIES for f in active_failures(plan.failures, m, t))
         sequence = "_".join([plan.name, *cases])
         frame_id = f"{plan.first_id + j:06d}"
-        deliver_writer.write_frame(options.out, plan.condition, options.split, sequence, frame_id, encoded, shot.labels)
+        pending.append(files.submit(deliver_writer.write_frame, options.out, plan.condition, options.split, sequence,
+                                    frame_id, encoded, shot.labels))  # fmt: skip
+        while len(pending) > 1:  # at most one frame waiting, so memory stays flat
+            pending.pop(0).result()
         summary.frames += 1
         summary.class_pixels += np.bincount(np.minimum(shot.labels.ravel(), NUM_CLASSES), minlength=NUM_CLASSES + 1)
         for case in cases:
             summary.corner_frames[case] = summary.corner_frames.get(case, 0) + 1
         if progress is not None:
             progress(1)
-    return summary
+    for future in pending:
+        future.result()
 
 
 def generate_deliver(options: WorldOptions, progress: Progress | None = None) -> Summary:
@@ -282,10 +308,97 @@ def rig_dict(rig: Rig) -> dict[str, Any]:
     return out
 
 
-def generate(options: WorldOptions, progress: Progress | None = None) -> Summary:
-    if options.format == "bag":
-        from modseg_ros.data.world.bag_writer import generate_bag
+# --- rosbag2 ---------------------------------------------------------------------------------------
 
-        return generate_bag(options, progress)
-    return generate_deliver(options, progress)
+
+def sensor_schedule(clocks: Mapping[Modality, SensorClock], duration_s: float) -> list[tuple[float, Modality]]:
+    """(world time, modality) of every sample of every sensor in [0, duration), in time order."""
+    samples = [(float(t), m) for m, clock in clocks.items() for t in clock.sample_times(duration_s)]
+    return sorted(samples, key=lambda s: (s[0], MODALITIES.index(s[1])))
+
+
+def generate_bag(options: WorldOptions, progress: Progress | None = None) -> Summary:
+    """Drive through one town under one condition for ``options.frames`` camera periods.
+
+    Every sensor samples on its own clock; the failure schedule acts on what each delivers
+    (content, stamp or silence) through the same FailureInjector as the bag player's. Ground truth
+    is always recorded, with the stamp of the message it belongs to (the nominal stamp when the
+    sensor is silent)."""
+    options.validate()
+    bag = options.out
+    prepare_output(bag.parent, False, [])
+    if bag.exists():
+        if not options.overwrite:
+            raise ConfigError(f"--out {bag} already exists (pass --overwrite to replace it)")
+        shutil.rmtree(bag) if bag.is_dir() else bag.unlink()
+    rig = options.rig()
+    seed = derive_seed(options.seed, 1000, 0)
+    duration = options.frames / CAMERA_RATE_HZ
+    town = generate_town(seed, TownParams(duration_s=duration + 1.0))
+    condition = make_condition(options.conditions[0], np.random.default_rng(seed + 1))
+    sim = Simulator(town, condition, rig, options.models, seed=seed, threads=options.threads)
+    injector = FailureInjector(options.failures, seed=seed)
+    clocks = dict(DEFAULT_CLOCKS)
+    stamp_rng = {m: np.random.default_rng([seed, 17, i]) for i, m in enumerate(MODALITIES)}
+    start = options.start_ns
+    summary = Summary(sequences=1)
+    to_ns = lambda t: start + int(round(t * NS))  # noqa: E731  world time -> bag time
+
+    with closing(sim), BagRecorder(bag, rig, options.depth_encoding) as record:
+        record.tf_static(start)
+        for t, m in sensor_schedule(clocks, duration):
+            log_ns = to_ns(t + clocks[m].latency_s)
+            nominal = int(clocks[m].stamps_ns(np.array([t]), start, stamp_rng[m])[0])
+            if m is Modality.CAMERA:
+                shot = sim.camera(t)
+                delivered = injector.process(m, t, nominal, shot.frame)
+                if delivered is not None:
+                    record.camera(log_ns, *delivered)
+                record.labels(log_ns, nominal if delivered is None else delivered[0], shot.labels)
+                record.ego_pose(to_ns(t), to_ns(t), sim.base_pose(t))
+                summary.frames += 1
+                summary.class_pixels += np.bincount(np.minimum(shot.labels.ravel(), NUM_CLASSES), minlength=NUM_CLASSES + 1)
+                if progress is not None:
+                    progress(1)
+            elif m is Modality.DEPTH:
+                delivered = injector.process(m, t, nominal, sim.depth(t))
+                if delivered is not None:
+                    record.depth(log_ns, *delivered)
+            elif m is Modality.LIDAR:
+                scan = sim.lidar(t)
+                delivered = injector.process(m, t, nominal, sim.lidar_cloud(scan))
+                if delivered is not None:
+                    record.lidar(log_ns, *delivered)
+                record.lidar_labels(log_ns, nominal if delivered is None else delivered[0], scan.points, scan.labels)
+            else:
+                delivered = injector.process(m, t, nominal, sim.events(t - 1.0 / clocks[m].rate_hz, t))
+                if delivered is not None:
+                    record.events(log_ns, *delivered)
+            record.flush(to_ns(t))  # later samples reach the bag after their own sampling time
+
+    sidecar = {
+        "generator": "modseg_ros embedded world (modseg world --format bag)",
+        "seed": options.seed,
+        "town_seed": seed,
+        "frames": summary.frames,
+        "duration_s": duration,
+        "start_ns": start,
+        "condition": condition.to_dict(),
+        "failures": format_failure_spec(options.failures),
+        "failure_schedule": [f.to_dict() for f in options.failures],
+        "rig": rig_dict(rig),
+        "encoding": EncodingConfig().to_dict(),
+        "sensors": options.models.to_dict(),
+        "timing": {m.value: clocks[m].to_dict() for m in MODALITIES},
+        "depth_encoding": options.depth_encoding,
+        "topics": {topic: {"type": msgtype, "content": what} for topic, (msgtype, what) in TOPICS.items()},
+        "class_pixel_share": summary.class_share(),
+    }
+    (bag / "world.yaml").write_text(dump_yaml(sidecar))
+    summary.paths.append(str(bag))
+    return summary
+
+
+def generate(options: WorldOptions, progress: Progress | None = None) -> Summary:
+    return generate_bag(options, progress) if options.format == "bag" else generate_deliver(options, progress)
 

@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 
-from modseg_ros.core.geometry import Intrinsics, Transform
-from modseg_ros.core.palette import CLASS_ID, IGNORE
+from modseg_ros.core.geometry import Intrinsics, Transform, rotate_points
+from modseg_ros.core.palette import CLASS_ID
 from modseg_ros.data.world.conditions import Condition
 from modseg_ros.data.world.raycast import Hits, WorldCaster
 from modseg_ros.data.world.shapes import Texture
@@ -56,7 +57,7 @@ def _value_noise(x: np.ndarray, y: np.ndarray, seed) -> np.ndarray:
 def camera_rays(intr: Intrinsics, map_from_optical: Transform) -> tuple[np.ndarray, np.ndarray]:
     """Ray origins and directions (H×W×3, map frame) with camera-frame z = 1, so t_hit is depth."""
     d_cam = intr.pixel_rays().astype(np.float32)
-    dirs = d_cam @ map_from_optical.rotation.T.astype(np.float32)
+    dirs = rotate_points(d_cam, map_from_optical.rotation)
     origins = np.broadcast_to(map_from_optical.translation.astype(np.float32), dirs.shape)
     return origins, dirs
 
@@ -115,12 +116,12 @@ def lights_at(town: Town, map_from_base: Transform, night: bool, max_street: int
 
 
 def _texture(kind: int, albedo: np.ndarray, p: np.ndarray, n: np.ndarray, dist: np.ndarray, seed: np.ndarray,
-             cond: Condition, emission: np.ndarray, anchor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Albedo factor (N×3) and extra emission (N×3) of one texture kind at hit points p (N×3)."""
+             cond: Condition, emission: np.ndarray, anchor: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Albedo factor (N×3) and emitted radiance (N×3, or None) of one texture kind at hit points p (N×3)."""
     x, y, z = p[:, 0], p[:, 1], p[:, 2]
     detail = np.clip(1.6 - dist / 25.0, 0.0, 1.0)  # fine patterns fade out with distance (no aliasing)
     one = np.ones(len(p), np.float32)
-    glow = np.zeros((len(p), 3), np.float32)
+    glow = None  # N×3 emitted radiance, for textures that glow
     if kind == Texture.ASPHALT:
         f = 0.85 + 0.3 * _value_noise(x * 0.4, y * 0.4, seed) + 0.15 * detail * (_hash(np.floor(x * 8), np.floor(y * 8), seed) - 0.5)
         if cond.rain > 0:
@@ -174,12 +175,19 @@ def _texture(kind: int, albedo: np.ndarray, p: np.ndarray, n: np.ndarray, dist: 
         f[glass] = glass_albedo / np.maximum(albedo[glass], 1e-3)
         if cond.night:
             lit = glass & (cell > 0.7)
+            glow = np.zeros((len(p), 3), np.float32)
             glow[lit] = np.array([0.5, 0.38, 0.2], np.float32) * (0.3 + cell[lit, None])
         return f, glow
     if kind == Texture.VEHICLE:
         glass = (z > 1.05) & (z < 2.9) & (np.abs(n[:, 2]) < 0.6)
         f = np.ones((len(p), 3), np.float32)
         f[glass] = 0.12
+        if cond.night:  # head lamps on the front face, tail lamps on the back (anchor = heading)
+            facing = np.einsum("ij,ij->i", n, anchor)
+            band = (z > 0.55) & (z < 0.9)
+            glow = np.zeros((len(p), 3), np.float32)
+            glow[band & (facing > 0.8)] = (2.5, 2.4, 2.1)
+            glow[band & (facing < -0.8)] = (1.6, 0.08, 0.05)
         return f, glow
     if kind == Texture.SIGN:
         stripe = (np.abs(np.mod(z * 3.0, 1.0) - 0.5) < 0.12)
@@ -187,24 +195,25 @@ def _texture(kind: int, albedo: np.ndarray, p: np.ndarray, n: np.ndarray, dist: 
         f[stripe] = 3.0
         return f, glow
     if kind == Texture.LAMP:
-        glow[:] = emission * (1.0 if cond.night else 0.1)
+        glow = emission * (1.0 if cond.night else 0.1)
         return np.ones((len(p), 3), np.float32), glow
     if kind == Texture.SIGNAL:
         lit = np.linalg.norm(p - anchor, axis=1) < 0.13
+        glow = np.zeros((len(p), 3), np.float32)
         glow[lit] = emission[lit] * (1.0 if cond.night else 0.5)
         return np.ones((len(p), 3), np.float32), glow
     return np.repeat(one[:, None], 3, 1), glow
 
 
-def shade(town: Town, table: SurfaceTable, caster: WorldCaster, cond: Condition, hits: Hits, origins: np.ndarray,
-          dirs: np.ndarray, t: float, lights: Lights) -> np.ndarray:
-    """Linear RGB radiance (S×3 float32) of the rays' first hits, sky where they escape, with fog."""
+def shade(table: SurfaceTable, caster: WorldCaster, cond: Condition, hits: Hits, origin: np.ndarray,
+          dirs: np.ndarray, ray_length: np.ndarray, t: float, lights: Lights) -> np.ndarray:
+    """Linear RGB radiance (S×3 float32) of a camera's rays (one ``origin``, ``dirs`` S×3 of lengths
+    ``ray_length``) at their first hits, sky where they escape, with fog."""
     shape = hits.t.shape
     flat_t = hits.t.reshape(-1)
     surface = hits.surface.reshape(-1)
     d = dirs.reshape(-1, 3)
-    o = origins.reshape(-1, 3)
-    norm_d = np.linalg.norm(d, axis=1)
+    norm_d = ray_length.reshape(-1)
     dist = np.where(np.isfinite(flat_t), flat_t, 0.0) * norm_d
     hit = surface >= 0
     radiance = np.empty((len(surface), 3), np.float32)
@@ -220,21 +229,23 @@ def shade(town: Town, table: SurfaceTable, caster: WorldCaster, cond: Condition,
         idx = idx[np.argsort(table.texture[surface[idx]], kind="stable")]
         s = surface[idx]
         tex = table.texture[s]
-        p = o[idx] + d[idx] * flat_t[idx, None]
+        p = d[idx] * flat_t[idx, None] + origin.astype(np.float32)
         n = hits.normal.reshape(-1, 3)[idx]
         dist_hit = dist[idx]
         seed = table.seed[s]
         emission = table.emission[s]
         anchor = table.anchor[s]
         albedo = table.albedo[s]
-        glow = np.zeros_like(albedo)
+        glow = None
         kinds, starts = np.unique(tex, return_index=True)
         ends = np.append(starts[1:], len(tex))
         for kind, a, e in zip(kinds.tolist(), starts.tolist(), ends.tolist()):
             factor, extra = _texture(kind, albedo[a:e], p[a:e], n[a:e], dist_hit[a:e], seed[a:e], cond, emission[a:e], anchor[a:e])
             albedo[a:e] *= factor
-            glow[a:e] = extra
-        albedo = np.clip(albedo, 0.0, 1.0)
+            if extra is not None:
+                glow = np.zeros_like(albedo) if glow is None else glow
+                glow[a:e] = extra
+        np.clip(albedo, 0.0, 1.0, out=albedo)
 
         sun_dir = np.asarray(cond.sun_direction, np.float32)
         irradiance = np.asarray(cond.ambient, np.float32) * (0.65 + 0.35 * n[:, 2:3])
@@ -249,7 +260,7 @@ def shade(town: Town, table: SurfaceTable, caster: WorldCaster, cond: Condition,
             irradiance = irradiance + lambert[:, None] * np.asarray(cond.sun, np.float32)
         if cond.night:
             irradiance = irradiance + _point_lights(p, n, lights)
-        radiance[idx] = albedo * irradiance + glow
+        radiance[idx] = albedo * irradiance if glow is None else albedo * irradiance + glow
 
     if cond.fog_density > 0:
         transmittance = np.exp(-cond.fog_density * np.where(hit, dist, 250.0))[:, None]
@@ -321,14 +332,33 @@ def rain_streaks(height: int, width: int, t: float, amount: float) -> np.ndarray
 
 
 def tone_map(radiance: np.ndarray, exposure: float, noise: float, rng: np.random.Generator | None) -> np.ndarray:
-    """Linear radiance -> 8-bit sRGB-like image with a soft shoulder, read and shot noise."""
+    """Linear radiance -> 8-bit sRGB-like image: a soft shoulder (highlights roll off instead of
+    clipping), gamma 2.2, then read noise plus shot noise that grows with the signal."""
     v = radiance * np.float32(exposure)
-    v = v / (1.0 + 0.35 * v)  # shoulder: highlights roll off instead of clipping hard
-    v = np.power(np.clip(v, 0.0, None), 1.0 / 2.2, dtype=np.float32)
+    np.maximum(v, 0.0, out=v)
+    v /= 1.0 + 0.35 * v
+    out = np.power(v, np.float32(1.0 / 2.2), dtype=np.float32)
     if rng is not None and noise > 0:
-        sigma = noise * (0.5 + np.sqrt(np.clip(v, 0, 1)))
-        v = v + rng.standard_normal(v.shape, dtype=np.float32) * sigma
-    return np.clip(v * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        sigma = np.sqrt(np.minimum(out, 1.0))
+        sigma += 0.5
+        sigma *= _gaussian_noise(out.shape, rng)
+        out += np.float32(noise) * sigma
+    out *= 255.0
+    out += 0.5
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+@lru_cache(maxsize=4)
+def _noise_bank(shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normal noise twice the image size; frames take random windows of it (drawing
+    fresh Gaussian noise for every pixel costs more than the rest of the tone mapping)."""
+    return np.random.default_rng(12345).standard_normal((2 * shape[0], 2 * shape[1], *shape[2:]), dtype=np.float32)
+
+
+def _gaussian_noise(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    bank = _noise_bank(tuple(shape))
+    dy, dx = int(rng.integers(0, shape[0])), int(rng.integers(0, shape[1]))
+    return bank[dy : dy + shape[0], dx : dx + shape[1]]
 
 
 def luminance(radiance: np.ndarray) -> np.ndarray:
@@ -391,7 +421,7 @@ class LidarScan:
 def lidar_scan(model: LidarModel, caster: WorldCaster, table: SurfaceTable, cond: Condition, map_from_lidar: Transform,
                t: float, rng: np.random.Generator) -> LidarScan:
     d_lidar, rings = model.directions()
-    d_map = d_lidar @ map_from_lidar.rotation.T.astype(np.float32)
+    d_map = rotate_points(d_lidar, map_from_lidar.rotation)
     origins = np.broadcast_to(map_from_lidar.translation.astype(np.float32), d_map.shape)
     hits = caster.cast(origins, d_map, t)
     # azimuth-major order, as a spinning sensor delivers its firings

@@ -11,6 +11,8 @@ from enum import IntEnum
 
 import numpy as np
 
+from modseg_ros.core.geometry import rotate_points
+
 
 class Texture(IntEnum):
     """Procedural pattern applied on top of a surface's albedo (see sensors.py)."""
@@ -40,7 +42,7 @@ class Surface:
     reflectivity: float = 0.3  # LiDAR return strength 0..1 (retro-reflectors close to 1)
     emission: tuple[float, float, float] = (0.0, 0.0, 0.0)  # linear RGB radiance added at night
     seed: int = 0  # varies the texture between instances
-    anchor: tuple[float, float, float] = (0.0, 0.0, 0.0)  # a point the texture is drawn around (SIGNAL)
+    anchor: tuple[float, float, float] = (0.0, 0.0, 0.0)  # SIGNAL: the lit lamp's centre; VEHICLE: heading
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,8 +51,8 @@ class Mesh:
     triangles: np.ndarray  # T×3 int32
 
     def transformed(self, rotation: np.ndarray, translation: np.ndarray) -> Mesh:
-        v = self.vertices @ np.asarray(rotation, dtype=np.float32).T + np.asarray(translation, dtype=np.float32)
-        return Mesh(v.astype(np.float32), self.triangles)
+        v = rotate_points(self.vertices, rotation) + np.asarray(translation, dtype=np.float32)
+        return Mesh(v, self.triangles)
 
 
 _BOX_FACES = np.array(

@@ -6,11 +6,14 @@ share one ray cast per instant.
 """
 from __future__ import annotations
 
+import os
 from collections import defaultdict
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from time import perf_counter
+from typing import TypeVar
 
 import numpy as np
 
@@ -23,6 +26,7 @@ from modseg_ros.data.world.sensors import DepthModel, EventCamera, EventModel, L
 from modseg_ros.data.world.town import Town
 
 NS = 1_000_000_000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -91,9 +95,14 @@ class Simulator:
         self.rig = rig
         self.models = models
         self.seed = seed
-        self.caster = WorldCaster(town, threads=threads)
+        workers = threads or os.cpu_count() or 1
+        # one ray-casting thread per band when the bands run in parallel
+        self.caster = WorldCaster(town, threads=1 if workers > 1 else threads)
+        self._workers = workers
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="world") if workers > 1 else None
         self.table = sensors.SurfaceTable.of(town)
         self._renders: dict[tuple, _Render] = {}
+        self._ray_lengths: dict[tuple, np.ndarray] = {}
         ev = rig.intrinsics_of(Modality.EVENTS)
         self.event_camera = EventCamera(models.events, ev.width, ev.height, seed=seed * 7 + 3)
 
@@ -122,12 +131,17 @@ class Simulator:
             if cached is not None:
                 hits = cached.hits
             else:
-                hits = self.caster.cast(origins, dirs, t, candidates=self.caster.actor_mask(intr, pose, t))
+                mask = self.caster.actor_mask(intr, pose, t)  # also builds the actor scene, once
+                parts = self._in_bands(intr.height, lambda b: self.caster.cast(origins[b], dirs[b], t, candidates=mask[b]))
+                hits = Hits(*(np.concatenate([getattr(h, f) for h in parts]) for f in ("t", "surface", "normal")))
         radiance = None
         if shade:
             with self.timed("shade"):
                 lights = sensors.lights_at(self.town, self.base_pose(t), self.condition.night)
-                radiance = sensors.shade(self.town, self.table, self.caster, self.condition, hits, origins, dirs, t, lights)
+                ray_length = self._ray_length(intr)
+                radiance = np.concatenate(self._in_bands(intr.height, lambda b: sensors.shade(
+                    self.table, self.caster, self.condition, Hits(hits.t[b], hits.surface[b], hits.normal[b]),
+                    pose.translation, dirs[b], ray_length[b], t, lights)))  # fmt: skip
                 if self.condition.rain > 0:
                     radiance = radiance + sensors.rain_streaks(intr.height, intr.width, t, self.condition.rain)[..., None]
         render = _Render(hits, radiance)
@@ -135,6 +149,27 @@ class Simulator:
             self._renders.pop(next(iter(self._renders)))
         self._renders[key] = render
         return render
+
+    def _in_bands(self, rows: int, job: Callable[[slice], T]) -> list[T]:
+        """``job`` over horizontal bands of the image, on the worker threads when there are several
+        (numpy and open3d release the GIL). Each pixel's value does not depend on the banding."""
+        if self._pool is None:
+            return [job(slice(None))]
+        edges = np.linspace(0, rows, self._workers + 1).round().astype(int).tolist()
+        bands = [slice(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+        return [future.result() for future in [self._pool.submit(job, band) for band in bands]]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _ray_length(self, intr: Intrinsics) -> np.ndarray:
+        """|direction| of each pixel's ray (z = 1 in the camera frame), per intrinsics."""
+        key = (intr.width, intr.height, intr.fx, intr.fy, intr.cx, intr.cy)
+        if key not in self._ray_lengths:
+            self._ray_lengths[key] = np.linalg.norm(intr.pixel_rays(), axis=-1).astype(np.float32)
+        return self._ray_lengths[key]
 
     def _rng(self, modality: Modality, t: float) -> np.random.Generator:
         return np.random.default_rng([self.seed, list(Modality).index(modality), int(round(t * 1e6))])
@@ -161,7 +196,8 @@ class Simulator:
     def lidar_cloud(self, scan: LidarScan) -> PointCloud:
         return PointCloud(scan.points, scan.intensity, scan.ring)
 
-    def _luminance(self, t: float) -> np.ndarray:
+    def event_luminance(self, t: float) -> np.ndarray:
+        """Linear luminance the event camera sees at t (H×W on its own grid, before any log)."""
         return sensors.luminance(self._render(Modality.EVENTS, t, shade=True).radiance)
 
     def events(self, t_start: float, t_end: float) -> EventPacket:
@@ -169,14 +205,14 @@ class Simulator:
         cam = self.event_camera
         start_ns, end_ns = int(round(t_start * NS)), int(round(t_end * NS))
         if cam.reference is None or cam.last_time_ns != start_ns:
-            cam.reset(self._luminance(t_start), start_ns)
+            cam.reset(self.event_luminance(t_start), start_ns)
         k = max(self.models.events.subframes, 1)
         chunks = []
         rng = self._rng(Modality.EVENTS, t_end)
         for i in range(1, k + 1):
             t_i = t_start + (t_end - t_start) * i / k
             t_i_ns = end_ns if i == k else int(round(t_i * NS))
-            luminance = self._luminance(t_i)
+            luminance = self.event_luminance(t_i)
             with self.timed("events"):
                 chunks.append(cam.step(luminance, t_i_ns, rng))
         x = np.concatenate([c.x for c in chunks])

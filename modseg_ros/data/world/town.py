@@ -187,7 +187,7 @@ def generate_town(seed: int, params: TownParams = TownParams()) -> Town:
     b.add(box((0.5 * (x_min + x_max), 0.0, -0.1), (x_max - x_min, 2 * road_half, 0.2)), road)
 
     # Main-street sidewalks, split at the crossings.
-    gaps = [(xc - hw - 0.0, xc + hw) for xc, hw in crossings]
+    gaps = [(xc - hw, xc + hw) for xc, hw in crossings]
     for side in (-1, 1):
         for x0, x1 in _free_spans(x_min, x_max, gaps):
             b.add(box((0.5 * (x0 + x1), side * 0.5 * (side_in + side_out), 0.075), (x1 - x0, side_out - side_in, 0.15)), walk)
@@ -195,7 +195,7 @@ def generate_town(seed: int, params: TownParams = TownParams()) -> Town:
     _lane_markings(b, style, x_min, x_max, gaps, line_white, line_yellow)
 
     for xc, hw in crossings:
-        _crossing(b, style, xc, hw, road, walk, grass, line_white)
+        _crossing(b, style, xc, hw, road, walk, line_white)
 
     # Lots behind the sidewalks, street furniture along them.
     for side in (-1, 1):
@@ -204,15 +204,10 @@ def generate_town(seed: int, params: TownParams = TownParams()) -> Town:
         _furniture(b, style, side, side_in, side_out, x_min, x_max, gaps, crossings)
     _background(b, style, side_out, x_min, x_max)
 
-    town = Town(seed=seed, surfaces=b.surfaces, static=b.static, actors=[], ego=ego,
+    _parked_vehicles(b, style, side_in, x_min, x_max, gaps)
+    actors = _actors(b, style, ego, crossings, road_half, side_in, side_out, x_min, x_max, params.duration_s) if params.actors else []
+    return Town(seed=seed, surfaces=b.surfaces, static=b.static, actors=actors, ego=ego,
                 lights=np.asarray(b.lights, dtype=np.float32).reshape(-1, 3), style=style)
-    if params.actors:
-        town.actors = _actors(b, style, ego, crossings, road_half, side_in, side_out, x_min, x_max, params.duration_s)
-        town.surfaces = b.surfaces
-    else:
-        _parked_vehicles(b, style, side_in, x_min, x_max, gaps)  # parked cars still give vehicles
-        town.surfaces = b.surfaces
-    return town
 
 
 def _free_spans(x0: float, x1: float, gaps: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -251,7 +246,7 @@ def _dashes(b: _Builder, x0, x1, y, dash, period, surface) -> None:
         x += period
 
 
-def _crossing(b: _Builder, style, xc, hw, road, walk, grass, white) -> None:
+def _crossing(b: _Builder, style, xc, hw, road, walk, white) -> None:
     """A cross street along y at x = xc (half width hw): road, sidewalks, zebra crossings, stop lines."""
     y_far = 220.0
     road_half = style["lanes"] * style["lane_w"] + style["parking"]
@@ -501,12 +496,14 @@ def _traffic_light(b: _Builder, x, y, side, xs, style, pole) -> None:
 # --- vehicles and people ---------------------------------------------------------------------------
 
 
-def _vehicle_parts(b: _Builder, kind: str) -> list[ActorPart]:
+def _vehicle_parts(b: _Builder, kind: str, heading: float) -> list[ActorPart]:
+    """A vehicle's parts in its own frame; its body surfaces carry the heading (for their lamps)."""
     rng = b.rng
+    forward = (float(np.cos(heading)), float(np.sin(heading)), 0.0)
     tyre = b.surface({"car": "Cars", "truck": "Truck", "bus": "Bus", "twowheeler": "TwoWheeler"}[kind], (0.03, 0.03, 0.03), Texture.PLAIN, 0.1)
     parts: list[ActorPart] = []
     if kind == "car":
-        body = b.surface("Cars", b.pick(CAR_COLOURS), Texture.VEHICLE, 0.7)
+        body = b.surface("Cars", b.pick(CAR_COLOURS), Texture.VEHICLE, 0.7, anchor=forward)
         length, width = float(rng.uniform(3.8, 4.9)), float(rng.uniform(1.7, 1.95))
         h_body = float(rng.uniform(0.6, 0.8))
         parts.append(ActorPart(box((0, 0, 0.3 + h_body / 2), (length, width, h_body)), body))
@@ -515,7 +512,7 @@ def _vehicle_parts(b: _Builder, kind: str) -> list[ActorPart]:
         parts.append(ActorPart(box((-0.1 * length, 0, 0.3 + h_body + h_cab / 2), (cabin_len, width * 0.9, h_cab)), body))
         wheel_x = 0.35 * length
     elif kind == "truck":
-        cab = b.surface("Truck", b.pick(CAR_COLOURS), Texture.VEHICLE, 0.7)
+        cab = b.surface("Truck", b.pick(CAR_COLOURS), Texture.VEHICLE, 0.7, anchor=forward)
         cargo = b.surface("Truck", b.pick([(0.8, 0.8, 0.8), (0.5, 0.1, 0.1), (0.2, 0.3, 0.5)]), Texture.PLAIN, 0.6)
         length = float(rng.uniform(7.0, 10.0))
         parts.append(ActorPart(box((length / 2 - 1.2, 0, 1.6), (2.2, 2.4, 2.6)), cab))
@@ -523,7 +520,8 @@ def _vehicle_parts(b: _Builder, kind: str) -> list[ActorPart]:
         wheel_x = 0.38 * length
         width = 2.4
     elif kind == "bus":
-        body = b.surface("Bus", b.pick([(0.7, 0.1, 0.1), (0.1, 0.3, 0.6), (0.85, 0.7, 0.1), (0.8, 0.8, 0.8)]), Texture.VEHICLE, 0.7)
+        body = b.surface("Bus", b.pick([(0.7, 0.1, 0.1), (0.1, 0.3, 0.6), (0.85, 0.7, 0.1), (0.8, 0.8, 0.8)]), Texture.VEHICLE, 0.7,
+                         anchor=forward)
         length = float(rng.uniform(10.0, 12.5))
         parts.append(ActorPart(box((0, 0, 1.75), (length, 2.55, 3.0)), body))
         wheel_x = 0.36 * length
@@ -547,7 +545,7 @@ def _vehicle_parts(b: _Builder, kind: str) -> list[ActorPart]:
 def _vehicle_static(b: _Builder, x, y, heading, kind: str | None = None) -> None:
     kind = kind or str(b.rng.choice(["car", "car", "car", "car", "truck", "twowheeler"]))
     r, t = yaw_matrix(heading), np.array([x, y, 0.0])
-    for part in _vehicle_parts(b, kind):
+    for part in _vehicle_parts(b, kind, heading):
         b.add(part.mesh.transformed(r, t), part.surface)
 
 
@@ -588,9 +586,8 @@ def _parked_vehicles(b: _Builder, style, side_in, x_min, x_max, gaps) -> None:
 
 def _actors(b: _Builder, style, ego: EgoPath, crossings, road_half, side_in, side_out, x_min, x_max, duration) -> list[Actor]:
     rng = b.rng
-    lane_w, lanes, parking = style["lane_w"], style["lanes"], style["parking"]
+    lane_w, lanes = style["lane_w"], style["lanes"]
     actors: list[Actor] = []
-    _parked_vehicles(b, style, side_in, x_min, x_max, [(xc - hw, xc + hw) for xc, hw in crossings])
     ego_lane_y = ego.lane_y
     span = x_max - x_min
     # Traffic on the main street: every lane has one speed so that vehicles never run into each other.
@@ -609,7 +606,7 @@ def _actors(b: _Builder, style, ego: EgoPath, crossings, road_half, side_in, sid
                 heading = 0.0 if direction == 1 else np.pi
                 offset = float(rng.normal(0, 0.15)) + (0.8 * -direction if kind == "twowheeler" else 0.0)
                 if rng.random() < 0.7 * (0.5 + 0.5 * (span < 600)):
-                    actors.append(Actor(kind, _vehicle_parts(b, kind), Motion(x, y + offset, heading, speed)))
+                    actors.append(Actor(kind, _vehicle_parts(b, kind, heading), Motion(x, y + offset, heading, speed)))
                 x += float(rng.uniform(14.0, 45.0)) + (8.0 if kind in ("bus", "truck") else 0.0)
     # Cross traffic that passes the junction when the ego is not in it.
     ego_t = np.linspace(0.0, duration, 200)
@@ -625,7 +622,7 @@ def _actors(b: _Builder, style, ego: EgoPath, crossings, road_half, side_in, sid
                     continue
                 kind = str(rng.choice(["car"] * 6 + ["truck", "bus", "twowheeler"]))
                 lane = xc - direction * 0.5 * hw
-                actors.append(Actor(kind, _vehicle_parts(b, kind), Motion(lane, y0, direction * np.pi / 2, speed)))
+                actors.append(Actor(kind, _vehicle_parts(b, kind, direction * np.pi / 2), Motion(lane, y0, direction * np.pi / 2, speed)))
     # Pedestrians walking along the sidewalks, some standing, some crossing at the zebra crossings.
     n_walkers = int(rng.integers(25, 55) * span / 400)
     for _ in range(n_walkers):
