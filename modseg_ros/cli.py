@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("modseg_ros.commands.info", "show versions, install paths and the DDS environment"),
     "bench": ("modseg_ros.commands.bench", "run a benchmark and print its figures (modseg bench --help lists the targets)"),
     "world": ("modseg_ros.commands.world", "generate a DELIVER-layout dataset or a rosbag2 bag from the embedded world"),
+    "train": ("modseg_ros.commands.train", "train a segmentation network on DELIVER-layout data"),
+    "eval": ("modseg_ros.commands.eval", "evaluate a checkpoint on every modality subset (tables, PNGs)"),
+    "export": ("modseg_ros.commands.export", "export a checkpoint to ONNX and check it against torch"),
+    "compare": ("modseg_ros.commands.compare", "tabulate several eval.json side by side (Markdown)"),
 }
 
 

@@ -11,6 +11,7 @@ import importlib
 # target -> (module, one-line summary)
 TARGETS: dict[str, tuple[str, str]] = {
     "world": ("modseg_ros.bench.world", "frames/s of the embedded world's four-sensor rig, and where the time goes"),
+    "model": ("modseg_ros.bench.model", "network speed per number of modalities, torch against ONNX Runtime"),
 }
 
 

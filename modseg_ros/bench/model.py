@@ -1,0 +1,71 @@
+"""``modseg bench model``: network speed on this CPU, torch against ONNX Runtime, per number of modalities.
+
+For each subset size (1..4 modalities, the first subset of that size in canonical order: C, CD, CDL,
+CDLE) it times the network forward (prepared inputs -> logits) in torch and, if the checkpoint's
+``.onnx`` graph exists (``modseg export --onnx``), in ONNX Runtime, and ``SegmentationEngine.predict``
+end to end (uint8 encodings at the camera size -> labels at the camera size). Median of ``--repeat``
+runs after one warm-up.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+from time import perf_counter
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=Path, help="model .safetensors (default: the shipped model; else an untrained Any2Seg)")
+    parser.add_argument("--repeat", type=int, default=10, help="timed runs per figure (default 10)")
+    parser.add_argument("--threads", type=int, default=2, help="threads for torch and ORT (default 2)")
+    parser.add_argument("--camera", type=int, nargs=2, default=(256, 512), metavar=("H", "W"), help="encoding size (default 256 512)")
+
+
+def _median_ms(fn, repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = perf_counter()
+        fn()
+        times.append((perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from modseg_ros.core.types import MODALITIES, subset_name
+    from modseg_ros.model.inputs import prepare
+    from modseg_ros.model.runtime import SegmentationEngine, default_checkpoint
+
+    torch.set_num_threads(args.threads)
+    path = args.checkpoint or default_checkpoint()
+    if path is not None and Path(path).with_suffix(".safetensors").is_file():
+        engine = SegmentationEngine.load(path, threads=args.threads)
+        onnx_engine = SegmentationEngine.load(path, "onnx", args.threads) if Path(path).with_suffix(".onnx").is_file() else None
+    else:
+        engine, onnx_engine = SegmentationEngine.untrained("any2seg"), None
+    rng = np.random.default_rng(0)
+    h, w = args.camera
+    encoded = {m: rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for m in MODALITIES}
+    table = Table(title=f"{engine.name}: input {engine.input_size[0]}×{engine.input_size[1]}, camera {h}×{w}, {args.threads} threads, median ms")
+    for column in ("modalities", "torch forward", "ORT forward", "ORT/torch time", "predict (torch)", "predict (ORT)"):
+        table.add_column(column, justify="right")
+    for k in range(1, len(MODALITIES) + 1):
+        subset = MODALITIES[:k]
+        images, index = prepare({m: encoded[m] for m in subset}, engine.input_size)
+        torch_ms = _median_ms(lambda: engine._backend.run(images, index), args.repeat)
+        predict_ms = _median_ms(lambda: engine.predict({m: encoded[m] for m in subset}), args.repeat)
+        row = [subset_name(subset), f"{torch_ms:.1f}"]
+        if onnx_engine is not None:
+            ort_ms = _median_ms(lambda: onnx_engine._backend.run(images, index), args.repeat)
+            ort_predict = _median_ms(lambda: onnx_engine.predict({m: encoded[m] for m in subset}), args.repeat)
+            row += [f"{ort_ms:.1f}", f"{ort_ms / torch_ms:.2f}", f"{predict_ms:.1f}", f"{ort_predict:.1f}"]
+        else:
+            row += ["-", "-", f"{predict_ms:.1f}", "-"]
+        table.add_row(*row)
+    Console().print(table)
+    return 0

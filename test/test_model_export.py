@@ -1,0 +1,31 @@
+import numpy as np
+import torch
+
+from modseg_ros.core.types import MODALITIES, Modality
+from modseg_ros.model.checkpoint import save_checkpoint
+from modseg_ros.model.export import export_onnx
+from modseg_ros.model.runtime import SegmentationEngine
+from modseg_ros.model.segmenter import SegmenterConfig, build
+
+
+def test_onnx_graph_serves_every_subset_and_matches_torch(tmp_path):
+    torch.manual_seed(0)
+    model = build(SegmenterConfig(arch="any2seg", input_size=(32, 64)))
+    with torch.no_grad():  # away from the symmetric initialisation, whose MFF ties are exact
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    path = save_checkpoint(model.eval(), tmp_path / "net.safetensors", half=False)
+    report = export_onnx(path)
+    assert report.path == tmp_path / "net.onnx" and report.dynamic_subsets
+    assert len(report.max_abs_diff) == 15
+    assert min(report.label_agreement.values()) > 0.99
+    assert sorted(report.max_abs_diff.values())[7] < 1e-4  # the median subset: float error only
+
+    torch_engine = SegmentationEngine.load(path)
+    onnx_engine = SegmentationEngine.load(tmp_path / "net.onnx", backend="onnx", threads=1)
+    rng = np.random.default_rng(0)
+    encoded = {m: rng.integers(0, 256, (64, 128, 3), dtype=np.uint8) for m in (Modality.DEPTH, Modality.EVENTS)}
+    a, b = torch_engine.predict(encoded), onnx_engine.predict(encoded)
+    assert (a.labels == b.labels).mean() > 0.99
+    assert set(b.modality_weights) == {Modality.DEPTH, Modality.EVENTS}
+    assert onnx_engine.input_size == (32, 64) and len(MODALITIES) == 4

@@ -1,0 +1,48 @@
+"""The shipped default checkpoint: loads, runs on both backends and segments a world frame sensibly."""
+import numpy as np
+import pytest
+
+from modseg_ros.core.palette import CLASS_ID
+from modseg_ros.core.types import MODALITIES, Modality
+from modseg_ros.data.deliver import DeliverDataset
+from modseg_ros.eval.metrics import ConfusionMatrix
+from modseg_ros.model.export import export_onnx
+from modseg_ros.model.runtime import SegmentationEngine, default_checkpoint
+
+
+@pytest.fixture(scope="module")
+def frame(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shipped")
+    from modseg_ros.data.world.generate import WorldOptions, generate
+
+    generate(WorldOptions(out=root, frames=2, seed=77, split="val", sequence_frames=2, threads=1, conditions=("sun",)))
+    return DeliverDataset(root, "val")[1]
+
+
+def test_the_default_checkpoint_is_shipped_and_segments_a_world_frame(frame):
+    path = default_checkpoint()
+    assert path is not None, "models/any2seg_b0.safetensors is missing"
+    engine = SegmentationEngine.load(path, threads=2)
+    assert engine.config.arch == "any2seg" and len(engine.classes) == 25
+    full = engine.predict(frame.encodings, output_size=frame.label.shape)
+    cm = ConfusionMatrix()
+    cm.update(full.labels, frame.label)
+    assert cm.pixel_accuracy() > 70.0
+    road = frame.label == CLASS_ID["Road"]
+    assert (full.labels[road] == CLASS_ID["Road"]).mean() > 0.8
+    assert set(full.modality_weights) == set(MODALITIES)
+    lidar_only = engine.predict({Modality.LIDAR: frame.encodings[Modality.LIDAR]}, output_size=frame.label.shape)
+    assert (lidar_only.labels[road] == CLASS_ID["Road"]).mean() > 0.5  # a sparse modality alone still finds the road
+
+
+def test_the_exported_onnx_graph_agrees_with_torch(frame, tmp_path):
+    path = default_checkpoint()
+    report = export_onnx(path, tmp_path / "shipped.onnx")
+    assert min(report.label_agreement.values()) > 0.99
+    torch_engine = SegmentationEngine.load(path)
+    onnx_engine = SegmentationEngine.load(path, backend="onnx", threads=2, onnx_path=report.path)
+    for subset in ((Modality.CAMERA,), (Modality.DEPTH, Modality.EVENTS), tuple(MODALITIES)):
+        inputs = {m: frame.encodings[m] for m in subset}
+        a, b = torch_engine.predict(inputs), onnx_engine.predict(inputs)
+        assert (a.labels == b.labels).mean() > 0.999
+        assert np.allclose(list(a.modality_weights.values()), list(b.modality_weights.values()), atol=1e-4)
