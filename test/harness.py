@@ -50,6 +50,7 @@ class Outputs:
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("output_recorder", namespace=self.namespace or None, context=self.context)
         self.lock = threading.Lock()
+        self.info_topic = self.node.resolve_topic_name("segmentation/info")
         images = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
         reliable = QoSProfile(depth=50)
         for key, msg_type, topic, qos in (
@@ -135,8 +136,16 @@ class NodeProcess:
     def log(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_ready(self, outputs: Outputs, node_name: str = "any2seg", timeout_s: float = 90.0) -> None:
-        ready = outputs.wait_for(lambda: outputs.pipeline_statuses(node_name) or self.proc.poll() is not None, timeout_s)
+    def wait_ready(self, outputs: Outputs, timeout_s: float = 90.0) -> None:
+        """Until the node has set up (it logs what it segments) and its outputs reach the recorder."""
+
+        def up() -> bool:
+            return self.proc.poll() is not None or (
+                any(line.startswith("[INFO]") and "segmenting " in line for line in self.lines)
+                and outputs.node.count_publishers(outputs.info_topic) > 0
+            )
+
+        ready = outputs.wait_for(up, timeout_s)
         if self.proc.poll() is not None or not ready:
             self.stop()
             raise RuntimeError(f"node did not come up (exit {self.proc.poll()}):\n{self.log()}")

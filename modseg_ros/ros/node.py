@@ -25,7 +25,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSPolicyKind, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
@@ -399,7 +399,11 @@ class Any2SegNode(Node):
 
 
 def _policy_name(kind) -> str:
-    return getattr(kind, "name", str(kind))
+    """The QoS policy an incompatibility event names (rmw passes its own enum)."""
+    try:
+        return QoSPolicyKind(int(kind)).name
+    except (TypeError, ValueError):
+        return str(getattr(kind, "name", kind)).removeprefix("RMW_QOS_POLICY_")
 
 
 def _status(name: str, level: HealthLevel, message: str, hardware_id: str, values: dict) -> DiagnosticStatus:
