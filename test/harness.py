@@ -1,7 +1,7 @@
 """Processes and an output recorder for the node tests (real DDS, no mocks).
 
 The node runs in its own process (``modseg run``), sensor streams come from another
-(procs/play_sensors.py), and ``Outputs`` records what the node publishes inside the test process.
+(``python -m modseg_ros.ros.stream``), and ``Outputs`` records what the node publishes inside the test process.
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from sensor_msgs.msg import Image, PointCloud2
 from modseg_ros.msg import SegmentationInfo, SensorHealthArray
 
 HERE = Path(__file__).parent
-PLAYER = HERE / "procs" / "play_sensors.py"
 MODSEG = Path(sys.executable).parent / "modseg"
 
 
@@ -164,8 +163,8 @@ class NodeProcess:
 
 def play(scenario: dict, timeout_s: float = 60.0) -> list[dict]:
     """Run the sensor player to completion; returns what it published, in order."""
-    result = subprocess.run([sys.executable, str(PLAYER), json.dumps(scenario)], capture_output=True, text=True,
-                            timeout=timeout_s)  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "modseg_ros.ros.stream", json.dumps(scenario)], capture_output=True,
+                            text=True, timeout=timeout_s)  # fmt: skip
     if result.returncode != 0:
         raise RuntimeError(f"player failed ({result.returncode}):\n{result.stderr}")
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]

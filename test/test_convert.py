@@ -258,13 +258,15 @@ def test_multi_count_fields_are_named_as_sensor_msgs_py():
     assert names == ("x", "y", "z", "normal_0", "normal_1", "normal_2", "unnamed_field_4")
 
 
-def test_events_in_the_carla_layout():
-    stamp = 5_250_000_000
+@pytest.mark.parametrize("step", [13, 16])  # packed (CARLA, the embedded world's bags) and aligned
+@pytest.mark.parametrize("stamp", [5_250_000_000, 1_795_315_145_457_680_992])  # sim time, wall-clock epoch
+def test_events_in_the_carla_layout(stamp, step):
     t_abs = [stamp - 40_000_000, stamp - 1_000, stamp]
     fields = [("x", 0, U16), ("y", 2, U16), ("t", 4, F64), ("pol", 12, I8)]
-    data = b"".join(struct.pack("<HHqb", x, y, t, p) + b"\0\0\0" for (x, y, t, p) in zip([3, 0, 9], [1, 2, 4], t_abs, [1, 0, 1]))
-    msg = cloud(fields, [(0, 0, 0.0, 0)] * 3, point_step=16)
+    data = b"".join(struct.pack("<HHqb", x, y, t, p) + bytes(step - 13) for (x, y, t, p) in zip([3, 0, 9], [1, 2, 4], t_abs, [1, 0, 1]))
+    msg = cloud(fields, [(0, 0, 0.0, 0)] * 3, point_step=step)
     msg.data = data  # CARLA declares t FLOAT64 but writes int64 nanoseconds
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
     packet = convert.event_packet(msg, "events/points", width=10, height=5)
     assert list(packet.x) == [3, 0, 9] and list(packet.y) == [1, 2, 4]
     assert list(packet.t_ns) == [-40_000_000, -1_000, 0] and list(packet.polarity) == [1, -1, 1]

@@ -262,13 +262,14 @@ def point_cloud(msg, topic: str, intensity_scale: float = 1.0) -> PointCloud:
 def event_times_ns(t: np.ndarray) -> np.ndarray:
     """Absolute event times in ns from a PointCloud2 time field.
 
-    Integer fields hold nanoseconds. FLOAT64 fields hold seconds, except in CARLA's DVS layout, which
-    declares FLOAT64 but stores int64 nanoseconds: those bit patterns read as tiny (subnormal-range)
-    doubles, which no real time in seconds is, so they are reinterpreted.
+    Integer fields hold nanoseconds. FLOAT64 fields hold seconds, except in CARLA's DVS layout (and
+    the embedded world's bags), which declare FLOAT64 because PointField has no 64-bit integer but
+    store int64 nanoseconds. Any such value below 2^61 ns (73 years) reads as a double below 1e-150,
+    and no real time in seconds is that small (but not zero), so those are reinterpreted.
     """
     if t.dtype.kind in "iu":
         return t.astype(np.int64)
-    if t.dtype == np.float64 and len(t) and np.all(np.abs(t) < 1e-200):
+    if t.dtype == np.float64 and len(t) and np.all(np.abs(t) < 1e-30):
         return np.ascontiguousarray(t).view(np.int64)
     return np.rint(t.astype(np.float64) * 1e9).astype(np.int64)
 
