@@ -19,6 +19,7 @@ PROG = "modseg"
 # name -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("modseg_ros.commands.info", "show versions, install paths and the DDS environment"),
+    "bench": ("modseg_ros.commands.bench", "speed figures: node, sync, convert (see BENCHMARKS.md)"),
     "run": ("modseg_ros.commands.run", "run the any2seg node (parameters as the launch file; --ros-args ...)"),
 }
 

@@ -11,8 +11,9 @@ from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from modseg_ros.ros import convert
+from modseg_ros.bench.reference import cv_bridge_imgmsg_to_cv2, read_points
 from modseg_ros.errors import ConversionError
+from modseg_ros.ros import convert
 
 RNG = np.random.default_rng(7)
 F32, F64, U16, U8, I8, I32, U32 = (PointField.FLOAT32, PointField.FLOAT64, PointField.UINT16, PointField.UINT8,
@@ -36,19 +37,6 @@ def image(pixels: np.ndarray, encoding: str, pad: int = 0, bigendian: bool = Fal
                  step=rows.shape[1], data=rows.tobytes())  # fmt: skip
 
 
-def cv_bridge_passthrough(msg: Image, dtype: str, channels: int) -> np.ndarray:
-    """cv_bridge.CvBridge.imgmsg_to_cv2(msg, 'passthrough'), restated (vision_opencv core.py)."""
-    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    buf = bytes(msg.data)
-    if channels == 1:
-        im = np.ndarray(shape=(msg.height, msg.step // dt.itemsize), dtype=dt, buffer=buf)
-        im = np.ascontiguousarray(im[: msg.height, : msg.width])
-    else:
-        im = np.ndarray(shape=(msg.height, msg.step // dt.itemsize // channels, channels), dtype=dt, buffer=buf)
-        im = np.ascontiguousarray(im[: msg.height, : msg.width, :])
-    return im.astype(dt.newbyteorder("="))
-
-
 # --- images ------------------------------------------------------------------------------------------
 
 
@@ -70,7 +58,7 @@ def test_camera_encodings_give_cv_bridge_rgb8(encoding, channels, to_rgb, pad):
     passthrough = convert.image_array(msg, "camera/image")
     assert np.array_equal(passthrough, pixels)
     if pad % channels == 0:  # cv_bridge sizes rows as step // pixel size: other paddings shear its rows
-        assert np.array_equal(passthrough, cv_bridge_passthrough(msg, "u1", channels))
+        assert np.array_equal(passthrough, cv_bridge_imgmsg_to_cv2(msg, "u1", channels))
     rgb = convert.camera_frame(msg, "camera/image").image
     assert rgb.shape == (6, 7, 3) and rgb.dtype == np.uint8
     assert np.array_equal(rgb, to_rgb(pixels))
@@ -93,7 +81,7 @@ def test_passthrough_of_wide_encodings_matches_cv_bridge(encoding, dtype, pad, b
     msg = image(pixels, encoding, pad=pad, bigendian=bigendian)
     out = convert.image_array(msg, "depth/image")
     assert out.dtype == np.dtype(dtype) and out.dtype.isnative
-    assert np.array_equal(out, pixels) and np.array_equal(out, cv_bridge_passthrough(msg, dtype, channels))
+    assert np.array_equal(out, pixels) and np.array_equal(out, cv_bridge_imgmsg_to_cv2(msg, dtype, channels))
 
 
 def test_depth_32fc1_metres_with_every_invalid_marker():
@@ -195,24 +183,10 @@ def lidar_rows(n, nan_every=0):
     return rows
 
 
-def read_points_reference(msg: PointCloud2) -> np.ndarray:
-    """sensor_msgs_py.point_cloud2.read_points(msg), restated (common_interfaces point_cloud2.py)."""
-    names, formats, offsets = [], [], []
-    for f in msg.fields:
-        names.append(f.name)
-        formats.append(convert.POINT_FIELD_TYPES[f.datatype].str)
-        offsets.append(f.offset)
-    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step})
-    points = np.ndarray(shape=(msg.width * msg.height,), dtype=dtype, buffer=bytes(msg.data))
-    if msg.is_bigendian:
-        points = points.byteswap()
-    return points
-
-
 def test_world_lidar_layout_is_a_zero_copy_view_equal_to_read_points():
     rows = lidar_rows(50, nan_every=7)
     msg = cloud(XYZIR, rows, point_step=18)
-    ref = read_points_reference(msg)
+    ref = read_points(msg)
     out = convert.cloud_array(msg, "lidar/points")
     assert out.shape == (1, 50) and np.shares_memory(out, np.frombuffer(msg.data, np.uint8))
     for name in ref.dtype.names:
@@ -229,7 +203,7 @@ def test_padded_point_step_float64_and_byte_order(bigendian):
     fields = [("intensity", 0, U8), ("x", 8, F64), ("y", 16, F64), ("z", 24, F64)]
     rows = [(int(RNG.integers(0, 256)), *RNG.normal(0, 50, 3)) for _ in range(20)]
     msg = cloud(fields, rows, point_step=40, bigendian=bigendian)
-    ref = read_points_reference(msg)
+    ref = read_points(msg)
     out = convert.cloud_array(msg, "lidar/points")
     for name in ("intensity", "x", "y", "z"):
         assert np.array_equal(out[name].ravel(), ref[name]) and out[name].dtype.isnative
@@ -247,7 +221,7 @@ def test_organised_cloud_with_row_padding_is_read_row_major():
     assert np.allclose(pc.points, np.array([r[:3] for r in rows], np.float32))
     # without row padding, read_points' flat view agrees
     plain = cloud(XYZIR, rows, point_step=20, height=4)
-    assert np.array_equal(convert.cloud_array(plain, "l").ravel()["x"], read_points_reference(plain)["x"])
+    assert np.array_equal(convert.cloud_array(plain, "l").ravel()["x"], read_points(plain)["x"])
 
 
 def test_multi_count_fields_are_named_as_sensor_msgs_py():
@@ -341,3 +315,9 @@ def test_outbound_image_and_cloud_round_trip():
     ]  # fmt: skip
     back = convert.cloud_array(out, "points").ravel()
     assert np.array_equal(back["label"], points["label"]) and np.array_equal(back["x"], points["x"])
+
+
+def test_event_times_that_are_not_finite_are_rejected():
+    msg = cloud([("x", 0, U16), ("y", 2, U16), ("t", 4, F64), ("p", 12, I8)], [(1, 2, float("nan"), 1)], point_step=13)
+    with pytest.raises(ConversionError, match="event times contain NaN"):
+        convert.event_packet(msg, "events/points", 4, 4)

@@ -242,7 +242,9 @@ def _xyz_view(points: np.ndarray) -> np.ndarray | None:
 
 def point_cloud(msg, topic: str, intensity_scale: float = 1.0) -> PointCloud:
     """A LiDAR cloud: N×3 float32 points (organised clouds flattened row-major, NaN kept for
-    no-returns), intensity divided by ``intensity_scale`` and clipped to [0, 1], ring if present."""
+    no-returns), intensity divided by ``intensity_scale`` (the encoding clips it to [0, 1]), ring if
+    present. Views of the message where the layout allows: x, y, z as consecutive native float32,
+    a native float32 intensity with scale 1, a native uint16 ring."""
     points = cloud_array(msg, topic)
     for axis in ("x", "y", "z"):
         if axis not in points.dtype.names:
@@ -251,11 +253,15 @@ def point_cloud(msg, topic: str, intensity_scale: float = 1.0) -> PointCloud:
     if xyz is None:
         xyz = np.stack([points[a].reshape(-1) for a in ("x", "y", "z")], axis=1).astype(np.float32)
     if "intensity" in points.dtype.names:
-        raw = points["intensity"].reshape(-1).astype(np.float32)
-        intensity = np.clip(raw / np.float32(intensity_scale), 0.0, 1.0)
+        intensity = points["intensity"].reshape(-1)
+        if intensity_scale != 1.0 or intensity.dtype != np.dtype("=f4"):
+            intensity = intensity.astype(np.float32) / np.float32(intensity_scale)
     else:
         intensity = np.zeros(points.size, dtype=np.float32)
-    ring = points["ring"].reshape(-1).astype(np.uint16) if "ring" in points.dtype.names else None
+    ring = None
+    if "ring" in points.dtype.names:
+        ring = points["ring"].reshape(-1)
+        ring = ring if ring.dtype == np.dtype("=u2") else ring.astype(np.uint16)
     return PointCloud(points=xyz, intensity=intensity, ring=ring)
 
 
@@ -274,6 +280,12 @@ def event_times_ns(t: np.ndarray) -> np.ndarray:
     return np.rint(t.astype(np.float64) * 1e9).astype(np.int64)
 
 
+def _finite_times(t: np.ndarray, topic: str) -> np.ndarray:
+    if t.dtype.kind == "f" and len(t) and not (np.abs(t) < 1e-30).all() and not np.isfinite(t).all():
+        raise ConversionError(topic, "event times contain NaN or inf")
+    return event_times_ns(t)
+
+
 def event_packet(msg, topic: str, width: int, height: int) -> EventPacket:
     """Events as a PointCloud2 (x, y, t absolute, polarity) -> EventPacket with time relative to the
     header stamp; polarity 0/negative -> -1, positive -> +1."""
@@ -285,7 +297,7 @@ def event_packet(msg, topic: str, width: int, height: int) -> EventPacket:
     for name, values in (("x", x), ("y", y)):
         if values.dtype.kind == "f" and len(values) and not np.isfinite(values).all():
             raise ConversionError(topic, f"event '{name}' coordinates contain NaN or inf")
-    relative = event_times_ns(t) - stamp_ns(msg.header)
+    relative = _finite_times(t, topic) - stamp_ns(msg.header)
     polarity = np.where(p.astype(np.float64) > 0, 1, -1).astype(np.int8)
     return EventPacket(
         x=x.astype(np.uint16), y=y.astype(np.uint16), t_ns=relative, polarity=polarity, width=width, height=height

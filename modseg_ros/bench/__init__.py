@@ -1,0 +1,1 @@
+"""Benchmarks behind ``modseg bench <target>``: one module per target (see commands/bench.py)."""

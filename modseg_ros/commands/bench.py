@@ -1,0 +1,27 @@
+"""``modseg bench <target>``: speed figures of one part of the system (the figures go in BENCHMARKS.md).
+
+Each target is a module in ``modseg_ros/bench/`` with ``add_arguments(parser)`` and ``run(args) -> int``;
+register it with one line in ``TARGETS``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# target -> (module, one-line summary)
+TARGETS: dict[str, tuple[str, str]] = {
+    "node": ("modseg_ros.bench.node", "end-to-end latency over bare model forward, and masks per bundle offered"),
+    "sync": ("modseg_ros.bench.sync", "synchronizer throughput (messages/s) on a four-sensor rig's streams"),
+    "convert": ("modseg_ros.bench.convert", "message -> numpy conversions against cv_bridge / sensor_msgs_py's approach"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    targets = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
+    for name, (module, summary) in TARGETS.items():
+        sub = targets.add_parser(name, help=summary, description=summary)
+        importlib.import_module(module).add_arguments(sub)
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(importlib.import_module(TARGETS[args.target][0]).run(args) or 0)
