@@ -11,6 +11,7 @@ counted against its sensor and logged at most every few seconds per topic.
 """
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -116,6 +117,7 @@ class Any2SegNode(Node):
         self._topics: dict[str, _Topic] = {}
         self._publisher_qos: dict[str, str] = {}
         self._last_alive: frozenset[Modality] | None = None
+        self._last_tick_ns: int | None = None
         self._last_levels: dict[Modality, tuple[HealthLevel, bool]] = {}
 
         self._create_publishers()
@@ -253,7 +255,13 @@ class Any2SegNode(Node):
                                 f"{info.total_count} so far); outputs are RELIABLE, VOLATILE")  # fmt: skip
 
     def _on_health_tick(self) -> None:
-        states, bundles = self.perception.tick(self._now_ns())
+        now = self._now_ns()
+        last, self._last_tick_ns = self._last_tick_ns, now
+        if last is not None and now - last > 3e9 / self.config.health_tick_rate_hz:
+            # The executor was held up (it runs timers before waiting messages): take those first,
+            # rather than call their sensors silent. The next tick judges.
+            return
+        states, bundles = self.perception.tick(now)
         self._report_changes(states)
         self._hand_over(bundles)
 
@@ -434,6 +442,9 @@ def spin(ros_args: Sequence[str] = (), params_file: str | None = None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # A second Ctrl-C (a terminal signals launch and the node, then launch signals the node
+        # again) must not interrupt the teardown.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.close()
         rclpy.try_shutdown()
