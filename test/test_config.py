@@ -65,7 +65,7 @@ def test_shipped_parameters_give_the_documented_node_defaults():
     assert config.inputs.modalities == (Modality.CAMERA, Modality.DEPTH, Modality.LIDAR, Modality.EVENTS)
     assert config.sync.priority[0] is Modality.CAMERA and config.sync.max_wait_ns == 50 * MS
     lidar = config.sync.inputs[Modality.LIDAR]
-    assert (lidar.slop_ns, lidar.reuse, lidar.min_interval_ns) == (55 * MS, True, 100 * MS)
+    assert (lidar.slop_ns, lidar.reuse, lidar.period_ns) == (55 * MS, True, 100 * MS)  # period: health rate
     # detection bound: timeout + one tick <= 2 periods + 50 ms, for every sensor
     for modality, limits in config.health.streams.items():
         assert limits.timeout_ns + 1e9 / config.health_tick_rate_hz <= 2e9 / limits.rate_hz + 50 * MS

@@ -174,19 +174,30 @@ def test_reuse_gives_every_trigger_the_nearest_scan_of_a_slower_input():
     assert [b.samples[L].stamp_ns - S for b in out] == [k // 2 * 100 * MS for k in range(10)]
 
 
-def test_interval_lower_bound_settles_without_waiting_for_the_next_message():
-    # The LiDAR scan is stamped 2 ms before the camera frame. Without a bound the trigger must wait
-    # for the next scan (or max_wait) to know no nearer one comes; a 50 ms bound proves it at once.
-    for bound, wait in ((0, 60), (50 * MS, 0)):
-        sync = make(priority=(C, L), max_wait=60 * MS, lidar=InputSync(30 * MS, min_interval_ns=bound))
+def test_known_period_settles_without_waiting_for_the_next_message():
+    # The scan is stamped 2 ms before the camera frame. Without a period the trigger must wait for the
+    # next scan (or max_wait) to know no nearer one comes; with a 100 ms period it knows at once.
+    for period, wait in ((0, 60), (100 * MS, 0)):
+        sync = make(priority=(C, L), max_wait=60 * MS, lidar=InputSync(30 * MS, period_ns=period))
         sync.push(sample(L, S - 2 * MS, S), S, {C, L})
         out = sync.push(sample(C, S, S + MS), S + MS, {C, L})
         for dt in range(0, 80):
             out += sync.poll(S + dt * MS, {C, L})
         assert len(out) == 1 and out[0].samples[L].stamp_ns == S - 2 * MS
         assert (out[0].emitted_ns - S - MS) // MS == wait
-    # and a scan that cannot fall within the slop any more is settled as missing at once
-    sync = make(priority=(C, L), max_wait=60 * MS, lidar=InputSync(30 * MS, min_interval_ns=90 * MS))
+
+
+@pytest.mark.parametrize("jitter_ms", [-4, 0, 4])
+def test_frame_midway_between_scans_takes_the_earlier_scan_at_once_despite_jitter(jitter_ms):
+    lidar = InputSync(60 * MS, reuse=True, period_ns=100 * MS)
+    sync = make(priority=(C, L), max_wait=60 * MS, lidar=lidar)
+    sync.push(sample(L, S + jitter_ms * MS, S + 5 * MS), S + 5 * MS, {C, L})
+    out = sync.push(sample(C, S + 50 * MS, S + 51 * MS), S + 51 * MS, {C, L})
+    assert len(out) == 1 and out[0].samples[L].stamp_ns == S + jitter_ms * MS and out[0].emitted_ns == S + 51 * MS
+
+
+def test_input_expected_outside_the_slop_is_settled_missing_at_once():
+    sync = make(priority=(C, L), max_wait=60 * MS, lidar=InputSync(30 * MS, period_ns=90 * MS))
     sync.push(sample(L, S - 40 * MS, S - 40 * MS), S, {C, L})
     out = sync.push(sample(C, S, S + MS), S + MS, {C, L})
     assert len(out) == 1 and out[0].missing == {L}

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(column, justify="left" if column == "conversion" else "right")
     for name, t_ours, t_ref in rows:
         table.add_row(name, f"{t_ours * 1e3:.3f}", f"{t_ref * 1e3:.3f}", f"{t_ref / t_ours:.1f}")
-    Console().print(table)
+    Console(width=180).print(table)
     return 0
 
 

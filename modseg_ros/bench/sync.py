@@ -69,5 +69,5 @@ def run(args: argparse.Namespace) -> int:
         rate = len(stream) / best
         table.add_row(name, f"{len(stream)}", f"{sync.stats.bundles}", f"{sync.stats.partial}",
                       f"{best / len(stream) * 1e6:.1f}", f"{rate:,.0f}", f"{rate / rig_rate:,.0f}")  # fmt: skip
-    Console().print(table)
+    Console(width=180).print(table)
     return 0

@@ -197,6 +197,7 @@ class InputsConfig:
     qos_reliability: str  # "best_effort" | "reliable"
     qos_depth: int
     lidar_intensity_scale: float
+    encode_on_arrival: bool  # encode each alive sensor's message when it arrives (off: in the worker)
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,7 @@ class NodeConfig:
             qos_reliability=r.string("inputs.qos_reliability", QOS_RELIABILITIES),
             qos_depth=r.integer("inputs.qos_depth", 1),
             lidar_intensity_scale=r.positive("inputs.lidar_intensity_scale"),
+            encode_on_arrival=r.boolean("inputs.encode_on_arrival"),
         )
         ranked = r.modalities("sync.priority")
         unranked = [m.value for m in inputs.modalities if m not in ranked]
@@ -264,7 +266,7 @@ class NodeConfig:
                     slop_ns=r.seconds(f"sync.{m.value}.slop_s", allow_zero=False),
                     offset_ns=int(round(r.number(f"sync.{m.value}.offset_s") * 1e9)),
                     reuse=r.boolean(f"sync.{m.value}.reuse"),
-                    min_interval_ns=r.seconds(f"sync.{m.value}.min_interval_s"),
+                    period_ns=int(round(1e9 / r.positive(f"health.{m.value}.rate_hz"))),
                 )
                 for m in priority
             },

@@ -7,6 +7,7 @@ worker (``segment``); they share nothing mutable but the rig, which is replaced,
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -36,32 +37,52 @@ class Engine(Protocol):
 
 @dataclass(frozen=True, eq=False)
 class Segmentation:
+    """The network's answer for one bundle."""
+
     bundle: Bundle
     labels: np.ndarray  # H×W uint8 class ids on the camera grid
+    encoded: Mapping[Modality, np.ndarray]  # the inputs it was computed from
+    rig: Rig  # the calibration it was computed with
+    modality_weights: Mapping[Modality, float]
+    encode_ms: float  # encodings not already made on arrival
+    inference_ms: float
+
+
+@dataclass(frozen=True, eq=False)
+class Rendering:
+    """What is published beside the mask, for people and RViz."""
+
     color: np.ndarray  # H×W×3 rgb8
     overlay: np.ndarray  # H×W×3 rgb8
     overlay_source: Modality  # what the overlay is drawn on
     points: np.ndarray | None  # labelled LiDAR points (postprocess.LABELLED_POINT) when LiDAR is in the bundle
-    modality_weights: Mapping[Modality, float]
-    encode_ms: float
-    inference_ms: float
 
 
 class Perception:
+    # Encodings kept per modality: enough for the partners a pending trigger can still take.
+    ENCODINGS_KEPT = 4
+
     def __init__(self, config: NodeConfig, engine: Engine):
         self.config = config
         self.engine = engine
         self.rig: Rig = config.rig
         self.health = HealthMonitor(config.health, config.inputs.modalities)
         self.sync = Synchronizer(config.sync)
-        self._encoded: OrderedDict[int, tuple[SensorSample, np.ndarray, Rig]] = OrderedDict()
+        self._encoded: dict[Modality, OrderedDict[int, tuple[SensorSample, np.ndarray, Rig]]] = {
+            m: OrderedDict() for m in config.inputs.modalities
+        }
+        self._encoded_lock = threading.Lock()
 
     # --- receiving side ------------------------------------------------------------------------
 
     def observe(self, sample: SensorSample, now_ns: int) -> list[Bundle]:
-        """A converted message: judge it, then synchronise it with what is alive."""
+        """A converted message: judge it, encode it if its sensor is alive (``inputs.encode_on_arrival``:
+        the worker then only runs the network), then synchronise it with what is alive."""
         self.health.observe(sample, now_ns)
-        return self.sync.push(sample, now_ns, self.health.alive)
+        alive = self.health.alive
+        if self.config.inputs.encode_on_arrival and sample.modality in alive:
+            self.encode(sample, self.rig)
+        return self.sync.push(sample, now_ns, alive)
 
     def reject(self, modality: Modality, now_ns: int, problem: str) -> HealthState:
         """A message that could not be converted: it counts against its sensor."""
@@ -83,43 +104,44 @@ class Perception:
         self.rig = self.rig.with_camera(intrinsics)
         return True
 
-    # --- worker side -----------------------------------------------------------------------------
+    # --- both sides --------------------------------------------------------------------------------
 
     def encode(self, sample: SensorSample, rig: Rig) -> np.ndarray:
-        """The sample's camera-grid encoding; a LiDAR scan reused by several bundles is encoded once."""
+        """The sample's camera-grid encoding, computed once per sample and rig (a LiDAR scan reused
+        by several bundles, a message encoded on arrival)."""
         key = id(sample)
-        cached = self._encoded.get(key)
+        cache = self._encoded[sample.modality]
+        with self._encoded_lock:
+            cached = cache.get(key)
         if cached is not None and cached[0] is sample and cached[2] is rig:
             return cached[1]
         encoded = encode_payload(sample.modality, sample.data, rig, self.config.encoding)
-        self._encoded[key] = (sample, encoded, rig)
-        while len(self._encoded) > 8:
-            self._encoded.popitem(last=False)
+        with self._encoded_lock:
+            cache[key] = (sample, encoded, rig)
+            while len(cache) > self.ENCODINGS_KEPT:
+                cache.popitem(last=False)
         return encoded
 
+    # --- worker side -----------------------------------------------------------------------------
+
     def segment(self, bundle: Bundle) -> Segmentation:
+        """Encode what is not encoded yet and run the network on the bundle's modalities."""
         rig = self.rig
         start = time.perf_counter()
         encoded = {m: self.encode(s, rig) for m, s in bundle.samples.items()}
         encode_ms = (time.perf_counter() - start) * 1e3
         prediction = self.engine.predict(encoded, output_size=(rig.camera.height, rig.camera.width))
-        labels = prediction.labels
-        source, overlay = overlay_image(labels, encoded, self.config.outputs.overlay_alpha)
+        return Segmentation(bundle, prediction.labels, encoded, rig, prediction.modality_weights, encode_ms,
+                            prediction.inference_ms)  # fmt: skip
+
+    def render(self, seg: Segmentation) -> Rendering:
+        """Colour mask, overlay and labelled LiDAR points of a segmentation."""
+        source, overlay = overlay_image(seg.labels, seg.encoded, self.config.outputs.overlay_alpha)
         points = None
-        lidar = bundle.samples.get(Modality.LIDAR)
+        lidar = seg.bundle.samples.get(Modality.LIDAR)
         if lidar is not None and self.config.outputs.publish_points and isinstance(lidar.data, PointCloud):
-            points = labelled_points(lidar.data, labels, rig)
-        return Segmentation(
-            bundle=bundle,
-            labels=labels,
-            color=color_mask(labels),
-            overlay=overlay,
-            overlay_source=source,
-            points=points,
-            modality_weights=prediction.modality_weights,
-            encode_ms=encode_ms,
-            inference_ms=prediction.inference_ms,
-        )
+            points = labelled_points(lidar.data, seg.labels, seg.rig)
+        return Rendering(color_mask(seg.labels), overlay, source, points)
 
 
 # The checkpoint used when model.path is empty (models/ in the share directory).

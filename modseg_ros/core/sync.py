@@ -5,8 +5,8 @@ stops all output (ros.md §1.3). Here the **trigger** is the highest-priority mo
 monitor calls alive. For a trigger message at stamp ``t``, every other alive input contributes its
 message nearest to ``t + offset`` with ``|stamp - (t + offset)| < slop`` (strict, as message_filters'
 set spread). A partner is *settled* once the input has delivered a message stamped at or after the
-target (a later message cannot be nearer, for an input whose stamps increase), or earlier when a
-lower bound on the input's stamp interval proves no future message can be nearer; the bundle is emitted
+target (a later message cannot be nearer, for an input whose stamps increase), or earlier when the
+input's nominal period says its next message will not be nearer; the bundle is emitted
 as soon as every alive partner is settled, or when ``max_wait`` has passed since the trigger arrived,
 then with the best partners found so far and the rest marked missing. Dead inputs are never waited
 for. With every input alive, equal rates and ``reuse`` off, the sets formed are exactly those of
@@ -33,11 +33,12 @@ class InputSync:
     slop_ns: int  # match only if |stamp - (trigger stamp + offset)| < slop
     offset_ns: int = 0  # expected stamp of this input minus the trigger's stamp
     reuse: bool = True  # may one message join consecutive bundles (a slower sensor)?
-    # Lower bound on the stamp interval of this input (message_filters' C++ setInterMessageLowerBound).
-    # 0: wait for a message stamped at or after the target before settling on a partner. > 0: the
-    # input's stamps are declared to increase by at least this, so a partner is settled as soon as
-    # no future message can be nearer, and an input is settled as missing when none can fall in the slop.
-    min_interval_ns: int = 0
+    # Nominal stamp interval of this input. 0: a partner is settled only once a message stamped at or
+    # after the target has arrived (message_filters' behaviour). > 0: the next message is expected at
+    # the newest stamp + period, so a partner is settled at once unless that message is expected to
+    # be nearer by more than a tenth of the period, and an input is settled as missing when it is
+    # expected outside the slop. Stamp jitter below a tenth of the period changes nothing.
+    period_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -236,12 +237,14 @@ class Synchronizer:
         newest = queue.watermark_ns
         if newest is None:
             return False
-        earliest_next = newest + spec.min_interval_ns  # stamps are assumed to increase
-        if best is not None:
-            if newest >= target_ns:
-                return True
-            return spec.min_interval_ns > 0 and earliest_next - target_ns >= abs(best.stamp_ns - target_ns)
-        return spec.min_interval_ns > 0 and earliest_next >= target_ns + spec.slop_ns
+        if best is not None and newest >= target_ns:
+            return True  # stamps increase: nothing later can be nearer
+        if spec.period_ns <= 0:
+            return False
+        expected_next = newest + spec.period_ns
+        if best is None:
+            return expected_next >= target_ns + spec.slop_ns
+        return expected_next - target_ns >= abs(best.stamp_ns - target_ns) - spec.period_ns // 10
 
     def _bundle(
         self, trigger: SensorSample, partners: Mapping[Modality, SensorSample], alive: Set[Modality], now_ns: int

@@ -11,6 +11,12 @@ counted against its sensor and logged at most every few seconds per topic.
 """
 from __future__ import annotations
 
+import os
+
+# numpy's BLAS would otherwise start a thread per core beside torch's threads; on a small machine
+# they preempt each other (a 3×3 transform of a depth image took 10× longer). Set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import signal
 import sys
 import threading
@@ -31,7 +37,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from modseg_ros.core.config import NodeConfig, default_parameters, load_parameters
-from modseg_ros.core.perception import Perception, Segmentation, load_engine
+from modseg_ros.core.perception import Perception, load_engine
 from modseg_ros.core.types import MODALITIES, Bundle, HealthLevel, HealthState, Modality, SensorSample, subset_name
 from modseg_ros.errors import ConfigError, ConversionError, ModsegError
 from modseg_ros.msg import SegmentationInfo, SensorHealth, SensorHealthArray
@@ -304,28 +310,30 @@ class Any2SegNode(Node):
             if bundle is None:
                 continue
             try:
-                segmentation = self.perception.segment(bundle)
-                self._publish(segmentation)
+                self._segment_and_publish(bundle)
             except Exception as err:  # the worker must outlive any one bundle; the error is reported
                 with self._stats.lock:
                     self._stats.failures += 1
                 self.get_logger().error(f"bundle at {bundle.stamp_ns / 1e9:.3f} s could not be segmented: {err!r}",
                                         throttle_duration_sec=WARN_EVERY_S)  # fmt: skip
 
-    def _publish(self, seg: Segmentation) -> None:
-        header = Header(stamp=_time_msg(seg.bundle.stamp_ns), frame_id=self.config.outputs.frame_id)
+    def _segment_and_publish(self, bundle: Bundle) -> None:
+        """The mask first (its latency is the node's), then what is drawn from it."""
+        seg = self.perception.segment(bundle)
+        header = Header(stamp=_time_msg(bundle.stamp_ns), frame_id=self.config.outputs.frame_id)
         self._pub_mask.publish(convert.image_msg(seg.labels, "mono8", header))
-        arrivals = [self._wall_arrival.get(s) for s in seg.bundle.samples.values()]
+        arrivals = [self._wall_arrival.get(s) for s in bundle.samples.values()]
         end_to_end_ms = (time.monotonic() - max(a for a in arrivals if a is not None)) * 1e3 if any(arrivals) else 0.0
-        self._pub_color.publish(convert.image_msg(seg.color, "rgb8", header))
-        self._pub_overlay.publish(convert.image_msg(seg.overlay, "rgb8", header))
-        if seg.points is not None:
-            self._pub_points.publish(convert.cloud_msg(seg.points, header))
-        used = seg.bundle.modalities
+        rendering = self.perception.render(seg)
+        self._pub_color.publish(convert.image_msg(rendering.color, "rgb8", header))
+        self._pub_overlay.publish(convert.image_msg(rendering.overlay, "rgb8", header))
+        if rendering.points is not None:
+            self._pub_points.publish(convert.cloud_msg(rendering.points, header))
+        used = bundle.modalities
         info = SegmentationInfo(header=header, model=self.perception.engine.name)
         info.modalities_used = [m.value for m in used]
-        info.modality_stamps = [_time_msg(seg.bundle.samples[m].stamp_ns) for m in used]
-        info.modalities_missing = [m.value for m in MODALITIES if m in seg.bundle.missing]
+        info.modality_stamps = [_time_msg(bundle.samples[m].stamp_ns) for m in used]
+        info.modalities_missing = [m.value for m in MODALITIES if m in bundle.missing]
         info.modality_weights = [float(seg.modality_weights.get(m, 0.0)) for m in used]
         info.inference_ms = float(seg.inference_ms)
         info.end_to_end_ms = float(end_to_end_ms)
