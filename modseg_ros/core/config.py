@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from modseg_ros.core.encoding import EncodingConfig
@@ -36,15 +37,41 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> Parameters:
     return flat
 
 
+def read_yaml(path: str | Path, what: str) -> Any:
+    """A YAML file's document; ConfigError naming ``what`` and the file if it cannot be read or parsed."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what} {path} is not valid YAML: {err}") from err
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars and arrays, tuples and paths -> plain YAML-safe Python values."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def dump_yaml(document: Mapping[str, Any]) -> str:
+    """A YAML text of ``document`` (numpy values converted), keys in their given order."""
+    return yaml.safe_dump(plain(document), sort_keys=False, default_flow_style=None, width=120)
+
+
 def load_parameters(path: str | Path, node_name: str = "any2seg") -> Parameters:
     """Read a ROS 2 parameter file: the ``/**`` section, then the node's own section over it."""
     path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"cannot read parameter file {path}: {err.strerror}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"parameter file {path} is not valid YAML: {err}") from err
+    document = read_yaml(path, "parameter file")
     if not isinstance(document, Mapping):
         raise ConfigError(f"parameter file {path} must map node names to 'ros__parameters'")
     params: Parameters = {}

@@ -90,13 +90,12 @@ def encode_depth(frame: DepthFrame, rig: Rig, cfg: EncodingConfig) -> np.ndarray
         points = depth_to_points(depth, intr)
         z = _zbuffer(camera_from_depth.apply(points), cam)
     z = np.where(np.isfinite(z) & (z > 0), z, np.nan).astype(np.float32)
-    points_cam = _rays32(cam) * z[..., None]  # H×W×3, NaN where invalid
+    points_cam = _pixel_rays(cam) * z[..., None]  # H×W×3, NaN where invalid
     points_base = _apply_image(rig.base_from[Modality.CAMERA], points_cam)
     out = np.zeros((cam.height, cam.width, 3), dtype=np.uint8)
     valid = np.isfinite(z)
     out[..., 0] = range_code(z, cfg)
-    with np.errstate(invalid="ignore"):  # NaN heights of invalid pixels are masked out
-        out[..., 1] = np.where(valid, height_code(points_base[..., 2], cfg), 0)
+    out[..., 1] = np.where(valid, height_code(np.nan_to_num(points_base[..., 2]), cfg), 0)
     out[..., 2] = _normal_verticality_code(points_base, valid)
     return out
 
@@ -184,9 +183,8 @@ def depth_to_points(depth: np.ndarray, intr: Intrinsics) -> np.ndarray:
     return (rays[valid] * depth[valid][:, None]).astype(np.float32)
 
 
-@lru_cache(maxsize=16)
-def _rays32(intr: Intrinsics) -> np.ndarray:
-    """``intr.pixel_rays()`` in float32, computed once per intrinsics (read-only)."""
+@lru_cache(maxsize=8)
+def _pixel_rays(intr: Intrinsics) -> np.ndarray:
     rays = intr.pixel_rays().astype(np.float32)
     rays.flags.writeable = False
     return rays
@@ -229,24 +227,19 @@ def _apply_image(transform: Transform, points: np.ndarray) -> np.ndarray:
 
 
 def _normal_verticality_code(points_base: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """|cos| between each pixel's surface normal (cross product of the central differences to its
-    four neighbours) and the vertical; 0 on the border and where the pixel or a neighbour is invalid."""
+    """|cos| between each pixel's surface normal (from neighbouring points) and the vertical."""
+    p = np.nan_to_num(points_base)
     h, w = valid.shape
-    out = np.zeros((h, w), dtype=np.uint8)
-    if h < 3 or w < 3:
-        return out
-    p = points_base
-    inner = valid[1:-1, 1:-1] & valid[1:-1, 2:] & valid[1:-1, :-2] & valid[2:, 1:-1] & valid[:-2, 1:-1]
-    with np.errstate(invalid="ignore"):  # differences involving invalid (NaN) points are masked out
-        dx = p[1:-1, 2:] - p[1:-1, :-2]
-        dy = p[2:, 1:-1] - p[:-2, 1:-1]
-        dx0, dx1, dx2 = dx[..., 0], dx[..., 1], dx[..., 2]
-        dy0, dy1, dy2 = dy[..., 0], dy[..., 1], dy[..., 2]
-        n0 = dx1 * dy2 - dx2 * dy1  # the cross product's components, as np.cross computes them
-        n1 = dx2 * dy0 - dx0 * dy2
-        n2 = dx0 * dy1 - dx1 * dy0
-        norm = np.sqrt(n0 * n0 + n1 * n1 + n2 * n2)
-        ok = inner & (norm > 1e-9)
-        cos = np.abs(n2) / np.where(norm > 0, norm, 1.0)
-        out[1:-1, 1:-1] = np.where(ok, np.rint(1.0 + 254.0 * np.clip(cos, 0.0, 1.0)), 0).astype(np.uint8)
+    # central differences along x (columns) and y (rows) of the interior pixels, one channel at a time
+    dx = [p[1:-1, 2:, c] - p[1:-1, :-2, c] for c in range(3)]
+    dy = [p[2:, 1:-1, c] - p[:-2, 1:-1, c] for c in range(3)]
+    nx = dx[1] * dy[2] - dx[2] * dy[1]  # n = dx × dy
+    ny = dx[2] * dy[0] - dx[0] * dy[2]
+    nz = dx[0] * dy[1] - dx[1] * dy[0]
+    norm = np.sqrt(nx * nx + ny * ny + nz * nz)
+    ok = valid[1:-1, 1:-1] & (norm > 1e-9)
+    ok &= valid[1:-1, 2:] & valid[1:-1, :-2] & valid[2:, 1:-1] & valid[:-2, 1:-1]
+    cos = np.abs(nz) / np.where(norm > 0, norm, 1.0)
+    out = np.zeros((h, w), np.uint8)
+    out[1:-1, 1:-1] = np.where(ok, np.rint(1.0 + 254.0 * np.clip(cos, 0.0, 1.0)), 0)
     return out

@@ -1,0 +1,435 @@
+"""Sensor failures scheduled in time: one spec parser, and the functions that apply a failure to a
+message's payload and stamp. The embedded world and the bag player inject failures with the same
+code, so a failure looks the same whether it was recorded or injected on the fly.
+
+Spec (CLI string or YAML), items separated by commas::
+
+    <modality>:<kind>[(<param>=<value>,...)][@<start>-<end>]
+
+    camera:blackout@3-6s, lidar:silent@5-8s, lidar:blockage(from=-45,to=45)@2s-4.5s,
+    events:lowres(factor=8)@0-10, camera:stamp_delay(ms=120)@1.5s-, depth:dropout
+
+Times are seconds from the start of the recording (``s`` or ``ms`` suffix; no suffix = seconds);
+an open end (``@5-``) or no ``@`` means until the end. A YAML file holds a list of such strings, or
+of mappings ``{modality, kind, start, end, params}``.
+
+Adding a kind: write ``_apply_<kind>`` (payload in, payload out; pure, numpy only) and add one
+``KindSpec`` line to ``KINDS``.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modseg_ros.core.types import (
+    MODALITIES,
+    CameraFrame,
+    DepthFrame,
+    EventFrame,
+    EventPacket,
+    Modality,
+    Payload,
+    PointCloud,
+)
+from modseg_ros.errors import ConfigError
+
+NS = 1_000_000_000
+ANY = frozenset(MODALITIES)
+CAM, DEP, LID, EVT = (frozenset({m}) for m in MODALITIES)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One scheduled failure of one sensor."""
+
+    modality: Modality
+    kind: str
+    start_s: float = 0.0
+    end_s: float = math.inf
+    params: Mapping[str, float] = field(default_factory=dict)  # complete: defaults filled in
+
+    def active(self, t_s: float) -> bool:
+        return self.start_s <= t_s < self.end_s
+
+    @property
+    def spec(self) -> KindSpec:
+        return KINDS[self.kind]
+
+    def __str__(self) -> str:
+        defaults = KINDS[self.kind].params
+        changed = {k: v for k, v in self.params.items() if v != defaults.get(k)}
+        args = "(" + ",".join(f"{k}={_fmt(v)}" for k, v in changed.items()) + ")" if changed else ""
+        if not math.isinf(self.end_s):
+            when = f"@{_fmt(self.start_s)}-{_fmt(self.end_s)}s"
+        else:
+            when = f"@{_fmt(self.start_s)}s-" if self.start_s > 0 else ""
+        return f"{self.modality.value}:{self.kind}{args}{when}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"modality": self.modality.value, "kind": self.kind, "start": self.start_s,
+                "end": None if math.isinf(self.end_s) else self.end_s, "params": dict(self.params)}  # fmt: skip
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+# --- payload functions (pure; rng is a per-message generator) --------------------------------------
+
+
+def _to_linear(image: np.ndarray) -> np.ndarray:
+    return np.power(image.astype(np.float32) / 255.0, 2.2)
+
+
+def _to_srgb(linear: np.ndarray) -> np.ndarray:
+    return np.clip(np.power(np.clip(linear, 0.0, 1.0), 1 / 2.2) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _apply_exposure(frame: CameraFrame, p: Mapping[str, float], rng: np.random.Generator) -> CameraFrame:
+    linear = _to_linear(frame.image) * p["gain"]
+    noisy = linear + rng.standard_normal(linear.shape, dtype=np.float32) * p["noise"]  # amplified read noise
+    return CameraFrame(_to_srgb(noisy))
+
+
+def _apply_motionblur(frame: CameraFrame, p: Mapping[str, float], rng: np.random.Generator) -> CameraFrame:
+    """Average of the image shifted along a line of ``length`` pixels at ``angle`` degrees."""
+    length = max(int(round(p["length"])), 1)
+    angle = math.radians(p["angle"])
+    image = frame.image.astype(np.float32)
+    acc = np.zeros_like(image)
+    h, w = image.shape[:2]
+    for i in range(length):
+        s = i - (length - 1) / 2.0
+        dx, dy = int(round(s * math.cos(angle))), int(round(s * math.sin(angle)))
+        rows = np.clip(np.arange(h) - dy, 0, h - 1)
+        cols = np.clip(np.arange(w) - dx, 0, w - 1)
+        acc += image[rows][:, cols]
+    return CameraFrame(np.clip(acc / length + 0.5, 0, 255).astype(np.uint8))
+
+
+def _apply_blackout(frame: CameraFrame, p: Mapping[str, float], rng: np.random.Generator) -> CameraFrame:
+    return CameraFrame(np.zeros_like(frame.image))
+
+
+def _apply_depth_dropout(frame: DepthFrame, p: Mapping[str, float], rng: np.random.Generator) -> DepthFrame:
+    """Invalid blobs: a coarse random grid (cells of ``cell`` pixels) decides where depth is lost."""
+    h, w = frame.depth_m.shape
+    cell = max(int(p["cell"]), 1)
+    grid = rng.random(((h + cell - 1) // cell, (w + cell - 1) // cell))
+    lost = np.repeat(np.repeat(grid < p["fraction"], cell, 0), cell, 1)[:h, :w]
+    return DepthFrame(np.where(lost, np.float32(np.nan), frame.depth_m).astype(np.float32))
+
+
+def _apply_depth_region(frame: DepthFrame, p: Mapping[str, float], rng: np.random.Generator) -> DepthFrame:
+    h, w = frame.depth_m.shape
+    depth = frame.depth_m.copy()
+    top, bottom = int(p["top"] * h), int(math.ceil(p["bottom"] * h))
+    left, right = int(p["left"] * w), int(math.ceil(p["right"] * w))
+    depth[top:bottom, left:right] = np.nan
+    return DepthFrame(depth)
+
+
+def _apply_lidar_jitter(cloud: PointCloud, p: Mapping[str, float], rng: np.random.Generator) -> PointCloud:
+    noise = rng.standard_normal(cloud.points.shape).astype(np.float32) * np.float32(p["sigma"])
+    return PointCloud((cloud.points + noise).astype(np.float32), cloud.intensity, cloud.ring)
+
+
+def _apply_lidar_blockage(cloud: PointCloud, p: Mapping[str, float], rng: np.random.Generator) -> PointCloud:
+    """No returns in the azimuth sector [from, to] degrees (x forward, counter-clockwise); full by default."""
+    azimuth = np.degrees(np.arctan2(cloud.points[:, 1], cloud.points[:, 0]))
+    lo, hi = p["from"], p["to"]
+    if hi - lo >= 360.0:
+        blocked = np.ones(len(azimuth), bool)
+    else:
+        blocked = np.mod(azimuth - lo, 360.0) <= np.mod(hi - lo, 360.0)
+    return _select_points(cloud, ~blocked)
+
+
+def _apply_lidar_sparse(cloud: PointCloud, p: Mapping[str, float], rng: np.random.Generator) -> PointCloud:
+    return _select_points(cloud, rng.random(len(cloud.points)) < p["keep"])
+
+
+def _select_points(cloud: PointCloud, keep: np.ndarray) -> PointCloud:
+    ring = None if cloud.ring is None else cloud.ring[keep]
+    return PointCloud(cloud.points[keep], cloud.intensity[keep], ring)
+
+
+def _apply_events_lowres(data: EventPacket | EventFrame, p: Mapping[str, float], rng: np.random.Generator):
+    """A sensor with ``factor`` times fewer pixels per side (what DELIVER's 'eventlowres' shows)."""
+    f = max(int(p["factor"]), 1)
+    if isinstance(data, EventFrame):
+        small = data.image[::f, ::f]
+        return EventFrame(np.ascontiguousarray(np.repeat(np.repeat(small, f, 0), f, 1)[: data.image.shape[0], : data.image.shape[1]]))
+    return EventPacket((data.x // f).astype(np.uint16), (data.y // f).astype(np.uint16), data.t_ns, data.polarity,
+                       -(-data.width // f), -(-data.height // f))  # fmt: skip
+
+
+def _apply_events_burst(data: EventPacket | EventFrame, p: Mapping[str, float], rng: np.random.Generator):
+    """Noise events of random polarity, ``density`` per pixel, spread over the packet's time span."""
+    if isinstance(data, EventFrame):
+        image = data.image.copy()
+        noisy = rng.random(image.shape[:2]) < min(p["density"], 1.0)
+        channel = rng.integers(0, 2, image.shape[:2])
+        for c in (0, 1):
+            sel = noisy & (channel == c)
+            image[..., c][sel] = np.maximum(image[..., c][sel], 255 // 4)
+        image[..., 2][noisy] = np.maximum(image[..., 2][noisy], 255)
+        return EventFrame(image)
+    n = int(rng.poisson(p["density"] * data.width * data.height))
+    span = int(p["window_ms"] * 1e6)
+    x = rng.integers(0, data.width, n).astype(np.uint16)
+    y = rng.integers(0, data.height, n).astype(np.uint16)
+    t = -rng.integers(0, max(span, 1), n).astype(np.int64)
+    pol = np.where(rng.random(n) < 0.5, 1, -1).astype(np.int8)
+    order = np.argsort(np.concatenate([data.t_ns, t]), kind="stable")
+    return EventPacket(np.concatenate([data.x, x])[order], np.concatenate([data.y, y])[order],
+                       np.concatenate([data.t_ns, t])[order], np.concatenate([data.polarity, pol])[order],
+                       data.width, data.height)  # fmt: skip
+
+
+# --- the kinds -------------------------------------------------------------------------------------
+
+PayloadFn = Callable[[Any, Mapping[str, float], np.random.Generator], Any]
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    modalities: frozenset[Modality]
+    params: Mapping[str, float]  # names and defaults
+    summary: str
+    payload: PayloadFn | None = None  # None: acts on delivery or stamps, not on the content
+    payload_types: tuple[type, ...] = ()
+    deliver_case: str = ""  # DELIVER corner-case token for the dataset path
+
+
+KINDS: dict[str, KindSpec] = {
+    "overexposure": KindSpec(CAM, {"gain": 6.0, "noise": 0.0}, "saturated, washed-out image", _apply_exposure, (CameraFrame,), "overexposure"),
+    "underexposure": KindSpec(CAM, {"gain": 0.06, "noise": 0.002}, "dark, noisy image", _apply_exposure, (CameraFrame,), "underexposure"),
+    "motionblur": KindSpec(CAM, {"length": 15.0, "angle": 0.0}, "linear blur over `length` pixels", _apply_motionblur, (CameraFrame,), "motionblur"),
+    "blackout": KindSpec(CAM, {}, "all-black image", _apply_blackout, (CameraFrame,)),
+    "frozen": KindSpec(CAM, {}, "repeats the last image before the failure (new stamps)"),
+    "dropout": KindSpec(DEP, {"fraction": 0.3, "cell": 16.0}, "random invalid (NaN) blobs", _apply_depth_dropout, (DepthFrame,)),
+    "region": KindSpec(DEP, {"left": 0.3, "top": 0.3, "right": 0.7, "bottom": 0.8}, "an invalid rectangle (fractions of the image)", _apply_depth_region, (DepthFrame,)),
+    "jitter": KindSpec(LID, {"sigma": 0.15}, "Gaussian point noise of `sigma` metres", _apply_lidar_jitter, (PointCloud,), "lidarjitter"),
+    "blockage": KindSpec(LID, {"from": -180.0, "to": 180.0}, "no returns in an azimuth sector (degrees; full by default)", _apply_lidar_blockage, (PointCloud,)),
+    "sparse": KindSpec(LID, {"keep": 0.25}, "keeps a random `keep` fraction of the points", _apply_lidar_sparse, (PointCloud,)),
+    "lowres": KindSpec(EVT, {"factor": 4.0}, "event sensor with `factor` times fewer pixels per side", _apply_events_lowres, (EventPacket, EventFrame), "eventlowres"),
+    "burst": KindSpec(EVT, {"density": 1.0, "window_ms": 50.0}, "burst of noise events (`density` per pixel)", _apply_events_burst, (EventPacket, EventFrame)),
+    "silent": KindSpec(ANY, {}, "no messages at all"),
+    "stamp_jitter": KindSpec(ANY, {"ms": 5.0}, "Gaussian stamp noise (std in ms)"),
+    "stamp_delay": KindSpec(ANY, {"ms": 100.0}, "stamps late by a constant (ms)"),
+    "stamp_jump": KindSpec(ANY, {"ms": 500.0}, "stamps jump back by `ms` for the interval"),
+}
+
+DELIVER_CASES: dict[str, tuple[Modality, str]] = {
+    spec.deliver_case: (next(iter(spec.modalities)), kind) for kind, spec in KINDS.items() if spec.deliver_case
+}
+
+
+# --- parsing ---------------------------------------------------------------------------------------
+
+_ITEM = re.compile(r"^(?P<modality>[a-z_]+):(?P<kind>[a-z_\-]+)(?:\((?P<params>[^()]*)\))?(?:@(?P<when>[^@]*))?$")
+_TIME = re.compile(r"^\s*(?P<value>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s)?\s*$")
+
+
+def _split_items(text: str) -> list[str]:
+    """Split on commas outside parentheses."""
+    items, depth, current = [], 0, []
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    items.append("".join(current))
+    return [i.strip() for i in items if i.strip()]
+
+
+def _parse_time(text: str, token: str, default_unit: str) -> float:
+    m = _TIME.match(text)
+    if not m:
+        raise ConfigError(f"failure spec '{token}': bad time '{text}' (use seconds such as 3, 2.5s or 1500ms)")
+    value = float(m["value"])
+    return value / 1000.0 if (m["unit"] or default_unit) == "ms" else value
+
+
+def _parse_when(when: str, token: str) -> tuple[float, float]:
+    if "-" not in when:
+        raise ConfigError(f"failure spec '{token}': the time must be '@START-END' (END may be empty: '@3s-')")
+    start_text, end_text = when.split("-", 1)
+    unit = "ms" if end_text.strip().endswith("ms") else "s"
+    start = _parse_time(start_text, token, unit)
+    end = _parse_time(end_text, token, unit) if end_text.strip() else math.inf
+    if end <= start:
+        raise ConfigError(f"failure spec '{token}': the interval ends ({end:g}s) before it starts ({start:g}s)")
+    return start, end
+
+
+def make_failure(modality: str | Modality, kind: str, start_s: float = 0.0, end_s: float = math.inf,
+                 params: Mapping[str, Any] | None = None, token: str | None = None) -> Failure:
+    """A validated Failure (defaults filled in); ``token`` is what the error messages quote."""
+    token = token or f"{modality}:{kind}"
+    try:
+        mod = modality if isinstance(modality, Modality) else Modality.parse(str(modality))
+    except ValueError as err:
+        raise ConfigError(f"failure spec '{token}': {err}") from None
+    name = str(kind).strip().lower().replace("-", "_")
+    spec = KINDS.get(name)
+    if spec is None:
+        raise ConfigError(f"failure spec '{token}': unknown kind '{kind}' (choose from {', '.join(kinds_for(mod))})")
+    if mod not in spec.modalities:
+        raise ConfigError(f"failure spec '{token}': '{name}' does not apply to {mod.value} (choose from {', '.join(kinds_for(mod))})")
+    values = dict(spec.params)
+    for key, value in (params or {}).items():
+        if key not in spec.params:
+            known = ", ".join(spec.params) or "none"
+            raise ConfigError(f"failure spec '{token}': unknown parameter '{key}' of {name} (parameters: {known})")
+        try:
+            values[key] = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"failure spec '{token}': parameter '{key}' must be a number, got {value!r}") from None
+    if not (0.0 <= start_s < end_s):
+        raise ConfigError(f"failure spec '{token}': need 0 <= start < end, got {start_s:g}..{end_s:g}s")
+    return Failure(mod, name, float(start_s), float(end_s), values)
+
+
+def kinds_for(modality: Modality) -> list[str]:
+    return [k for k, spec in KINDS.items() if modality in spec.modalities]
+
+
+def parse_failure_spec(text: str) -> list[Failure]:
+    """``"camera:blackout@3-6s,lidar:silent@5-8s"`` -> [Failure, ...] (empty string -> [])."""
+    failures = []
+    for token in _split_items(text or ""):
+        m = _ITEM.match(token.replace(" ", "").lower())
+        if not m:
+            raise ConfigError(f"failure spec '{token}': expected MODALITY:KIND[(PARAM=VALUE,...)][@START-END], "
+                              f"e.g. camera:blackout@3-6s")  # fmt: skip
+        params: dict[str, str] = {}
+        for pair in _split_items(m["params"] or ""):
+            if "=" not in pair:
+                raise ConfigError(f"failure spec '{token}': parameter '{pair}' must be NAME=VALUE")
+            key, value = pair.split("=", 1)
+            params[key.strip()] = value.strip()
+        start, end = _parse_when(m["when"], token) if m["when"] is not None else (0.0, math.inf)
+        failures.append(make_failure(m["modality"], m["kind"], start, end, params, token))
+    return failures
+
+
+def load_failure_schedule(value: str | Path | Sequence[Any] | None) -> list[Failure]:
+    """A spec string, a YAML file path (list of spec strings or mappings), or an already-loaded list."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, (str, Path)) and str(value).endswith((".yaml", ".yml")):
+        from modseg_ros.core.config import read_yaml
+
+        path = Path(value)
+        document = read_yaml(path, "failure schedule")
+        if isinstance(document, Mapping) and "failures" in document:
+            document = document["failures"]
+        if not isinstance(document, list):
+            raise ConfigError(f"failure schedule {path}: expected a list of failures (or a 'failures:' list)")
+        return load_failure_schedule(document)
+    if isinstance(value, (str, Path)):
+        return parse_failure_spec(str(value))
+    failures: list[Failure] = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            failures += parse_failure_spec(item)
+        elif isinstance(item, Mapping):
+            token = f"item {i}: {dict(item)}"
+            for key in ("modality", "kind"):
+                if key not in item:
+                    raise ConfigError(f"failure schedule {token}: missing '{key}'")
+            end = item.get("end")
+            failures.append(make_failure(item["modality"], item["kind"], float(item.get("start", 0.0)),
+                                         math.inf if end is None else float(end), item.get("params") or {}, token))  # fmt: skip
+        else:
+            raise ConfigError(f"failure schedule item {i}: expected a spec string or a mapping, got {item!r}")
+    return failures
+
+
+def format_failure_spec(failures: Iterable[Failure]) -> str:
+    """The canonical spec string of a schedule (parse_failure_spec(format(x)) == x)."""
+    return ",".join(str(f) for f in failures)
+
+
+# --- applying --------------------------------------------------------------------------------------
+
+
+def active_failures(failures: Iterable[Failure], modality: Modality, t_s: float) -> list[Failure]:
+    return [f for f in failures if f.modality is modality and f.active(t_s)]
+
+
+def apply_to_payload(failure: Failure, payload: Payload, rng: np.random.Generator) -> Payload:
+    """The payload as the failing sensor delivers it (unchanged if the kind has no content effect)."""
+    spec = failure.spec
+    if spec.payload is None or not isinstance(payload, spec.payload_types):
+        return payload
+    return spec.payload(payload, failure.params, rng)
+
+
+def apply_to_stamp(failure: Failure, stamp_ns: int, rng: np.random.Generator) -> int:
+    """The header stamp under a timestamp fault (unchanged for other kinds)."""
+    ms = failure.params.get("ms", 0.0)
+    if failure.kind == "stamp_jitter":
+        return int(stamp_ns + round(rng.normal(0.0, ms * 1e6)))
+    if failure.kind == "stamp_delay":
+        return int(stamp_ns + round(ms * 1e6))
+    if failure.kind == "stamp_jump":
+        return int(stamp_ns - round(ms * 1e6))
+    return stamp_ns
+
+
+def deliver_cases(failures: Iterable[Failure]) -> list[str]:
+    """DELIVER corner-case tokens of the given (active) failures, in a stable order."""
+    return sorted({f.spec.deliver_case for f in failures if f.spec.deliver_case})
+
+
+class FailureInjector:
+    """Applies a schedule to a stream of messages, one modality at a time, in time order.
+
+    ``t_s`` is the message's time from the start of the recording (the world's sampling time, or
+    the bag's log time minus its start). Randomness comes from a generator seeded by (seed,
+    modality, t), so the same message gets the same corruption whatever else is injected.
+    """
+
+    def __init__(self, failures: Sequence[Failure], seed: int = 0) -> None:
+        self.failures = list(failures)
+        self.seed = seed
+        self._last: dict[Modality, Payload] = {}  # last delivered payload (for frozen frames)
+        self._frozen: dict[Modality, Payload] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.failures)
+
+    def rng(self, modality: Modality, t_s: float) -> np.random.Generator:
+        return np.random.default_rng([self.seed, MODALITIES.index(modality), int(round(t_s * 1e6))])
+
+    def process(self, modality: Modality, t_s: float, stamp_ns: int, payload: Payload) -> tuple[int, Payload] | None:
+        """(stamp, payload) as delivered, or None when the sensor is silent at t_s."""
+        active = active_failures(self.failures, modality, t_s)
+        if any(f.kind == "silent" for f in active):
+            return None
+        rng = self.rng(modality, t_s)
+        if any(f.kind == "frozen" for f in active):
+            frozen = self._frozen.setdefault(modality, self._last.get(modality, payload))
+            payload = frozen
+        else:
+            self._frozen.pop(modality, None)
+        for failure in active:
+            payload = apply_to_payload(failure, payload, rng)
+            stamp_ns = apply_to_stamp(failure, stamp_ns, rng)
+        if not any(f.kind == "frozen" for f in active):
+            self._last[modality] = payload
+        return stamp_ns, payload

@@ -1,0 +1,1 @@
+"""Datasets: the DELIVER-layout data and the embedded driving world that generates it. No rclpy."""
