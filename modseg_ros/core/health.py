@@ -47,7 +47,7 @@ class StreamLimits:
     timeout_ns: int  # no valid message for longer than this: ERROR
     warn_rate_hz: float  # measured rate below this over the window: WARN
     error_rate_hz: float  # ... below this: ERROR
-    frozen_count: int = 5  # this many identical payloads in a row: ERROR (0 disables)
+    frozen_count: int = 3  # this many identical payloads in a row: ERROR (0 disables)
 
 
 @dataclass(frozen=True)
@@ -347,7 +347,7 @@ class HealthMonitor:
         stream.last_stamp_ns = sample.stamp_ns
         stream.arrivals.append(now_ns)
         stream.numbers = numbers
-        stream.hysteresis.update(_worst([stamp_finding, frozen, content]))
+        stream.hysteresis.update(_worst([stamp_finding, content, frozen]))  # content names the fault best
         return self._update(sample.modality, now_ns)
 
     def reject(self, modality: Modality, now_ns: int, problem: str) -> HealthState:
