@@ -170,6 +170,29 @@ def play(scenario: dict, timeout_s: float = 60.0) -> list[dict]:
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
+def make_world_bag(out: Path, seconds: float, condition: str = "sun", failures: str = "", width: int = 128,
+                   height: int = 64, seed: int = 5) -> Path:
+    """A drive through the embedded world, written by ``modseg world --format bag``."""
+    args = [str(MODSEG), "world", "--out", str(out), "--format", "bag", "--frames", str(int(seconds * 20)),
+            "--seed", str(seed), "--conditions", condition, "--width", str(width), "--height", str(height),
+            "--lidar-azimuths", "512"]  # fmt: skip
+    if failures:
+        args += ["--failures", failures]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise RuntimeError(f"modseg world failed:\n{result.stderr}")
+    return out
+
+
+def replay_bag(bag: Path, rate: float, timeout_s: float = 120.0) -> list[int]:
+    """Replay a bag's sensor topics with /clock (procs/replay_bag.py); returns the camera log times."""
+    result = subprocess.run([sys.executable, str(HERE / "procs" / "replay_bag.py"), str(bag), str(rate)],
+                            capture_output=True, text=True, timeout=timeout_s)  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"bag replay failed:\n{result.stderr}")
+    return [int(line) for line in result.stdout.split()]
+
+
 def sky_brightness(overlay: Image, color: Image) -> float:
     """Mean of (overlay - colour mask / 2) over the top centre: the background's share where the
     synthetic street shows sky (bright in a camera image, empty in depth and LiDAR renderings)."""

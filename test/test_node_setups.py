@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from harness import HERE, NodeProcess, Outputs, play, stamp_ns
+from harness import HERE, NodeProcess, Outputs, make_world_bag, play, replay_bag, stamp_ns
+
+from modseg_ros.paths import config_file
 
 PARAMS = HERE / "params" / "node_test.yaml"
 
@@ -85,5 +87,34 @@ def test_sim_time_from_clock_drives_stamps_health_and_detection(outputs):
         # rates are sim-time rates: 10 Hz, although the wall clock saw 5 messages a second
         depth = [s for _, s in outputs.health_of("depth") if s.alive]
         assert abs(depth[-1].rate_hz - 10.0) < 1.5
+    finally:
+        assert node.stop() == 0, node.log()
+
+
+def test_world_bag_replayed_on_sim_time_with_a_camera_blackout(outputs, tmp_path):
+    # the shipped parameters (20 Hz camera, 10 Hz LiDAR), the bag's 128×64 camera, half speed
+    bag = make_world_bag(tmp_path / "drive", 3.0, failures="camera:blackout@1.2-2.0s")
+    outputs.clear()
+    node = NodeProcess(config_file("any2seg.yaml"), ["-p", "use_sim_time:=true", "-p", "rig.camera.width:=128",
+                                                     "-p", "rig.camera.height:=64", "-p", "model.threads:=1"])  # fmt: skip
+    try:
+        node.wait_ready(outputs)
+        camera = replay_bag(bag, rate=0.5)
+        time.sleep(0.5)
+        start = camera[0]
+        used = {stamp_ns(r.msg.header.stamp): tuple(r.msg.modalities_used) for r in outputs.get("info")}
+        assert used and all(start - 100_000_000 <= s <= camera[-1] for s in used)  # stamped on the bag's clock
+        before = [u for s, u in used.items() if start + 0.4e9 <= s < start + 1.2e9]
+        dark = [u for s, u in used.items() if start + 1.4e9 <= s < start + 2.0e9]
+        after = [u for s, u in used.items() if start + 2.4e9 <= s]
+        assert before and all(u == ("camera", "depth", "lidar", "events") for u in before)
+        assert dark and all(u == ("depth", "lidar", "events") for u in dark)
+        assert after and all(u == ("camera", "depth", "lidar", "events") for u in after)
+        dead = [s for _, s in outputs.health_of("camera") if s.level == 2]
+        assert dead and "under-exposed" in dead[0].reason
+        # nothing else was ever declared unhealthy: no false alarm on the world's nominal streams
+        for modality in ("depth", "lidar", "events"):
+            late = [s for _, s in outputs.health_of(modality) if stamp_ns(s.header.stamp) > start + 0.4e9]
+            assert late and all(s.level == 0 for s in late), [s.reason for s in late if s.level]
     finally:
         assert node.stop() == 0, node.log()

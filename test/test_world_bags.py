@@ -4,12 +4,11 @@ no false alarm in any weather, the scheduled failures detected within the bound,
 node would segment, all message layouts the world writes understood."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from harness import make_world_bag
 from rosbags.highlevel import AnyReader
 
 from modseg_ros.core.config import NodeConfig
@@ -25,22 +24,11 @@ FAILURES = ("camera:blackout@1.0-1.5s,lidar:silent@1.0-1.5s,events:burst@2.4-2.7
 SECONDS = {"nominal": 2.0, "failures": 3.6}
 
 
-def make_bag(out: Path, condition: str, seconds: float, failures: str = "") -> Path:
-    args = [str(Path(sys.executable).parent / "modseg"), "world", "--out", str(out), "--format", "bag",
-            "--frames", str(int(seconds * 20)), "--seed", "5", "--conditions", condition, "--width", str(WIDTH),
-            "--height", str(HEIGHT), "--lidar-azimuths", "512"]  # fmt: skip
-    if failures:
-        args += ["--failures", failures]
-    result = subprocess.run(args, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return out
-
-
 @pytest.fixture(scope="module")
 def bags(tmp_path_factory):
     root = tmp_path_factory.mktemp("world_bags")
-    made = {c: make_bag(root / c, c, SECONDS["nominal"]) for c in CONDITIONS}
-    made["failures"] = make_bag(root / "failures", "sun", SECONDS["failures"], FAILURES)
+    made = {c: make_world_bag(root / c, SECONDS["nominal"], c, width=WIDTH, height=HEIGHT) for c in CONDITIONS}
+    made["failures"] = make_world_bag(root / "failures", SECONDS["failures"], "sun", FAILURES, WIDTH, HEIGHT)
     return made
 
 
