@@ -130,3 +130,17 @@ def test_every_node_parameter_is_read_and_validated(key):
     # a key of the parameter file that NodeConfig never reads would be a silent no-op for users
     with pytest.raises(ConfigError, match=re.escape(f"'{key}'")):
         NodeConfig.from_parameters({key: {"not": "a valid value"}})
+
+
+def test_every_parameter_is_documented_in_the_one_readme_table():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("**Parameters**")[1].split("**Benchmarks**")[0]
+    documented = set()
+    for line in table.splitlines():
+        if line.startswith("| `"):
+            for name in re.findall(r"`([^`]+)`", line.split("|")[1]):
+                documented |= {name.replace("<sensor>", m.value) for m in Modality}
+    assert set(default_parameters()) - documented == set()
+    assert documented - set(default_parameters()) <= {f"rig.lidar.{k}" for k in ("width", "height", "hfov_deg")}

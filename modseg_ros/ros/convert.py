@@ -114,11 +114,16 @@ def image_array(msg, topic: str) -> np.ndarray:
     return array[..., 0] if channels == 1 else array
 
 
+def _encoding(msg, topic: str, kind: str, allowed: tuple[str, ...]) -> str:
+    encoding = str(msg.encoding)
+    if encoding not in allowed:
+        raise ConversionError(topic, f"{kind} encoding '{encoding}' is not one of {', '.join(allowed)}")
+    return encoding
+
+
 def camera_frame(msg, topic: str) -> CameraFrame:
     """A camera image as H×W×3 RGB uint8: cv_bridge's conversion to ``rgb8`` (a view for rgb8)."""
-    encoding = str(msg.encoding)
-    if encoding not in CAMERA_ENCODINGS:
-        raise ConversionError(topic, f"image encoding '{encoding}' is not one of {', '.join(CAMERA_ENCODINGS)}")
+    encoding = _encoding(msg, topic, "image", CAMERA_ENCODINGS)
     array = image_array(msg, topic)
     if encoding == "rgb8":
         rgb = array
@@ -133,9 +138,7 @@ def camera_frame(msg, topic: str) -> CameraFrame:
 
 def depth_frame(msg, topic: str) -> DepthFrame:
     """A depth image as float32 metres with NaN where invalid (0, NaN, ±inf, negative)."""
-    encoding = str(msg.encoding)
-    if encoding not in DEPTH_ENCODINGS:
-        raise ConversionError(topic, f"depth encoding '{encoding}' is not one of {', '.join(DEPTH_ENCODINGS)}")
+    encoding = _encoding(msg, topic, "depth", DEPTH_ENCODINGS)
     raw = image_array(msg, topic)
     if encoding == "32FC1":
         depth = raw.astype(np.float32, copy=True)
