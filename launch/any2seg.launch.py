@@ -5,7 +5,9 @@
         [lidar_topic:=...] [events_topic:=...] [events_image_topic:=...]
 
 This is a standard launch_ros file: it leaves the DDS configuration of the ROS installation alone.
+RViz's fixed frame is the parameter file's ``rig.base_frame``.
 """
+import yaml
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
@@ -48,16 +50,35 @@ def generate_launch_description() -> LaunchDescription:
     ]
 
     node = OpaqueFunction(function=_segmentation_node)
-    rviz = Node(
-        package="rviz2",
-        executable="rviz2",
-        name="rviz2",
-        namespace=LaunchConfiguration("namespace"),
-        arguments=["-d", PathJoinSubstitution([share, "rviz", "any2seg.rviz"])],
-        parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
-        condition=IfCondition(LaunchConfiguration("rviz")),
-    )
+    rviz = OpaqueFunction(function=_rviz, condition=IfCondition(LaunchConfiguration("rviz")))
     return LaunchDescription([*arguments, node, rviz])
+
+
+def _base_frame(params_file: str) -> str:
+    """``rig.base_frame`` of a ROS 2 parameter file (its ``/**`` or node section), else base_link."""
+    with open(params_file) as stream:
+        document = yaml.safe_load(stream) or {}
+    frame = "base_link"
+    for section in ("/**", "any2seg", "/any2seg"):
+        rig = ((document.get(section) or {}).get("ros__parameters") or {}).get("rig") or {}
+        frame = rig.get("base_frame", frame)
+    return frame
+
+
+def _rviz(context):
+    config = PathJoinSubstitution([FindPackageShare(PACKAGE), "rviz", "any2seg.rviz"])
+    fixed_frame = _base_frame(LaunchConfiguration("params_file").perform(context))
+    return [
+        Node(
+            package="rviz2",
+            executable="rviz2",
+            name="rviz2",
+            namespace=LaunchConfiguration("namespace"),
+            arguments=["-d", config, "-f", fixed_frame],
+            parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
+            remappings=[("camera/image", LaunchConfiguration("camera_topic"))],  # the camera display
+        )
+    ]
 
 
 def _segmentation_node(context):

@@ -20,6 +20,7 @@ PROG = "modseg"
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("modseg_ros.commands.info", "show versions, install paths and the DDS environment"),
     "bench": ("modseg_ros.commands.bench", "run a benchmark and print its figures (modseg bench --help lists the targets)"),
+    "run": ("modseg_ros.commands.run", "run the any2seg node (parameters as the launch file; --ros-args ...)"),
     "world": ("modseg_ros.commands.world", "generate a DELIVER-layout dataset or a rosbag2 bag from the embedded world"),
     "train": ("modseg_ros.commands.train", "train a segmentation network on DELIVER-layout data"),
     "eval": ("modseg_ros.commands.eval", "evaluate a checkpoint on every modality subset (tables, PNGs)"),

@@ -10,6 +10,9 @@ import importlib
 
 # target -> (module, one-line summary)
 TARGETS: dict[str, tuple[str, str]] = {
+    "node": ("modseg_ros.bench.node", "end-to-end latency over bare model forward, and masks per bundle offered"),
+    "sync": ("modseg_ros.bench.sync", "synchronizer throughput (messages/s) on a four-sensor rig's streams"),
+    "convert": ("modseg_ros.bench.convert", "message -> numpy conversions against cv_bridge / sensor_msgs_py's approach"),
     "world": ("modseg_ros.bench.world", "frames/s of the embedded world's four-sensor rig, and where the time goes"),
     "model": ("modseg_ros.bench.model", "network speed per number of modalities, torch against ONNX Runtime"),
 }

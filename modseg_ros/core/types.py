@@ -71,7 +71,7 @@ class DepthFrame:
 @dataclass(frozen=True, eq=False)
 class PointCloud:
     points: np.ndarray  # N×3 float32, sensor frame (x forward, y left, z up for a LiDAR)
-    intensity: np.ndarray  # N float32 in [0, 1]; zeros when the sensor has no intensity
+    intensity: np.ndarray  # N float32, nominally in [0, 1] (encodings clip); zeros when the sensor has none
     ring: np.ndarray | None = None  # N uint16 beam index, when the driver provides it
 
 

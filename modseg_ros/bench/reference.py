@@ -1,0 +1,65 @@
+"""The reference implementations' conversion approaches, restated for comparison (tests and
+``modseg bench convert``); cv_bridge and sensor_msgs_py themselves are not installable here.
+
+- ``cv_bridge_imgmsg_to_cv2``: vision_opencv cv_bridge/core.py ``imgmsg_to_cv2``: an ndarray of
+  (height, step // pixel size[, channels]) over the buffer, cropped to the width with one copy
+  (``np.ascontiguousarray``), byte-swapped when the message's order is not the host's; colour
+  conversion (here bgr -> rgb) is a second pass (cvtColor).
+- ``cv_bridge_cv2_to_imgmsg``: ``img_msg.data.frombytes(cvim.tobytes())``, two copies.
+- ``read_points``: sensor_msgs_py point_cloud2 ``read_points``: a structured view with one field per
+  PointField and itemsize point_step, byte-swapped on an order mismatch; ``read_points_numpy`` then
+  copies the selected fields into an (N, k) array (structured_to_unstructured).
+"""
+from __future__ import annotations
+
+import array
+import sys
+
+import numpy as np
+from numpy.lib.recfunctions import structured_to_unstructured
+
+from modseg_ros.ros.convert import POINT_FIELD_TYPES
+
+
+def cv_bridge_imgmsg_to_cv2(msg, dtype: str, channels: int, to_rgb: bool = False) -> np.ndarray:
+    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
+    if channels == 1:
+        im = np.ndarray(shape=(msg.height, msg.step // dt.itemsize), dtype=dt, buffer=msg.data)
+        im = np.ascontiguousarray(im[: msg.height, : msg.width])
+    else:
+        im = np.ndarray(shape=(msg.height, msg.step // dt.itemsize // channels, channels), dtype=dt, buffer=msg.data)
+        im = np.ascontiguousarray(im[: msg.height, : msg.width, :])
+    if msg.is_bigendian == (sys.byteorder == "little"):
+        im = im.byteswap().view(im.dtype.newbyteorder())
+    if to_rgb:
+        im = np.ascontiguousarray(im[..., ::-1])
+    return im
+
+
+def cv_bridge_cv2_to_imgmsg(image: np.ndarray, msg):
+    msg.height, msg.width = image.shape[:2]
+    msg.step = image.strides[0]
+    data = array.array("B")
+    data.frombytes(image.tobytes())
+    msg.data = data
+    return msg
+
+
+def read_points(msg) -> np.ndarray:
+    names, formats, offsets = [], [], []
+    for i, f in enumerate(msg.fields):
+        item = POINT_FIELD_TYPES[f.datatype]
+        name = f.name or f"unnamed_field_{i}"
+        for j in range(f.count):
+            names.append(f"{name}_{j}" if f.count > 1 else name)
+            formats.append(item.str)
+            offsets.append(f.offset + j * item.itemsize)
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step})
+    points = np.ndarray(shape=(msg.width * msg.height,), dtype=dtype, buffer=msg.data)
+    if bool(sys.byteorder != "little") != bool(msg.is_bigendian):
+        points = points.byteswap()
+    return points
+
+
+def read_points_numpy(msg, field_names: tuple[str, ...]) -> np.ndarray:
+    return structured_to_unstructured(read_points(msg)[list(field_names)])

@@ -1,0 +1,120 @@
+"""The node started the ways users start it: a YAML parameter file on top of another, remapped
+inputs, reliable input QoS (and a publisher that does not match it), and sim time from /clock."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from harness import HERE, NodeProcess, Outputs, make_world_bag, play, replay_bag, stamp_ns
+
+from modseg_ros.paths import config_file
+
+PARAMS = HERE / "params" / "node_test.yaml"
+
+OVERRIDES = """\
+any2seg:
+  ros__parameters:
+    inputs:
+      modalities: [lidar, camera]
+      qos_reliability: reliable
+    outputs:
+      frame_id: front_camera_optical
+"""
+
+
+@pytest.fixture(scope="module")
+def outputs():
+    recorder = Outputs()
+    yield recorder
+    recorder.close()
+
+
+def test_parameters_from_yaml_remapping_and_reliable_inputs(outputs, tmp_path):
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text(OVERRIDES)
+    node = NodeProcess(PARAMS, ["--params-file", str(overrides), "-r", "camera/image:=/front/image",
+                                "-r", "lidar/points:=/roof/points"])  # fmt: skip
+    try:
+        node.wait_ready(outputs)
+        assert "segmenting CL (camera: /front/image, lidar: /roof/points" in node.log()
+        played = play({"duration_s": 3.0, "rate_hz": {"camera": 10, "lidar": 5}, "qos": "reliable",
+                       "topics": {"camera": "/front/image", "lidar": "/roof/points"}})  # fmt: skip
+        time.sleep(0.5)
+        infos = [r.msg for r in outputs.get("info")]
+        camera = {r["stamp"] for r in played if r["m"] == "camera"}
+        full = [m for m in infos if list(m.modalities_used) == ["camera", "lidar"]]
+        assert len(full) >= 0.8 * len(camera)
+        assert all(stamp_ns(m.header.stamp) in camera and m.header.frame_id == "front_camera_optical" for m in full)
+        assert all(list(m.modalities_missing) == [] for m in full)  # only camera and LiDAR are configured
+        statuses = outputs.sensor_statuses("camera")
+        assert statuses and statuses[-1][1].hardware_id == "/front/image"
+        assert not outputs.sensor_statuses("depth")
+
+        # a best-effort publisher cannot reach a reliable subscription: reported, not silent
+        outputs.clear()
+        play({"duration_s": 2.0, "rate_hz": {"camera": 10}, "qos": "best_effort", "wait_for": 0,
+              "topics": {"camera": "/front/image"}})  # fmt: skip
+        assert outputs.wait_for(lambda: "/front/image: a publisher's QoS is incompatible" in node.log(), 5.0), node.log()
+        assert "RELIABILITY" in node.log()
+        assert outputs.wait_for(
+            lambda: any("a publisher's QoS is incompatible (RELIABILITY)" in s.message for _, s in outputs.sensor_statuses("camera")), 5.0
+        )
+        assert not outputs.get("info")  # nothing arrived, so nothing was segmented
+    finally:
+        assert node.stop() == 0, node.log()
+
+
+def test_sim_time_from_clock_drives_stamps_health_and_detection(outputs):
+    outputs.clear()
+    node = NodeProcess(PARAMS, ["-p", "use_sim_time:=true"])
+    try:
+        node.wait_ready(outputs)
+        silence = (2.0, 3.5)
+        played = play({"duration_s": 5.0, "rate_hz": {"camera": 10, "depth": 10, "lidar": 5, "events": 10},
+                       "sim_time": True, "sim_rate": 0.5, "sim_start_s": 1000.0,
+                       "silent": {"camera": [list(silence)]}}, timeout_s=90)  # fmt: skip
+        time.sleep(0.5)
+        infos = [r.msg for r in outputs.get("info")]
+        stamps = [stamp_ns(m.header.stamp) for m in infos]
+        assert stamps and all(1000e9 <= s <= 1006e9 for s in stamps)  # sim stamps, not wall-clock ones
+        last_camera = max(r["stamp"] for r in played if r["m"] == "camera" and r["stamp"] < 1000e9 + silence[0] * 1e9)
+        during = [m for m in infos if last_camera < stamp_ns(m.header.stamp) < 1000e9 + silence[1] * 1e9]
+        assert during and all(list(m.modalities_used) == ["depth", "lidar", "events"] for m in during)
+        # detection measured on the node's clock (sim time): at most 2 periods + 50 ms after the last frame
+        dead = [s for _, s in outputs.health_of("camera") if not s.alive and s.level == 2]
+        detected = stamp_ns(dead[0].header.stamp)
+        assert 0 < detected - last_camera <= (2 * 0.1 + 0.05) * 1e9 + 20e6, (detected - last_camera) / 1e9
+        # rates are sim-time rates: 10 Hz, although the wall clock saw 5 messages a second
+        depth = [s for _, s in outputs.health_of("depth") if s.alive]
+        assert abs(depth[-1].rate_hz - 10.0) < 1.5
+    finally:
+        assert node.stop() == 0, node.log()
+
+
+def test_world_bag_replayed_on_sim_time_with_a_camera_blackout(outputs, tmp_path):
+    # the shipped parameters (20 Hz camera, 10 Hz LiDAR), the bag's 128×64 camera, half speed
+    bag = make_world_bag(tmp_path / "drive", 3.0, failures="camera:blackout@1.2-2.0s")
+    outputs.clear()
+    node = NodeProcess(config_file("any2seg.yaml"), ["-p", "use_sim_time:=true", "-p", "rig.camera.width:=128",
+                                                     "-p", "rig.camera.height:=64", "-p", "model.threads:=1"])  # fmt: skip
+    try:
+        node.wait_ready(outputs)
+        camera = replay_bag(bag, rate=0.5)
+        time.sleep(0.5)
+        start = camera[0]
+        used = {stamp_ns(r.msg.header.stamp): tuple(r.msg.modalities_used) for r in outputs.get("info")}
+        assert used and all(start - 100_000_000 <= s <= camera[-1] for s in used)  # stamped on the bag's clock
+        before = [u for s, u in used.items() if start + 0.4e9 <= s < start + 1.2e9]
+        dark = [u for s, u in used.items() if start + 1.4e9 <= s < start + 2.0e9]
+        after = [u for s, u in used.items() if start + 2.4e9 <= s]
+        assert before and all(u == ("camera", "depth", "lidar", "events") for u in before)
+        assert dark and all(u == ("depth", "lidar", "events") for u in dark)
+        assert after and all(u == ("camera", "depth", "lidar", "events") for u in after)
+        dead = [s for _, s in outputs.health_of("camera") if s.level == 2]
+        assert dead and "under-exposed" in dead[0].reason
+        # nothing else was ever declared unhealthy: no false alarm on the world's nominal streams
+        for modality in ("depth", "lidar", "events"):
+            late = [s for _, s in outputs.health_of(modality) if stamp_ns(s.header.stamp) > start + 0.4e9]
+            assert late and all(s.level == 0 for s in late), [s.reason for s in late if s.level]
+    finally:
+        assert node.stop() == 0, node.log()
