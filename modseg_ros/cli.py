@@ -20,6 +20,7 @@ PROG = "modseg"
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("modseg_ros.commands.info", "show versions, install paths and the DDS environment"),
     "world": ("modseg_ros.commands.world", "generate a DELIVER-layout dataset or a rosbag2 bag from the embedded world"),
+    "run": ("modseg_ros.commands.run", "run the any2seg node (parameters as the launch file; --ros-args ...)"),
 }
 
 

@@ -24,3 +24,12 @@ class DatasetError(ModsegError):
 
 class BagError(ModsegError):
     """A rosbag2 bag that cannot be read or written as expected."""
+
+
+class ConversionError(ModsegError):
+    """A sensor message that cannot be converted: names the topic and what is wrong with it."""
+
+    def __init__(self, topic: str, problem: str):
+        super().__init__(f"{topic}: {problem}")
+        self.topic = topic
+        self.problem = problem

@@ -51,3 +51,82 @@ def test_bad_rig_value_names_the_parameter():
     params["rig.camera.hfov_deg"] = 200
     with pytest.raises(ConfigError, match=r"rig\.camera"):
         rig_from_parameters(params)
+
+
+# --- NodeConfig ------------------------------------------------------------------------------------
+
+from modseg_ros.core.config import NodeConfig, default_parameters  # noqa: E402
+
+MS = 1_000_000
+
+
+def test_shipped_parameters_give_the_documented_node_defaults():
+    config = NodeConfig.load()
+    assert config.inputs.modalities == (Modality.CAMERA, Modality.DEPTH, Modality.LIDAR, Modality.EVENTS)
+    assert config.sync.priority[0] is Modality.CAMERA and config.sync.max_wait_ns == 50 * MS
+    lidar = config.sync.inputs[Modality.LIDAR]
+    assert (lidar.slop_ns, lidar.reuse, lidar.min_interval_ns) == (55 * MS, True, 100 * MS)
+    # detection bound: timeout + one tick <= 2 periods + 50 ms, for every sensor
+    for modality, limits in config.health.streams.items():
+        assert limits.timeout_ns + 1e9 / config.health_tick_rate_hz <= 2e9 / limits.rate_hz + 50 * MS
+    assert config.outputs.frame_id == "camera_optical" and config.model.backend == "torch"
+
+
+def test_yaml_file_and_flat_overrides_feed_the_same_path(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "any2seg:\n  ros__parameters:\n    inputs:\n      modalities: [lidar, camera]\n"
+        "    sync:\n      max_wait_s: 0.2\n      lidar: {reuse: false}\n    outputs: {frame_id: cam}\n"
+    )
+    from_file = NodeConfig.load(path)
+    flat = NodeConfig.from_parameters({"inputs.modalities": ["lidar", "camera"], "sync.max_wait_s": 0.2,
+                                       "sync.lidar.reuse": False, "outputs.frame_id": "cam"})  # fmt: skip
+    for config in (from_file, flat):
+        assert config.inputs.modalities == (Modality.CAMERA, Modality.LIDAR)
+        assert config.sync.priority == (Modality.CAMERA, Modality.LIDAR)  # the shipped order, filtered
+        assert config.sync.max_wait_ns == 200 * MS and not config.sync.inputs[Modality.LIDAR].reuse
+        assert config.outputs.frame_id == "cam" and set(config.health.streams) == {Modality.CAMERA, Modality.LIDAR}
+    assert from_file.parameters == flat.parameters
+
+
+def test_ros_parameters_are_not_ours_to_validate():
+    config = NodeConfig.from_parameters({"use_sim_time": True, "qos_overrides./clock.subscription.depth": 1})
+    assert "use_sim_time" not in config.parameters
+
+
+@pytest.mark.parametrize(
+    "key,value,needle",
+    [
+        ("sync.max_wiat_s", 0.1, "unknown parameter 'sync.max_wiat_s'"),
+        ("sync.max_wait_s", -1.0, "'sync.max_wait_s' must be >= 0"),
+        ("sync.max_wait_s", "fast", "'sync.max_wait_s' must be a number"),
+        ("sync.lidar.slop_s", 0.0, "'sync.lidar.slop_s' must be > 0"),
+        ("sync.lidar.reuse", "yes", "'sync.lidar.reuse' must be true or false"),
+        ("sync.queue_size", 0, "'sync.queue_size' must be >= 1"),
+        ("sync.priority", ["camera", "sonar"], "'sync.priority': unknown modality 'sonar'"),
+        ("sync.priority", ["camera", "depth"], "'sync.priority' must rank every enabled modality; missing lidar, events"),
+        ("inputs.modalities", [], "'inputs.modalities' must be a non-empty list"),
+        ("inputs.modalities", ["camera", "camera"], "lists a modality twice"),
+        ("inputs.events_source", "voxels", "'inputs.events_source' must be one of points, image"),
+        ("inputs.qos_reliability", "maybe", "'inputs.qos_reliability' must be one of best_effort, reliable"),
+        ("health.camera.error_rate_hz", 30.0, "'health.camera.error_rate_hz' (30) must not exceed"),
+        ("health.camera.grid", [4], "'health.camera.grid' must be [rows, columns]"),
+        ("health.depth.warn_valid_fraction", 1.5, "'health.depth.warn_valid_fraction' must be <= 1"),
+        ("health.lidar.timeout_s", 0, "'health.lidar.timeout_s' must be > 0"),
+        ("model.backend", "tensorrt", "'model.backend' must be one of torch, onnx"),
+        ("model.threads", 1.5, "'model.threads' must be an integer"),
+        ("encoding.far_m", 0.1, "'encoding.far_m' must exceed 'encoding.near_m'"),
+        ("outputs.overlay_alpha", 2.0, "'outputs.overlay_alpha' must be <= 1"),
+        ("rig.camera.width", -5, "rig.camera.width/height/hfov_deg"),
+    ],
+)
+def test_invalid_node_parameters_name_the_parameter(key, value, needle):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        NodeConfig.from_parameters({key: value})
+
+
+@pytest.mark.parametrize("key", sorted(k for k in default_parameters() if not k.startswith("rig.")))
+def test_every_node_parameter_is_read_and_validated(key):
+    # a key of the parameter file that NodeConfig never reads would be a silent no-op for users
+    with pytest.raises(ConfigError, match=re.escape(f"'{key}'")):
+        NodeConfig.from_parameters({key: {"not": "a valid value"}})

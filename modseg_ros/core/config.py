@@ -8,14 +8,19 @@ offline replay and the embedded world. ROS parameter files nest keys under
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from modseg_ros.core.encoding import EncodingConfig
 from modseg_ros.core.geometry import Intrinsics, Rig, Transform
+from modseg_ros.core.health import CameraChecks, DepthChecks, EventChecks, HealthConfig, LidarChecks, StreamLimits
+from modseg_ros.core.sync import InputSync, SyncConfig
 from modseg_ros.core.types import MODALITIES, Modality
 from modseg_ros.errors import ConfigError
+from modseg_ros.paths import config_file
 
 Parameters = dict[str, Any]
 
@@ -103,3 +108,268 @@ def rig_from_parameters(params: Parameters) -> Rig:
         raise ConfigError("parameters 'rig.camera.width/height/hfov_deg' are required")
     camera = intrinsics.pop(Modality.CAMERA)
     return Rig(camera=camera, base_from=base_from, intrinsics=intrinsics, frame_ids=frame_ids)
+
+
+# --- the node's configuration ----------------------------------------------------------------------
+
+# Parameters every rclpy node has; they are not the node's to validate.
+_ROS_PARAMETERS = ("use_sim_time", "start_type_description_service")
+_ROS_PREFIXES = ("qos_overrides.",)
+
+EVENTS_SOURCES = ("points", "image")
+QOS_RELIABILITIES = ("best_effort", "reliable")
+BACKENDS = ("torch", "onnx")
+
+
+def default_parameters() -> Parameters:
+    """The shipped parameter file: the default of every parameter and the list of known ones."""
+    return load_parameters(config_file("any2seg.yaml"))
+
+
+class _Reader:
+    """Typed, validated access to flat parameters; every error names the parameter."""
+
+    def __init__(self, params: Parameters):
+        self.params = params
+
+    def _get(self, key: str) -> Any:
+        if key not in self.params:
+            raise ConfigError(f"parameter '{key}' is missing")
+        return self.params[key]
+
+    def number(self, key: str, low: float | None = None, high: float | None = None, low_open: bool = False) -> float:
+        value = self._get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise ConfigError(f"parameter '{key}' must be a number, got {value!r}")
+        value = float(value)
+        if low is not None and (value < low or (low_open and value == low)):
+            raise ConfigError(f"parameter '{key}' must be {'>' if low_open else '>='} {low:g}, got {value:g}")
+        if high is not None and value > high:
+            raise ConfigError(f"parameter '{key}' must be <= {high:g}, got {value:g}")
+        return value
+
+    def positive(self, key: str) -> float:
+        return self.number(key, 0.0, low_open=True)
+
+    def integer(self, key: str, low: int | None = None) -> int:
+        value = self._get(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"parameter '{key}' must be an integer, got {value!r}")
+        if low is not None and value < low:
+            raise ConfigError(f"parameter '{key}' must be >= {low}, got {value}")
+        return value
+
+    def boolean(self, key: str) -> bool:
+        value = self._get(key)
+        if not isinstance(value, bool):
+            raise ConfigError(f"parameter '{key}' must be true or false, got {value!r}")
+        return value
+
+    def string(self, key: str, choices: tuple[str, ...] | None = None) -> str:
+        value = self._get(key)
+        if not isinstance(value, str):
+            raise ConfigError(f"parameter '{key}' must be a string, got {value!r}")
+        if choices and value not in choices:
+            raise ConfigError(f"parameter '{key}' must be one of {', '.join(choices)}, got '{value}'")
+        return value
+
+    def modalities(self, key: str) -> tuple[Modality, ...]:
+        value = self._get(key)
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"parameter '{key}' must be a non-empty list of modalities, got {value!r}")
+        try:
+            parsed = tuple(Modality.parse(str(v)) for v in value)
+        except ValueError as err:
+            raise ConfigError(f"parameter '{key}': {err}") from None
+        if len(set(parsed)) != len(parsed):
+            raise ConfigError(f"parameter '{key}' lists a modality twice: {value!r}")
+        return parsed
+
+    def seconds(self, key: str, allow_zero: bool = True) -> int:
+        """A duration in seconds -> integer nanoseconds."""
+        return int(round(self.number(key, 0.0, low_open=not allow_zero) * 1e9))
+
+
+@dataclass(frozen=True)
+class InputsConfig:
+    modalities: tuple[Modality, ...]  # subscribed and fused, canonical order
+    events_source: str  # "points" | "image"
+    qos_reliability: str  # "best_effort" | "reliable"
+    qos_depth: int
+    lidar_intensity_scale: float
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str  # "" = the shipped checkpoint
+    arch: str
+    backend: str
+    threads: int  # 0 = library default
+
+
+@dataclass(frozen=True)
+class OutputsConfig:
+    frame_id: str
+    overlay_alpha: float
+    publish_points: bool
+    qos_depth: int
+    diagnostics_rate_hz: float
+    health_rate_hz: float
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything the node, ``modseg run`` and the offline replay need, validated."""
+
+    rig: Rig
+    inputs: InputsConfig
+    sync: SyncConfig
+    sync_poll_rate_hz: float
+    health: HealthConfig
+    health_tick_rate_hz: float
+    model: ModelConfig
+    encoding: EncodingConfig
+    outputs: OutputsConfig
+    parameters: Parameters  # the merged flat parameters this was built from
+
+    @classmethod
+    def from_parameters(cls, params: Mapping[str, Any], defaults: Parameters | None = None) -> NodeConfig:
+        """Overlay ``params`` (flat dotted names, from rclpy or a YAML file) on the shipped defaults,
+        reject unknown names and invalid values (ConfigError naming the parameter)."""
+        merged = dict(default_parameters() if defaults is None else defaults)
+        for key, value in params.items():
+            if key in _ROS_PARAMETERS or key.startswith(_ROS_PREFIXES):
+                continue
+            if key not in merged:
+                raise ConfigError(f"unknown parameter '{key}' (the known ones are listed in config/any2seg.yaml)")
+            merged[key] = value
+        r = _Reader(merged)
+        enabled = r.modalities("inputs.modalities")
+        inputs = InputsConfig(
+            modalities=tuple(m for m in MODALITIES if m in enabled),
+            events_source=r.string("inputs.events_source", EVENTS_SOURCES),
+            qos_reliability=r.string("inputs.qos_reliability", QOS_RELIABILITIES),
+            qos_depth=r.integer("inputs.qos_depth", 1),
+            lidar_intensity_scale=r.positive("inputs.lidar_intensity_scale"),
+        )
+        ranked = r.modalities("sync.priority")
+        unranked = [m.value for m in inputs.modalities if m not in ranked]
+        if unranked:
+            raise ConfigError(f"parameter 'sync.priority' must rank every enabled modality; missing {', '.join(unranked)}")
+        priority = tuple(m for m in ranked if m in enabled)
+        sync = SyncConfig(
+            priority=priority,
+            inputs={
+                m: InputSync(
+                    slop_ns=r.seconds(f"sync.{m.value}.slop_s", allow_zero=False),
+                    offset_ns=int(round(r.number(f"sync.{m.value}.offset_s") * 1e9)),
+                    reuse=r.boolean(f"sync.{m.value}.reuse"),
+                    min_interval_ns=r.seconds(f"sync.{m.value}.min_interval_s"),
+                )
+                for m in priority
+            },
+            max_wait_ns=r.seconds("sync.max_wait_s"),
+            queue_size=r.integer("sync.queue_size", 1),
+            queue_duration_ns=r.seconds("sync.queue_duration_s", allow_zero=False),
+        )
+        health = _health_config(r, inputs.modalities)
+        model = ModelConfig(
+            path=r.string("model.path"),
+            arch=r.string("model.arch"),
+            backend=r.string("model.backend", BACKENDS),
+            threads=r.integer("model.threads", 0),
+        )
+        encoding = EncodingConfig(
+            near_m=r.positive("encoding.near_m"),
+            far_m=r.positive("encoding.far_m"),
+            height_min_m=r.number("encoding.height_min_m"),
+            height_max_m=r.number("encoding.height_max_m"),
+            event_saturation=r.integer("encoding.event_saturation", 1),
+            event_window_ms=r.positive("encoding.event_window_ms"),
+        )
+        if encoding.far_m <= encoding.near_m:
+            raise ConfigError(f"parameter 'encoding.far_m' must exceed 'encoding.near_m' ({encoding.near_m:g})")
+        if encoding.height_max_m <= encoding.height_min_m:
+            raise ConfigError("parameter 'encoding.height_max_m' must exceed 'encoding.height_min_m'")
+        rig = rig_from_parameters(merged)
+        outputs = OutputsConfig(
+            frame_id=r.string("outputs.frame_id") or rig.frame_ids[Modality.CAMERA],
+            overlay_alpha=r.number("outputs.overlay_alpha", 0.0, 1.0),
+            publish_points=r.boolean("outputs.publish_points"),
+            qos_depth=r.integer("outputs.qos_depth", 1),
+            diagnostics_rate_hz=r.positive("outputs.diagnostics_rate_hz"),
+            health_rate_hz=r.positive("outputs.health_rate_hz"),
+        )
+        return cls(
+            rig=rig,
+            inputs=inputs,
+            sync=sync,
+            sync_poll_rate_hz=r.positive("sync.poll_rate_hz"),
+            health=health,
+            health_tick_rate_hz=r.positive("health.tick_rate_hz"),
+            model=model,
+            encoding=encoding,
+            outputs=outputs,
+            parameters=merged,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> NodeConfig:
+        """From a parameter file (default: the shipped one) plus overrides."""
+        params = load_parameters(path) if path is not None else {}
+        params.update(overrides or {})
+        return cls.from_parameters(params)
+
+
+def _health_config(r: _Reader, modalities: tuple[Modality, ...]) -> HealthConfig:
+    streams = {}
+    for m in modalities:
+        p = f"health.{m.value}"
+        warn, error = r.number(f"{p}.warn_rate_hz", 0.0), r.number(f"{p}.error_rate_hz", 0.0)
+        if error > warn:
+            raise ConfigError(f"parameter '{p}.error_rate_hz' ({error:g}) must not exceed '{p}.warn_rate_hz' ({warn:g})")
+        streams[m] = StreamLimits(
+            rate_hz=r.positive(f"{p}.rate_hz"),
+            timeout_ns=r.seconds(f"{p}.timeout_s", allow_zero=False),
+            warn_rate_hz=warn,
+            error_rate_hz=error,
+            frozen_count=r.integer(f"{p}.frozen_count", 0),
+        )
+    grid = r._get("health.camera.grid")
+    if not (isinstance(grid, (list, tuple)) and len(grid) == 2 and all(isinstance(g, int) and g > 0 for g in grid)):
+        raise ConfigError(f"parameter 'health.camera.grid' must be [rows, columns] of positive integers, got {grid!r}")
+
+    def fraction(key: str) -> float:
+        return r.number(key, 0.0, 1.0)
+
+    return HealthConfig(
+        streams=streams,
+        window_ns=r.seconds("health.window_s", allow_zero=False),
+        fail_count=r.integer("health.fail_count", 1),
+        recover_count=r.integer("health.recover_count", 1),
+        max_delay_ns=r.seconds("health.max_delay_s"),
+        max_future_ns=r.seconds("health.max_future_s"),
+        camera=CameraChecks(
+            grid=(grid[0], grid[1]),
+            dark_level=r.number("health.camera.dark_level", 0.0, 255.0),
+            bright_level=r.number("health.camera.bright_level", 0.0, 255.0),
+            uniform_std=r.number("health.camera.uniform_std", 0.0),
+            warn_fraction=fraction("health.camera.warn_fraction"),
+            error_fraction=fraction("health.camera.error_fraction"),
+        ),
+        depth=DepthChecks(
+            warn_valid_fraction=fraction("health.depth.warn_valid_fraction"),
+            error_valid_fraction=fraction("health.depth.error_valid_fraction"),
+        ),
+        lidar=LidarChecks(
+            min_points=r.integer("health.lidar.min_points", 0),
+            warn_no_return_ratio=fraction("health.lidar.warn_no_return_ratio"),
+            error_no_return_ratio=fraction("health.lidar.error_no_return_ratio"),
+            warn_blocked_sector_deg=r.number("health.lidar.warn_blocked_sector_deg", 0.0, 360.0),
+            error_blocked_sector_deg=r.number("health.lidar.error_blocked_sector_deg", 0.0, 360.0),
+        ),
+        events=EventChecks(
+            warn_min_active_fraction=fraction("health.events.warn_min_active_fraction"),
+            error_max_active_fraction=fraction("health.events.error_max_active_fraction"),
+        ),
+    )

@@ -1,0 +1,142 @@
+"""The segmentation engine the node, the offline replay and the evaluation call.
+
+    engine = SegmentationEngine.load("models/any2seg_b0.safetensors", backend="torch", threads=2)
+    prediction = engine.predict({Modality.CAMERA: rgb, Modality.LIDAR: lidar_code}, output_size=(256, 512))
+    prediction.labels            # (256, 512) uint8 DELIVER class ids
+    prediction.modality_weights  # {Modality.CAMERA: 0.61, Modality.LIDAR: 0.39}
+    prediction.inference_ms
+
+Inputs are the camera-grid H×W×3 uint8 encodings of core/encoding.py for the modalities that are
+present; an absent modality is simply left out and the network drops it. ``absent="zero"`` instead
+feeds zeros for it, the benchmark protocol (evaluation only). Both backends share the preparation
+(model/inputs.py) and the post-processing (bilinear upsampling of the logits, argmax); the ONNX
+backend runs the graph written by ``modseg export --onnx`` next to the checkpoint.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from modseg_ros.core.types import MODALITIES, Modality
+from modseg_ros.errors import CheckpointError, ConfigError
+from modseg_ros.model.checkpoint import CheckpointInfo, load_checkpoint, read_sidecar
+from modseg_ros.model.inputs import prepare
+from modseg_ros.model.segmenter import FrameModel, SegmenterConfig, build, upsample
+
+BACKENDS = ("torch", "onnx")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    labels: np.ndarray  # (H, W) uint8 class ids at the requested output size
+    modality_weights: dict[Modality, float]  # fusion weight of each modality fed to the network
+    inference_ms: float  # wall time of predict(): preparation, network, upsampling, argmax
+    modalities: tuple[Modality, ...]  # the present modalities, canonical order
+
+
+class _TorchBackend:
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.frame_model = FrameModel(model).eval()
+
+    @torch.inference_mode()
+    def run(self, images: np.ndarray, modality_index: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        logits, weights = self.frame_model(torch.from_numpy(images), torch.from_numpy(modality_index))
+        return logits, weights.numpy()
+
+
+class _OnnxBackend:
+    def __init__(self, onnx_path: Path, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # ORT raises its own exception types for unreadable graphs
+            raise CheckpointError(f"ONNX graph {onnx_path} cannot be loaded: {err}") from err
+
+    def run(self, images: np.ndarray, modality_index: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        logits, weights = self.session.run(["logits", "modality_weights"], {"images": images, "modality_index": modality_index})
+        return torch.from_numpy(logits), weights
+
+
+class SegmentationEngine:
+    def __init__(self, backend: _TorchBackend | _OnnxBackend, info: CheckpointInfo, backend_name: str) -> None:
+        self._backend = backend
+        self.info = info
+        self.backend = backend_name
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def config(self) -> SegmenterConfig:
+        return self.info.config
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(H, W) the network runs at."""
+        return self.info.config.input_size
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.info.classes
+
+    @classmethod
+    def load(cls, path: str | Path, backend: str = "torch", threads: int | None = None) -> SegmentationEngine:
+        """A checkpoint (``.safetensors`` + sidecar; for ``onnx`` the ``.onnx`` beside it, or its path)."""
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+        path = Path(path)
+        weights = path.with_suffix(".safetensors")
+        if threads:
+            torch.set_num_threads(threads)
+        if backend == "torch":
+            model, info = load_checkpoint(weights)
+            return cls(_TorchBackend(model), info, backend)
+        onnx_path = path.with_suffix(".onnx")
+        if not onnx_path.is_file():
+            raise CheckpointError(f"ONNX graph {onnx_path} not found; create it with 'modseg export --onnx {weights}'")
+        return cls(_OnnxBackend(onnx_path, threads), read_sidecar(weights), backend)
+
+    @classmethod
+    def untrained(cls, arch: str = "any2seg", input_size: tuple[int, int] = (128, 256), seed: int = 0) -> SegmentationEngine:
+        """The real architecture with its initial weights (for plumbing and tests; predictions are noise)."""
+        config = SegmenterConfig(arch=arch, input_size=tuple(input_size))
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = build(config).eval()
+        return cls(_TorchBackend(model), CheckpointInfo(name=f"{arch}-untrained", config=config), "torch")
+
+    def predict(
+        self,
+        encoded: Mapping[Modality, np.ndarray],
+        output_size: tuple[int, int] | None = None,
+        absent: str = "drop",
+    ) -> Prediction:
+        """Segment one frame from the present modalities' H×W×3 uint8 encodings.
+
+        ``output_size`` (H, W) defaults to the size of the first encoding. ``absent``: ``drop``
+        (default) or ``zero`` (zero-fill absent modalities, the benchmark protocol).
+        """
+        start = time.perf_counter()
+        if absent not in ("drop", "zero"):
+            raise ValueError(f"absent must be 'drop' or 'zero', got {absent!r}")
+        present = tuple(m for m in MODALITIES if m in encoded)
+        if output_size is None:
+            if not present:
+                raise ValueError("no modality to segment: the encoded inputs are empty")
+            output_size = encoded[present[0]].shape[:2]
+        images, index = prepare(encoded, self.input_size, zero_fill=absent == "zero")
+        logits, weights = self._backend.run(images, index)
+        labels = upsample(logits, tuple(output_size))[0].argmax(dim=0).to(torch.uint8).numpy()
+        fed = {MODALITIES[i]: float(w) for i, w in zip(index.tolist(), weights.tolist())}
+        return Prediction(labels, fed, (time.perf_counter() - start) * 1e3, present)

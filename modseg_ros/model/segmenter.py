@@ -1,0 +1,153 @@
+"""What every segmentation architecture shares: its config, its input batch, its output, and ``build``.
+
+A batch holds modality *slots*: ``images`` ``(S, B, 3, H, W)`` with the modality of each slot in
+``modality_index`` (indices into ``MODALITIES``) and a ``present`` mask ``(S, B)``. Training uses the
+four slots with a random present mask per sample (modality dropout); inference stacks only the
+modalities it has and passes ``present=None``. Architectures drop absent modalities; they never see
+the zeros an absent slot holds (except the CMNeXt-style baseline, which zero-fills by design).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modseg_ros.core.palette import NUM_CLASSES
+from modseg_ros.core.types import MODALITIES
+from modseg_ros.errors import ConfigError
+
+ARCHITECTURES = ("any2seg", "equiseg", "cmnext", "meanfusion")
+NUM_MODALITIES = len(MODALITIES)
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    arch: str = "any2seg"
+    backbone: str = "b0"  # MiT variant: b0 | b1 | b2
+    num_classes: int = NUM_CLASSES
+    head_dim: int = 256  # SegFormer head width (256 for B0/B1, 768 for B2 in the paper; 256 here)
+    input_size: tuple[int, int] = (128, 256)  # (H, W) the network runs at
+    mff_temperature: float = 0.1  # Any2Seg: initial MFF softmax temperature
+    embedding_dim: int = 128  # Any2Seg: LSCD student embedding width
+    drop_path: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(f"unknown architecture '{self.arch}' (choose from {', '.join(ARCHITECTURES)})")
+        if self.backbone not in ("b0", "b1", "b2"):
+            raise ConfigError(f"unknown backbone '{self.backbone}' (choose from b0, b1, b2)")
+        h, w = self.input_size
+        if h % 32 or w % 32 or h <= 0 or w <= 0:
+            raise ConfigError(f"input_size must be positive multiples of 32, got {h}×{w}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SegmenterConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        d = dict(d)
+        if "input_size" in d:
+            d["input_size"] = tuple(int(v) for v in d["input_size"])
+        return cls(**d)
+
+
+@dataclass
+class ModalBatch:
+    images: torch.Tensor  # (S, B, 3, H, W) normalised
+    modality_index: torch.Tensor  # (S,) int64, index into MODALITIES of each slot
+    present: torch.Tensor | None = None  # (S, B) bool; None = every slot present
+
+    @property
+    def mask(self) -> torch.Tensor:
+        if self.present is None:
+            return torch.ones(self.images.shape[:2], dtype=torch.bool, device=self.images.device)
+        return self.present
+
+
+@dataclass
+class SegmenterOutput:
+    logits: torch.Tensor  # (B, K, H/4, W/4)
+    modality_weights: torch.Tensor  # (S, B) mean fusion weight per slot; 0 for absent slots
+    stage_features: list[torch.Tensor] = field(default_factory=list)  # [(S, B, C_i, h_i, w_i)] per modality
+    embeddings: torch.Tensor | None = None  # (S, B, D) LSCD student embeddings (training only)
+
+
+class Segmenter(nn.Module):
+    """Base class: ``forward(ModalBatch) -> SegmenterOutput``."""
+
+    config: SegmenterConfig
+
+    def forward(self, batch: ModalBatch) -> SegmenterOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+def mean_weights(per_stage: list[torch.Tensor]) -> torch.Tensor:
+    """Per-pixel slot weights of every stage [(S, B, h, w)] -> one weight per slot and sample (S, B)."""
+    return torch.stack([w.mean(dim=(2, 3)) for w in per_stage]).mean(dim=0)
+
+
+def encode_slots(encoder: nn.Module, batch: ModalBatch) -> list[torch.Tensor]:
+    """Run a shared encoder over the present (slot, sample) pairs only -> [(S, B, C_i, h_i, w_i)].
+
+    Absent pairs are not computed; their features are zeros that fusion masks out.
+    """
+    s, b = batch.images.shape[:2]
+    images = batch.images.flatten(0, 1)  # (S·B, 3, H, W)
+    modality = batch.modality_index.repeat_interleave(b)  # (S·B,)
+    if batch.present is None:
+        return [f.unflatten(0, (s, b)) for f in encoder(images, modality)]
+    keep = batch.present.flatten().nonzero().squeeze(1)
+    features = encoder(images[keep], modality[keep])
+    dense = []
+    for f in features:
+        full = f.new_zeros((s * b,) + f.shape[1:]).index_copy(0, keep, f)
+        dense.append(full.unflatten(0, (s, b)))
+    return dense
+
+
+def build(config: SegmenterConfig) -> Segmenter:
+    """A freshly initialised model of ``config.arch``."""
+    if config.arch == "any2seg":
+        from modseg_ros.model.any2seg import Any2Seg
+
+        return Any2Seg(config)
+    if config.arch == "equiseg":
+        from modseg_ros.model.equiseg import EQUISeg
+
+        return EQUISeg(config)
+    if config.arch == "cmnext":
+        from modseg_ros.model.cmnext import CMNeXtStyle
+
+        return CMNeXtStyle(config)
+    from modseg_ros.model.meanfusion import MeanFusionSeg
+
+    return MeanFusionSeg(config)
+
+
+
+class FrameModel(nn.Module):
+    """One frame, present modalities only: the interface of the runtime and of the ONNX graph.
+
+    ``images`` (M, 3, H, W) and ``modality_index`` (M,) -> logits (1, K, H/4, W/4) and the fusion
+    weight of each of the M modalities (M,). M may change from call to call.
+    """
+
+    def __init__(self, model: Segmenter) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, modality_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(ModalBatch(images[:, None], modality_index))
+        return out.logits, out.modality_weights[:, 0]

@@ -1,0 +1,449 @@
+"""The any2seg ROS 2 node: a thin shell around core/perception.py.
+
+Subscriptions convert messages (ros/convert.py) and hand them to the health monitor and the
+synchronizer; completed bundles go to a newest-wins mailbox; one worker thread encodes, runs the
+network and publishes. Timers re-check health, complete waiting bundles and publish
+``sensor_health`` and ``/diagnostics``. A malformed message never raises out of a callback: it is
+counted against its sensor and logged at most every few seconds per topic.
+
+    ros2 run modseg_ros any2seg_node --ros-args --params-file config/any2seg.yaml
+    modseg run --params config/any2seg.yaml
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+
+from modseg_ros.core.config import NodeConfig, default_parameters, load_parameters
+from modseg_ros.core.perception import Perception, Segmentation, load_engine
+from modseg_ros.core.types import MODALITIES, Bundle, HealthLevel, HealthState, Modality, SensorSample, subset_name
+from modseg_ros.errors import ConfigError, ConversionError, ModsegError
+from modseg_ros.msg import SegmentationInfo, SensorHealth, SensorHealthArray
+from modseg_ros.ros import convert
+
+try:  # Iron and later
+    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
+
+NODE_NAME = "any2seg"
+WARN_EVERY_S = 5.0  # per-topic limit for repeated warnings (malformed messages)
+LATENCY_WINDOW = 200  # published masks the latency figures in /diagnostics cover
+
+
+def _time_msg(ns: int) -> Time:
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+class Mailbox:
+    """A one-slot, newest-wins hand-over between the callbacks and the worker."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Bundle | None = None
+        self._closed = False
+        self.offered = 0
+        self.replaced = 0  # bundles overwritten before the worker took them
+
+    def put(self, item: Bundle) -> None:
+        with self._cond:
+            self.offered += 1
+            if self._item is not None:
+                self.replaced += 1
+            self._item = item
+            self._cond.notify()
+
+    def take(self, timeout_s: float) -> Bundle | None:
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout_s)
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+@dataclass
+class _Topic:
+    """Book-keeping of one subscribed topic."""
+
+    modality: Modality
+    name: str  # resolved (remapped) name
+    rejected: int = 0
+    last_warning_s: float = -1e9
+    suppressed: int = 0
+    qos_incompatible: str = ""  # last incompatible policy reported by DDS
+
+
+@dataclass
+class _PipelineStats:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    published: int = 0
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+    inference_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+    last_used: str = ""
+    failures: int = 0  # bundles the worker could not segment (logged)
+
+
+class Any2SegNode(Node):
+    def __init__(self, **node_kwargs) -> None:
+        super().__init__(NODE_NAME, automatically_declare_parameters_from_overrides=True, **node_kwargs)
+        self.config = NodeConfig.from_parameters(self._declared_parameters())
+        engine, engine_note = load_engine(self.config.model, self.config.rig.camera)
+        self.perception = Perception(self.config, engine)
+        self.get_logger().info(engine_note)
+        self._mailbox = Mailbox()
+        self._stats = _PipelineStats()
+        self._wall_arrival: weakref.WeakKeyDictionary[SensorSample, float] = weakref.WeakKeyDictionary()
+        self._topics: dict[str, _Topic] = {}
+        self._publisher_qos: dict[str, str] = {}
+        self._last_alive: frozenset[Modality] | None = None
+        self._last_levels: dict[Modality, tuple[HealthLevel, bool]] = {}
+
+        self._create_publishers()
+        self._create_subscriptions()
+        cfg = self.config
+        self.create_timer(1.0 / cfg.health_tick_rate_hz, self._on_health_tick)
+        self.create_timer(1.0 / cfg.sync_poll_rate_hz, self._on_sync_poll)
+        self.create_timer(1.0 / cfg.outputs.health_rate_hz, self._publish_health)
+        self.create_timer(1.0 / cfg.outputs.diagnostics_rate_hz, self._publish_diagnostics)
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="any2seg-inference", daemon=True)
+        self._worker.start()
+        inputs = ", ".join(f"{t.modality.value}: {t.name}" for t in self._topics.values())
+        self.get_logger().info(f"segmenting {subset_name(cfg.inputs.modalities)} ({inputs}); trigger order "
+                               f"{' > '.join(m.value for m in cfg.sync.priority)}")  # fmt: skip
+
+    # --- set-up ----------------------------------------------------------------------------------
+
+    def _declared_parameters(self) -> dict:
+        """Declare every known parameter (its default from the shipped file unless overridden)
+        and return all of them, flat."""
+        for name, value in default_parameters().items():
+            if not self.has_parameter(name):
+                self.declare_parameter(name, value)
+        return {name: parameter.value for name, parameter in self.get_parameters_by_prefix("").items()}
+
+    def _create_publishers(self) -> None:
+        qos = QoSProfile(depth=self.config.outputs.qos_depth, reliability=ReliabilityPolicy.RELIABLE)
+
+        def publisher(msg_type, topic: str, depth_qos: QoSProfile = qos):
+            events = PublisherEventCallbacks(incompatible_qos=lambda info, t=topic: self._on_offered_incompatible(t, info))
+            return self.create_publisher(msg_type, topic, depth_qos, event_callbacks=events)
+
+        self._pub_mask = publisher(Image, "segmentation/mask")
+        self._pub_color = publisher(Image, "segmentation/color_mask")
+        self._pub_overlay = publisher(Image, "segmentation/overlay")
+        self._pub_points = publisher(PointCloud2, "segmentation/points")
+        self._pub_info = publisher(SegmentationInfo, "segmentation/info", QoSProfile(depth=10))
+        self._pub_health = publisher(SensorHealthArray, "sensor_health", QoSProfile(depth=10))
+        self._pub_diagnostics = publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
+
+    def _create_subscriptions(self) -> None:
+        cfg = self.config.inputs
+        if cfg.qos_reliability == "best_effort":
+            qos = QoSProfile(depth=cfg.qos_depth, reliability=ReliabilityPolicy.BEST_EFFORT,
+                             durability=qos_profile_sensor_data.durability, history=qos_profile_sensor_data.history)  # fmt: skip
+        else:
+            qos = QoSProfile(depth=cfg.qos_depth, reliability=ReliabilityPolicy.RELIABLE)
+        rig = self.config.rig
+        events_intr = rig.intrinsics_of(Modality.EVENTS)
+        scale = cfg.lidar_intensity_scale
+        converters: dict[Modality, tuple[type, str, Callable]] = {
+            Modality.CAMERA: (Image, "camera/image", convert.camera_frame),
+            Modality.DEPTH: (Image, "depth/image", convert.depth_frame),
+            Modality.LIDAR: (PointCloud2, "lidar/points", lambda msg, topic: convert.point_cloud(msg, topic, scale)),
+            Modality.EVENTS: (
+                (PointCloud2, "events/points",
+                 lambda msg, topic: convert.event_packet(msg, topic, events_intr.width, events_intr.height))
+                if cfg.events_source == "points" else (Image, "events/image", convert.event_frame)
+            ),
+        }  # fmt: skip
+        for modality in cfg.modalities:
+            msg_type, topic, converter = converters[modality]
+            self._subscribe(modality, msg_type, topic, qos, lambda msg, m=modality, c=converter, t=topic: self._on_sensor(m, c, t, msg))
+        if Modality.CAMERA in cfg.modalities:
+            self._subscribe(Modality.CAMERA, CameraInfo, "camera/camera_info", qos, self._on_camera_info)
+
+    def _subscribe(self, modality: Modality, msg_type: type, topic: str, qos: QoSProfile, callback: Callable) -> None:
+        events = SubscriptionEventCallbacks(incompatible_qos=lambda info, t=topic: self._on_requested_incompatible(t, info))
+        subscription = self.create_subscription(msg_type, topic, callback, qos, event_callbacks=events)
+        self._topics[topic] = _Topic(modality, subscription.topic_name)
+
+    # --- receiving ----------------------------------------------------------------------------------
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _on_sensor(self, modality: Modality, converter: Callable, topic: str, msg) -> None:
+        now = self._now_ns()
+        wall = time.monotonic()
+        try:
+            data = converter(msg, self._topics[topic].name)
+            sample = SensorSample(modality, convert.stamp_ns(msg.header), now, str(msg.header.frame_id), data)
+        except ConversionError as err:
+            self._reject(topic, now, err.problem)
+            return
+        self._wall_arrival[sample] = wall
+        try:
+            bundles = self.perception.observe(sample, now)
+        except (ValueError, TypeError, IndexError, FloatingPointError) as err:  # content beyond what convert checks
+            self._reject(topic, now, f"unusable content ({err})")
+            return
+        self._hand_over(bundles)
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        topic = self._topics["camera/camera_info"]
+        try:
+            intrinsics = convert.camera_intrinsics(msg, topic.name)
+        except ConversionError as err:
+            self._warn_topic(topic, f"dropped: {err.problem}")
+            return
+        if self.perception.set_camera(intrinsics):
+            self.get_logger().info(f"camera intrinsics from {topic.name}: {intrinsics.width}×{intrinsics.height}, "
+                                   f"fx={intrinsics.fx:.1f}; masks are published on this grid")  # fmt: skip
+
+    def _reject(self, topic_key: str, now: int, problem: str) -> None:
+        topic = self._topics[topic_key]
+        topic.rejected += 1
+        self.perception.reject(topic.modality, now, problem)
+        self._warn_topic(topic, f"dropped a malformed message: {problem}")
+
+    def _warn_topic(self, topic: _Topic, text: str) -> None:
+        wall = time.monotonic()
+        if wall - topic.last_warning_s < WARN_EVERY_S:
+            topic.suppressed += 1
+            return
+        more = f" ({topic.suppressed} more since the last warning)" if topic.suppressed else ""
+        self.get_logger().warning(f"{topic.name}: {text}{more}")
+        topic.last_warning_s, topic.suppressed = wall, 0
+
+    def _on_requested_incompatible(self, topic_key: str, info) -> None:
+        topic = self._topics[topic_key]
+        policy = _policy_name(info.last_policy_kind)
+        topic.qos_incompatible = policy
+        self.get_logger().error(
+            f"{topic.name}: a publisher's QoS is incompatible with this subscription ({policy}; "
+            f"{info.total_count} so far): its messages cannot arrive. Subscription QoS: "
+            f"{self.config.inputs.qos_reliability}, depth {self.config.inputs.qos_depth} (inputs.qos_reliability)"
+        )
+
+    def _on_offered_incompatible(self, topic: str, info) -> None:
+        policy = _policy_name(info.last_policy_kind)
+        self._publisher_qos[topic] = policy
+        self.get_logger().error(f"{topic}: a subscriber requests QoS incompatible with this publisher ({policy}; "
+                                f"{info.total_count} so far); outputs are RELIABLE, VOLATILE")  # fmt: skip
+
+    def _on_health_tick(self) -> None:
+        states, bundles = self.perception.tick(self._now_ns())
+        self._report_changes(states)
+        self._hand_over(bundles)
+
+    def _on_sync_poll(self) -> None:
+        self._hand_over(self.perception.poll(self._now_ns()))
+
+    def _hand_over(self, bundles: Sequence[Bundle]) -> None:
+        for bundle in bundles:
+            self._mailbox.put(bundle)
+
+    def _report_changes(self, states: dict[Modality, HealthState]) -> None:
+        changed = False
+        for modality, state in states.items():
+            key = (state.level, state.alive)
+            if self._last_levels.get(modality) != key:
+                if modality in self._last_levels or state.level != HealthLevel.STALE:
+                    text = f"{modality.value}: {state.level.name}{' (' + state.reason + ')' if state.reason else ''}"
+                    if state.alive:
+                        self.get_logger().info(text)
+                    else:
+                        self.get_logger().warning(text)
+                self._last_levels[modality] = key
+                changed = True
+        alive = self.perception.health.alive
+        if alive != self._last_alive:
+            if self._last_alive is not None or alive:
+                if alive:
+                    self.get_logger().info(f"fusing {subset_name(alive)}")
+                else:
+                    self.get_logger().error("all sensors failed: no masks until one returns")
+            self._last_alive = alive
+        if changed:
+            self._publish_health()
+
+    # --- worker -------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while self._running:
+            bundle = self._mailbox.take(timeout_s=0.1)
+            if bundle is None:
+                continue
+            try:
+                segmentation = self.perception.segment(bundle)
+                self._publish(segmentation)
+            except Exception as err:  # the worker must outlive any one bundle; the error is reported
+                with self._stats.lock:
+                    self._stats.failures += 1
+                self.get_logger().error(f"bundle at {bundle.stamp_ns / 1e9:.3f} s could not be segmented: {err!r}",
+                                        throttle_duration_sec=WARN_EVERY_S)  # fmt: skip
+
+    def _publish(self, seg: Segmentation) -> None:
+        header = Header(stamp=_time_msg(seg.bundle.stamp_ns), frame_id=self.config.outputs.frame_id)
+        self._pub_mask.publish(convert.image_msg(seg.labels, "mono8", header))
+        arrivals = [self._wall_arrival.get(s) for s in seg.bundle.samples.values()]
+        end_to_end_ms = (time.monotonic() - max(a for a in arrivals if a is not None)) * 1e3 if any(arrivals) else 0.0
+        self._pub_color.publish(convert.image_msg(seg.color, "rgb8", header))
+        self._pub_overlay.publish(convert.image_msg(seg.overlay, "rgb8", header))
+        if seg.points is not None:
+            self._pub_points.publish(convert.cloud_msg(seg.points, header))
+        used = seg.bundle.modalities
+        info = SegmentationInfo(header=header, model=self.perception.engine.name)
+        info.modalities_used = [m.value for m in used]
+        info.modality_stamps = [_time_msg(seg.bundle.samples[m].stamp_ns) for m in used]
+        info.modalities_missing = [m.value for m in MODALITIES if m in seg.bundle.missing]
+        info.modality_weights = [float(seg.modality_weights.get(m, 0.0)) for m in used]
+        info.inference_ms = float(seg.inference_ms)
+        info.end_to_end_ms = float(end_to_end_ms)
+        self._pub_info.publish(info)
+        with self._stats.lock:
+            self._stats.published += 1
+            self._stats.latencies_ms.append(end_to_end_ms)
+            self._stats.inference_ms.append(seg.inference_ms)
+            self._stats.last_used = subset_name(used)
+
+    # --- health and diagnostics ---------------------------------------------------------------------
+
+    def _publish_health(self) -> None:
+        msg = SensorHealthArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        for modality, state in self.perception.health.states.items():
+            msg.sensors.append(SensorHealth(header=msg.header, modality=modality.value, level=int(state.level),
+                                            reason=state.reason, rate_hz=float(state.rate_hz), age_s=float(state.age_s),
+                                            alive=state.alive))  # fmt: skip
+        self._pub_health.publish(msg)
+
+    def _publish_diagnostics(self) -> None:
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        name = self.get_name()
+        for topic in self._topics.values():
+            if topic.name.endswith("camera_info"):
+                continue
+            state = self.perception.health.states[topic.modality]
+            message = state.reason or "OK"
+            level = state.level
+            if topic.qos_incompatible:
+                message += f"; a publisher's QoS is incompatible ({topic.qos_incompatible})"
+                level = max(level, HealthLevel.WARN)
+            values = {"topic": topic.name, "alive": state.alive, "rate_hz": f"{state.rate_hz:.2f}",
+                      "age_s": f"{state.age_s:.3f}", "malformed_dropped": topic.rejected, **state.details}  # fmt: skip
+            array.status.append(_status(f"{name}: {topic.modality.value} health", level, message, topic.name, values))
+        array.status.append(self._pipeline_status(name))
+        self._pub_diagnostics.publish(array)
+
+    def _pipeline_status(self, name: str) -> DiagnosticStatus:
+        alive = self.perception.health.alive
+        configured = self.config.inputs.modalities
+        with self._stats.lock:
+            latencies = np.array(self._stats.latencies_ms) if self._stats.latencies_ms else np.zeros(1)
+            inference = np.array(self._stats.inference_ms) if self._stats.inference_ms else np.zeros(1)
+            published, failures, last_used = self._stats.published, self._stats.failures, self._stats.last_used
+        sync = self.perception.sync.stats
+        if not alive:
+            level, message = HealthLevel.ERROR, "all sensors failed: no masks"
+        elif set(alive) != set(configured):
+            level, message = HealthLevel.WARN, f"degraded: fusing {subset_name(alive)} of {subset_name(configured)}"
+        else:
+            level, message = HealthLevel.OK, f"fusing {subset_name(alive)}"
+        if self._publisher_qos:
+            level = max(level, HealthLevel.WARN)
+            message += "; incompatible subscriber QoS on " + ", ".join(f"{t} ({p})" for t, p in self._publisher_qos.items())
+        values = {
+            "masks_published": published,
+            "bundles_offered": self._mailbox.offered,
+            "bundles_dropped_newer_arrived": self._mailbox.replaced,
+            "bundles_partial": sync.partial,
+            "triggers_dropped": sync.triggers_dropped,
+            "sync_evicted": sync.evicted,
+            "segmentation_failures": failures,
+            "end_to_end_ms_p50": f"{np.percentile(latencies, 50):.1f}",
+            "end_to_end_ms_p99": f"{np.percentile(latencies, 99):.1f}",
+            "inference_ms_p50": f"{np.percentile(inference, 50):.1f}",
+            "last_modalities": last_used,
+            "model": self.perception.engine.name,
+        }
+        return _status(f"{name}: pipeline", level, message, name, values)
+
+    def close(self) -> None:
+        self._running = False
+        self._mailbox.close()
+        self._worker.join(timeout=5.0)
+        self.destroy_node()
+
+
+def _policy_name(kind) -> str:
+    return getattr(kind, "name", str(kind))
+
+
+def _status(name: str, level: HealthLevel, message: str, hardware_id: str, values: dict) -> DiagnosticStatus:
+    return DiagnosticStatus(level=bytes([int(level)]), name=name, message=message, hardware_id=hardware_id,
+                            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])  # fmt: skip
+
+
+def spin(ros_args: Sequence[str] = (), params_file: str | None = None) -> None:
+    """Run the node until shut down (Ctrl-C, SIGTERM or rclpy shutdown).
+
+    ``params_file`` is checked before anything starts (ConfigError naming the file and the
+    parameter) and passed to rclpy as ``--params-file``; ``ros_args`` are further ROS arguments.
+    """
+    args = list(ros_args)
+    if params_file is not None:
+        try:
+            NodeConfig.from_parameters(load_parameters(params_file, NODE_NAME))
+        except ConfigError as err:
+            raise ConfigError(f"{params_file}: {err}") if str(params_file) not in str(err) else err from None
+        args = ["--ros-args", "--params-file", str(params_file), *(args[1:] if args[:1] == ["--ros-args"] else args)]
+    rclpy.init(args=[NODE_NAME, *args])
+    node = None
+    try:
+        node = Any2SegNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+        rclpy.try_shutdown()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console script ``any2seg_node`` (what launch_ros runs): ROS arguments only."""
+    try:
+        spin(list(sys.argv[1:] if argv is None else argv))
+    except ModsegError as err:
+        print(f"{NODE_NAME}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from modseg_ros.core.types import MODALITIES, Modality, all_subsets
+from modseg_ros.model.runtime import SegmentationEngine
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return SegmentationEngine.untrained("any2seg", input_size=(64, 128))
+
+
+def encodings(seed=0, size=(96, 160)):
+    rng = np.random.default_rng(seed)
+    return {m: rng.integers(0, 256, size + (3,), dtype=np.uint8) for m in MODALITIES}
+
+
+def test_untrained_engine_describes_itself(engine):
+    assert engine.input_size == (64, 128)
+    assert len(engine.classes) == 25 and engine.classes[6] == "Road"
+    assert engine.name == "any2seg-untrained"
+
+
+def test_predict_on_every_subset(engine):
+    full = encodings()
+    for subset in all_subsets():
+        p = engine.predict({m: full[m] for m in subset}, output_size=(48, 80))
+        assert p.labels.shape == (48, 80) and p.labels.dtype == np.uint8
+        assert p.labels.max() < 25
+        assert set(p.modality_weights) == set(subset) and p.modalities == subset
+        assert sum(p.modality_weights.values()) == pytest.approx(1.0, abs=1e-5)
+        assert p.inference_ms > 0
+
+
+def test_output_size_defaults_to_the_input_grid(engine):
+    p = engine.predict({Modality.EVENTS: encodings()[Modality.EVENTS]})
+    assert p.labels.shape == (96, 160)
+    assert p.modality_weights == {Modality.EVENTS: pytest.approx(1.0)}
+
+
+def test_zero_fill_feeds_every_modality(engine):
+    full = encodings()
+    dropped = engine.predict({Modality.CAMERA: full[Modality.CAMERA]})
+    filled = engine.predict({Modality.CAMERA: full[Modality.CAMERA]}, absent="zero")
+    assert set(filled.modality_weights) == set(MODALITIES)
+    assert filled.modalities == (Modality.CAMERA,)
+    assert not np.array_equal(dropped.labels, filled.labels)
+
+
+def test_predict_is_deterministic_and_independent_of_dict_order(engine):
+    full = encodings(1)
+    a = engine.predict(full)
+    b = engine.predict(dict(reversed(list(full.items()))))
+    assert np.array_equal(a.labels, b.labels)
+    assert a.modality_weights == pytest.approx(b.modality_weights)
+
+
+def test_predict_rejects_bad_input(engine):
+    with pytest.raises(ValueError, match="empty"):
+        engine.predict({})
+    with pytest.raises(ValueError, match="depth encoding"):
+        engine.predict({Modality.DEPTH: np.zeros((8, 8, 3), dtype=np.float32)})
+    with pytest.raises(ValueError, match="absent"):
+        engine.predict(encodings(), absent="mean")
+
+
+def test_untrained_weights_depend_only_on_the_seed():
+    a = SegmentationEngine.untrained("any2seg", input_size=(64, 128), seed=3)
+    state = torch.get_rng_state()
+    b = SegmentationEngine.untrained("any2seg", input_size=(64, 128), seed=3)
+    assert torch.equal(state, torch.get_rng_state())  # the global RNG is left alone
+    x = encodings(2)
+    assert np.array_equal(a.predict(x).labels, b.predict(x).labels)
