@@ -88,7 +88,6 @@ class ModalityAgnosticFusion(nn.Module):
         if present is not None:
             consistency = consistency.masked_fill(~present[:, :, None, None], float("-inf"))
         chosen = consistency.argmax(dim=0)  # (B, h, w)
-        slots = torch.arange(features.shape[0], device=features.device)[:, None, None, None]
-        one_hot = (slots == chosen[None]).to(features.dtype)  # (S, B, h, w)
+        one_hot = torch.zeros_like(consistency).scatter(0, chosen[None], 1.0)  # (S, B, h, w)
         selected = (one_hot[:, :, None] * features).sum(dim=0)  # f_ms: (B, C, h, w)
         return Fused(blended + selected, weights)

@@ -156,6 +156,7 @@ class ModalityStem(nn.Module):
         super().__init__()
         self.adapter_weight = nn.Parameter(torch.eye(3).repeat(num_modalities, 1, 1))  # (M, 3, 3)
         self.adapter_bias = nn.Parameter(torch.zeros(num_modalities, 3))
+        self.dim = dim
         self.proj = nn.Conv2d(3, dim, 7, stride=4, padding=3)
         self.norm_weight = nn.Parameter(torch.ones(num_modalities, dim))
         self.norm_bias = nn.Parameter(torch.zeros(num_modalities, dim))
@@ -165,7 +166,7 @@ class ModalityStem(nn.Module):
         x = torch.einsum("noc,nchw->nohw", self.adapter_weight[modality], x)
         x = x + self.adapter_bias[modality][:, :, None, None]
         x = self.proj(x).permute(0, 2, 3, 1)  # (N, h, w, C)
-        x = F.layer_norm(x, x.shape[-1:])
+        x = F.layer_norm(x, (self.dim,))
         x = x * self.norm_weight[modality][:, None, None, :] + self.norm_bias[modality][:, None, None, :]
         return x.permute(0, 3, 1, 2)
 

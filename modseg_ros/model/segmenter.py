@@ -107,7 +107,7 @@ def encode_slots(encoder: nn.Module, batch: ModalBatch) -> list[torch.Tensor]:
     images = batch.images.flatten(0, 1)  # (S·B, 3, H, W)
     modality = batch.modality_index.repeat_interleave(b)  # (S·B,)
     if batch.present is None:
-        return [f.unflatten(0, (s, b)) for f in encoder(images, modality)]
+        return [f.reshape((-1, b) + f.shape[1:]) for f in encoder(images, modality)]
     keep = batch.present.flatten().nonzero().squeeze(1)
     features = encoder(images[keep], modality[keep])
     dense = []

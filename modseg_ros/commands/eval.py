@@ -1,0 +1,38 @@
+"""``modseg eval``: every-subset evaluation of a checkpoint on a DELIVER-layout split (JSON, Markdown, PNGs)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="model .safetensors (with its .json sidecar)")
+    parser.add_argument("data", type=Path, help="DELIVER-layout root")
+    parser.add_argument("--split", default="val", help="split to evaluate (default val, as DELIVER)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for eval.json, eval.md, confusion.png, panels.png")
+    parser.add_argument("--absent", choices=("drop", "zero"), default="drop",
+                        help="absent modalities: dropped by the network (default) or zero-filled (benchmark protocol)")
+    parser.add_argument("--frames", type=int, default=0, help="evaluate the first N frames only (default all)")
+    parser.add_argument("--robust-frames", type=int, default=64, help="frames for the RMM and NM passes (0 = skip)")
+    parser.add_argument("--panels", type=int, default=3, help="example frames in panels.png")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from modseg_ros.eval.evaluate import evaluate_checkpoint
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r{done}/{total} frames", end="", file=sys.stderr, flush=True)
+
+    summary = evaluate_checkpoint(
+        args.checkpoint, args.data, args.out, split=args.split, absent=args.absent, frames=args.frames,
+        robust_frames=args.robust_frames, panels=args.panels, batch_size=args.batch_size, threads=args.threads,
+        progress=progress,
+    )  # fmt: skip
+    print(file=sys.stderr)
+    emm = summary["emm"]
+    print(f"full set mIoU {summary['full_set']['miou']:.2f}  15-subset mean {emm['avg']:.2f}  "
+          f"E(0.2) {emm['expected']['0.2']:.2f}  -> {args.out}/eval.md")  # fmt: skip
+    return 0

@@ -1,0 +1,80 @@
+"""ONNX export of a checkpoint's frame model (present modalities only, their number dynamic).
+
+Graph inputs: ``images`` (M, 3, H, W) float32 prepared by model/inputs.py and ``modality_index``
+(M,) int64; outputs: ``logits`` (1, K, H/4, W/4) and ``modality_weights`` (M,). One graph serves
+every subset of the modalities. Per-modality-branch architectures (EQUISeg, the CMNeXt-style
+baseline) pick their branches in Python, so their graph is traced for all four modalities and
+only accepts exactly those (the export says so).
+
+The export is checked: ONNX Runtime runs the graph on every subset of a random input and the
+largest absolute difference of its outputs from torch's is reported, with the share of pixels whose
+label agrees. MFF's per-pixel selection is a hard argmax: where two modalities are equally
+consistent, a rounding difference can pick the other one and move a few logits by much more than
+the float error; the label agreement shows how rare that is.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from modseg_ros.core.types import MODALITIES, all_subsets, subset_name
+from modseg_ros.errors import CheckpointError
+from modseg_ros.model.checkpoint import load_checkpoint
+from modseg_ros.model.segmenter import FrameModel
+
+OPSET = 17
+DYNAMIC_SUBSETS = ("any2seg", "meanfusion")
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    path: Path
+    max_abs_diff: dict[str, float]  # per subset name: max |logits_ort - logits_torch|
+    label_agreement: dict[str, float]  # per subset name: share of pixels with the same argmax
+    dynamic_subsets: bool
+
+    @property
+    def worst(self) -> float:
+        return max(self.max_abs_diff.values())
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path | None = None, seed: int = 0) -> ExportReport:
+    import onnxruntime as ort
+
+    checkpoint = Path(checkpoint)
+    model, info = load_checkpoint(checkpoint)
+    out = Path(out) if out else checkpoint.with_suffix(".onnx")
+    frame = FrameModel(model).eval()
+    h, w = info.config.input_size
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randn(len(MODALITIES), 3, h, w, generator=gen)
+    index = torch.arange(len(MODALITIES))
+    dynamic = info.config.arch in DYNAMIC_SUBSETS
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes
+        torch.onnx.export(
+            frame, (images, index), str(out), dynamo=False, opset_version=OPSET,
+            input_names=["images", "modality_index"], output_names=["logits", "modality_weights"],
+            dynamic_axes={"images": {0: "modalities"}, "modality_index": {0: "modalities"},
+                          "modality_weights": {0: "modalities"}} if dynamic else None,
+        )  # fmt: skip
+    try:
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    except Exception as err:
+        raise CheckpointError(f"ONNX Runtime cannot load the exported graph {out}: {err}") from err
+    diffs, agreement = {}, {}
+    subsets = all_subsets() if dynamic else [tuple(MODALITIES)]
+    for subset in subsets:
+        idx = torch.tensor([MODALITIES.index(m) for m in subset])
+        x = images[idx]
+        with torch.inference_mode():
+            ref_logits, ref_weights = frame(x, idx)
+        logits, weights = session.run(None, {"images": x.numpy(), "modality_index": idx.numpy()})
+        name = subset_name(subset)
+        diffs[name] = float(max(np.abs(logits - ref_logits.numpy()).max(), np.abs(weights - ref_weights.numpy()).max()))
+        agreement[name] = float((logits.argmax(axis=1) == ref_logits.numpy().argmax(axis=1)).mean())
+    return ExportReport(out, diffs, agreement, dynamic)
