@@ -32,8 +32,8 @@ import numpy as np
 
 from modseg_ros.core.encoding import EncodingConfig, render_events
 from modseg_ros.core.failures import FailureInjector, format_failure_spec
-from modseg_ros.core.geometry import Intrinsics, Rig, Transform
-from modseg_ros.core.types import DepthFrame, EventPacket, Modality
+from modseg_ros.core.geometry import Intrinsics, Transform
+from modseg_ros.core.types import DepthFrame, EventPacket, Modality, PointCloud
 from modseg_ros.data.world.deliver_writer import dump_yaml
 from modseg_ros.data.world.drive import DEFAULT_CLOCKS, NS, SensorClock
 from modseg_ros.errors import BagError, ConfigError
@@ -193,6 +193,7 @@ def generate_bag(options, progress=None):
     enc = EncodingConfig()
     summary = Summary(sequences=1)
     frame_ids = {m: rig.frame_ids.get(m, m.value) for m in Modality}
+    event_grid = (rig.intrinsics_of(Modality.EVENTS).width, rig.intrinsics_of(Modality.EVENTS).height)
     start_ns = options.start_ns
 
     pending: list[_Pending] = []
@@ -238,7 +239,7 @@ def generate_bag(options, progress=None):
                 delivered = injector.process(m, t, stamp, sim.depth(t))
                 if delivered is not None:
                     s, depth = delivered
-                    emit(log_s, "/depth/image", _depth_image(msgs, s, frame_ids[m], depth, options.depth_encoding))
+                    emit(log_s, "/depth/image", depth_image(msgs, s, frame_ids[m], depth, options.depth_encoding))
             elif m is Modality.LIDAR:
                 scan = sim.lidar(t)
                 delivered = injector.process(m, t, stamp, sim.lidar_cloud(scan))
@@ -248,16 +249,13 @@ def generate_bag(options, progress=None):
                      {"x": scan.points[:, 0], "y": scan.points[:, 1], "z": scan.points[:, 2], "label": scan.labels}))  # fmt: skip
                 if delivered is not None:
                     s, cloud = delivered
-                    ring = cloud.ring if cloud.ring is not None else np.zeros(len(cloud.points), np.uint16)
-                    emit(log_s, "/lidar/points", msgs.cloud(s, frame_ids[m], LIDAR_FIELDS, LIDAR_STEP,
-                         {"x": cloud.points[:, 0], "y": cloud.points[:, 1], "z": cloud.points[:, 2],
-                          "intensity": cloud.intensity, "ring": ring}))  # fmt: skip
+                    emit(log_s, "/lidar/points", lidar_cloud(msgs, s, frame_ids[m], cloud))
             else:
                 rate = clocks[m].rate_hz
                 delivered = injector.process(m, t, stamp, sim.events(t - 1.0 / rate, t))
                 if delivered is not None:
                     s, packet = delivered
-                    emit(log_s, "/events/points", _event_cloud(msgs, s, frame_ids[m], packet, rig))
+                    emit(log_s, "/events/points", event_cloud(msgs, s, frame_ids[m], packet, event_grid))
                     emit(log_s, "/events/image", msgs.image(s, frame_ids[m], render_events(packet, enc), "rgb8"))
             while pending and pending[0].log_ns <= start_ns + int(round(t * NS)):
                 item = heapq.heappop(pending)
@@ -289,22 +287,34 @@ def generate_bag(options, progress=None):
     return summary
 
 
-def _depth_image(msgs: Messages, stamp: int, frame_id: str, depth: DepthFrame, encoding: str):
+# --- payload -> message (also used by the bag player for the messages a failure touches) ------------
+
+
+def depth_image(msgs: Messages, stamp: int, frame_id: str, depth: DepthFrame, encoding: str):
     if encoding == "16UC1":
         mm = np.where(np.isfinite(depth.depth_m), np.rint(depth.depth_m * 1000.0), 0)
         return msgs.image(stamp, frame_id, np.clip(mm, 0, 65535).astype("<u2"), "16UC1")
     return msgs.image(stamp, frame_id, depth.depth_m.astype("<f4"), "32FC1")
 
 
-def _event_cloud(msgs: Messages, stamp: int, frame_id: str, packet: EventPacket, rig: Rig):
+def lidar_cloud(msgs: Messages, stamp: int, frame_id: str, cloud: PointCloud):
+    """x, y, z, intensity float32 + ring uint16 (zeros when the cloud has no ring)."""
+    ring = cloud.ring if cloud.ring is not None else np.zeros(len(cloud.points), np.uint16)
+    return msgs.cloud(stamp, frame_id, LIDAR_FIELDS, LIDAR_STEP,
+                      {"x": cloud.points[:, 0], "y": cloud.points[:, 1], "z": cloud.points[:, 2],
+                       "intensity": cloud.intensity, "ring": ring})  # fmt: skip
+
+
+def event_cloud(msgs: Messages, stamp: int, frame_id: str, packet: EventPacket, grid: tuple[int, int]):
     """Events with absolute times; a low-resolution packet's pixels map to the centres of their
-    blocks on the nominal sensor grid, so that the topic's coordinates always mean the same grid."""
-    nominal = rig.intrinsics_of(Modality.EVENTS)
+    blocks on the nominal sensor ``grid`` (width, height), so that the topic's coordinates always
+    mean the same grid."""
     x, y = packet.x.astype(np.int64), packet.y.astype(np.int64)
-    if packet.width != nominal.width:
-        fx, fy = nominal.width / packet.width, nominal.height / packet.height
-        x = np.minimum((x * fx + fx / 2).astype(np.int64), nominal.width - 1)
-        y = np.minimum((y * fy + fy / 2).astype(np.int64), nominal.height - 1)
+    width, height = grid
+    if packet.width != width:
+        fx, fy = width / packet.width, height / packet.height
+        x = np.minimum((x * fx + fx / 2).astype(np.int64), width - 1)
+        y = np.minimum((y * fy + fy / 2).astype(np.int64), height - 1)
     return msgs.cloud(stamp, frame_id, EVENT_FIELDS, EVENT_STEP,
                       {"x": x.astype(np.uint16), "y": y.astype(np.uint16), "t": packet.t_ns + np.int64(stamp),
                        "polarity": packet.polarity})  # fmt: skip
