@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sensor-topic", action="append", default=[], metavar="MODALITY=TOPIC",
                         help="a sensor topic with a non-standard name, for --fail (e.g. camera=/front/image_raw)")  # fmt: skip
     parser.add_argument("--delay", type=float, default=0.0, metavar="S", help="wait S seconds before playing")
+    parser.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
+                        help="wait up to S seconds until every played topic (and /clock) has a subscriber")  # fmt: skip
 
 
 def sensor_topics(pairs: list[str]) -> dict[str, Modality]:
@@ -51,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     options = PlaybackOptions(topics=tuple(args.topics), rate=args.rate, loop=args.loop, start_s=args.start,
                               duration_s=args.duration, clock_hz=args.clock, failures=tuple(load_failure_schedule(args.fail)),
                               seed=args.seed, sensor_topics=sensor_topics(args.sensor_topic), delay_s=args.delay)  # fmt: skip
-    stats = play(args.bag, options, warn=lambda text: print(f"modseg play: warning: {text}", file=sys.stderr))
+    stats = play(args.bag, options, warn=lambda text: print(f"modseg play: warning: {text}", file=sys.stderr),
+                 wait_for_subscribers_s=args.wait_for_subscribers)
     messages = sum(n for t, n in stats.published.items() if t != CLOCK_TOPIC)
     print(f"played {messages} messages on {len(stats.published) - (CLOCK_TOPIC in stats.published)} topics in "
           f"{stats.wall_s:.2f} s ({stats.passes} pass{'es' if stats.passes != 1 else ''})"

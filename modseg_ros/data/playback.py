@@ -35,7 +35,7 @@ import numpy as np
 from modseg_ros.core.failures import Failure, FailureInjector, active_failures, apply_to_payload, apply_to_stamp
 from modseg_ros.core.types import CameraFrame, DepthFrame, EventFrame, EventPacket, Modality, Payload, PointCloud
 from modseg_ros.data.bags import Bag, BagMessage
-from modseg_ros.errors import ConfigError, ConversionError
+from modseg_ros.errors import BagError, ConfigError, ConversionError
 
 NS = 1_000_000_000
 CLOCK_TOPIC = "/clock"
@@ -213,7 +213,8 @@ class MessageInjector:
         self.origin_ns = bag.origin_ns
         self.grid = event_grid(bag)
         self.stats = InjectionStats()
-        self._rng = FailureInjector(self.failures, seed).rng  # the world's per-(modality, time) generator
+        world = FailureInjector(self.failures, seed)  # the world's generators: per (modality, time) and per stamp
+        self._rng, self._stamp_rng = world.rng, world.stamp_rng
         self._builders: _Builders | None = None
         self._last: dict[str, BagMessage] = {}  # last message delivered untouched per topic (for 'frozen')
         self._frozen: dict[str, BagMessage] = {}
@@ -245,9 +246,9 @@ class MessageInjector:
             self._last[message.topic] = message
         try:
             out = self._rewrite(message, source, role, active, t_s)
-        except ConversionError as err:
+        except (ConversionError, BagError) as err:  # malformed content: sent as recorded, counted
             self.stats.unconvertible[message.topic] += 1
-            self.stats.last_problem[message.topic] = err.problem
+            self.stats.last_problem[message.topic] = getattr(err, "problem", str(err))
             return message.raw
         if out is not message.raw:
             self.stats.rewritten[message.topic] += 1
@@ -257,7 +258,7 @@ class MessageInjector:
         stamp = header_stamp(message.raw)
         if stamp is None:
             return message.raw  # no header: nothing a sensor failure can change
-        rng = self._rng(role.modality, t_s)
+        rng, stamp_rng = self._rng(role.modality, t_s), self._stamp_rng(role.modality, stamp)
         msg = None
         payload: Payload | None = None
         changed = False
@@ -269,7 +270,7 @@ class MessageInjector:
                 if payload is not None and isinstance(payload, failure.spec.payload_types):
                     payload = apply_to_payload(failure, payload, rng)
                     changed = True
-            stamp = apply_to_stamp(failure, stamp, rng)
+            stamp = apply_to_stamp(failure, stamp, stamp_rng)
         if changed:
             if self._builders is None:
                 self._builders = _Builders()

@@ -94,7 +94,8 @@ class FailureReport:
     detection_delay_s: float | None
     level: str  # worst level the monitor reported during the failure (OK if never flagged)
     reason: str  # the monitor's reason at detection
-    recovery_delay_s: float | None  # None: not recovered in the recording (or never flagged)
+    recovery_delay_s: float | None  # None: not recovered in the recording, never flagged, or followed
+    followed: bool = False  # another failure of the same sensor is active when this one ends
 
 
 @dataclass(frozen=True)
@@ -293,14 +294,16 @@ def failure_reports(failures: Sequence[ScheduledFailure], outputs: RunOutputs, o
         first = next(((s, lvl, r) for s, lvl, r in during if lvl in FLAGGED), None)
         worst = max((lvl for _, lvl, _ in during if lvl in FLAGGED), default=HealthLevel.OK)
         recovery = None
-        if first is not None and ends:
+        followed = any(o.failure is not f and o.failure.modality is f.modality and o.failure.start_s <= f.end_s < o.failure.end_s
+                       for o in failures)  # fmt: skip
+        if first is not None and ends and not followed:
             back = next((s for s, lvl, _ in series if s >= max(end, first[0]) and lvl == HealthLevel.OK), None)
             recovery = None if back is None else round((back - end) / NS, 3)
         reports.append(FailureReport(
             spec=str(f), source=scheduled.source, modality=f.modality.value, start_s=f.start_s,
             end_s=f.end_s if ends else None, detected=first is not None,
             detection_delay_s=None if first is None else round((first[0] - start) / NS, 3),
-            level=worst.name, reason="" if first is None else first[2], recovery_delay_s=recovery,
+            level=worst.name, reason="" if first is None else first[2], recovery_delay_s=recovery, followed=followed,
         ))  # fmt: skip
     return reports
 

@@ -194,7 +194,8 @@ def markdown(report: dict[str, Any]) -> str:
     for bag in report["bags"]:
         for f in bag["failures"]:
             detected = _cell(f["detection_delay_s"], 3) if f["detected"] else "not detected"
-            recovered = _cell(f["recovery_delay_s"], 3) if f["end_s"] is not None else "(lasts to the end)"
+            recovered = ("(lasts to the end)" if f["end_s"] is None else "(another failure follows)" if f["followed"]
+                         else _cell(f["recovery_delay_s"], 3) if f["recovery_delay_s"] is not None else "not recovered")  # fmt: skip
             out.append(f"| {bag['name']} | `{f['spec']}` | {f['source']} | {detected} | {f['level']} | {f['reason'] or '–'} | {recovered} |")
     alarms = [(bag["name"], a) for bag in report["bags"] for a in bag["false_alarms"]]
     out += ["", f"False alarms (OK -> WARN/ERROR outside every scheduled failure of that sensor): {len(alarms)}.", ""]

@@ -69,7 +69,8 @@ def print_summary(report: dict[str, Any], out: Path, console=None) -> None:
             health.add_column(column)
         for _, f in rows:
             detected = f"{f['detection_delay_s']:.2f} s" if f["detected"] else "not detected"
-            recovered = "–" if f["end_s"] is None else (f"{f['recovery_delay_s']:.2f} s" if f["recovery_delay_s"] is not None else "no")
+            recovered = ("–" if f["end_s"] is None else "next failure" if f["followed"]
+                         else f"{f['recovery_delay_s']:.2f} s" if f["recovery_delay_s"] is not None else "no")  # fmt: skip
             health.add_row(f["spec"], detected, f["level"], recovered)
         console.print(health)
     console.print(f"report: {out / 'report.md'} (and report.json, pictures per bag)")

@@ -93,18 +93,20 @@ class BagPublisher:
             self.on_publish(item, time.monotonic())
 
     def wait_for_subscribers(self, topics: Sequence[str], timeout_s: float, alive: Callable[[], bool] = lambda: True) -> bool:
-        """Wait until each of ``topics`` has a subscriber (or ``alive()`` turns False)."""
+        """Wait until each of ``topics`` (and /clock, when published) has a subscriber, or ``alive()`` turns False."""
+        publishers = [self.publishers[t] for t in topics if t in self.publishers] + ([self.clock] if self.clock else [])
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and alive():
-            if all(self.publishers[t].get_subscription_count() > 0 for t in topics if t in self.publishers):
+            if all(p.get_subscription_count() > 0 for p in publishers):
                 return True
             time.sleep(0.05)
         return False
 
 
-def run(bag_path: str, options: PlaybackOptions, warn: Callable[[str], None] = print,
+def run(bag_path: str, options: PlaybackOptions, warn: Callable[[str], None] = print, wait_for_subscribers_s: float = 0.0,
         ros_args: Sequence[str] = ()) -> PlaybackStats:  # fmt: skip
-    """Play one bag to the end (or until Ctrl-C) in this process's ROS domain."""
+    """Play one bag to the end (or until Ctrl-C) in this process's ROS domain, after waiting up to
+    ``wait_for_subscribers_s`` for every played topic to have a subscriber."""
     options.validate()
     with Bag(bag_path) as bag:
         topics, skipped = playable_topics(bag, options.topics)
@@ -115,6 +117,8 @@ def run(bag_path: str, options: PlaybackOptions, warn: Callable[[str], None] = p
         try:
             node = rclpy.create_node(NODE_NAME, context=context)
             sink = BagPublisher(node, [bag.topics[t] for t in topics], clock=options.clock_hz > 0)
+            if wait_for_subscribers_s > 0 and not sink.wait_for_subscribers(topics, wait_for_subscribers_s):
+                warn(f"not every topic has a subscriber after {wait_for_subscribers_s:g} s; playing anyway")
             return play(bag, topics, options, sink)
         finally:
             rclpy.try_shutdown(context=context)
