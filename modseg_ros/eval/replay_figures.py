@@ -33,7 +33,8 @@ def timeline_png(path: Path, ev: BagEvaluation, outputs: RunOutputs, failures: S
     plt = _pyplot()
     origin = ev.origin_ns
     t0, t1 = ev.window_s
-    fig, axes = plt.subplots(4, 1, figsize=(11, 7.2), sharex=True, gridspec_kw={"height_ratios": [2.0, 1.6, 1.5, 1.2]})
+    fig, axes = plt.subplots(4, 1, figsize=(11, 7.2), sharex=True, gridspec_kw={"height_ratios": [2.0, 1.6, 1.5, 1.2]},
+                             layout="constrained")  # fmt: skip
     health_ax, fused_ax, miou_ax, latency_ax = axes
     rows = {m: len(MODALITIES) - 1 - i for i, m in enumerate(MODALITIES)}  # camera on top
 
@@ -46,11 +47,13 @@ def timeline_png(path: Path, ev: BagEvaluation, outputs: RunOutputs, failures: S
                 health_ax.broken_barh([(start, stop - start)], (rows[m] - 0.3, 0.6), color=LEVEL_COLOURS[level], linewidth=0)
     for scheduled in failures:
         f = scheduled.failure
-        stop = min(f.end_s, t1)
-        health_ax.broken_barh([(f.start_s, stop - f.start_s)], (rows[f.modality] + 0.32, 0.14), facecolor="black")
-        health_ax.text(f.start_s, rows[f.modality] + 0.5, f.kind, fontsize=7, va="bottom")
+        start, stop = max(f.start_s, t0), min(f.end_s, t1)
+        if stop <= start:
+            continue  # outside the played window
+        health_ax.broken_barh([(start, stop - start)], (rows[f.modality] + 0.32, 0.14), facecolor="black")
+        health_ax.text(start, rows[f.modality] + 0.5, f.kind, fontsize=7, va="bottom", clip_on=True)
         for ax in (miou_ax, latency_ax):
-            ax.axvspan(f.start_s, stop, color=MODALITY_COLOURS[f.modality], alpha=0.07, linewidth=0)
+            ax.axvspan(start, stop, color=MODALITY_COLOURS[f.modality], alpha=0.07, linewidth=0)
     health_ax.set_yticks([rows[m] for m in MODALITIES], [m.value for m in MODALITIES])
     health_ax.set_ylim(-0.6, len(MODALITIES) - 0.1)
     health_ax.set_title("sensor health; black bars: scheduled failures", fontsize=9)
@@ -84,7 +87,6 @@ def timeline_png(path: Path, ev: BagEvaluation, outputs: RunOutputs, failures: S
     latency_ax.set_xlim(t0, t1)
     miou = f"mIoU {ev.overall.confusion.miou():.1f}" if ev.has_ground_truth else "no ground truth"
     fig.suptitle(f"{ev.name} · {ev.condition} · {ev.mode} · {ev.model} · {miou}", fontsize=10)
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
