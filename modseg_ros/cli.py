@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("modseg_ros.commands.run", "run the any2seg node (parameters as the launch file; --ros-args ...)"),
     "play": ("modseg_ros.commands.play", "publish a rosbag2 bag (MCAP, sqlite3) with /clock and injected failures"),
     "replay-eval": ("modseg_ros.commands.replay_eval", "replay bags through the node (live or offline), score them, write a report"),
+    "demo": ("modseg_ros.commands.demo", "a night drive with failing sensors through the live node: summary and report"),
     "train": ("modseg_ros.commands.train", "train a segmentation network on DELIVER-layout data"),
     "eval": ("modseg_ros.commands.eval", "evaluate a checkpoint on every modality subset (tables, PNGs)"),
     "export": ("modseg_ros.commands.export", "export a checkpoint to ONNX and check it against torch"),

@@ -363,25 +363,21 @@ class _ReadAhead:
     def _fill(self, items: Iterator[Outgoing]) -> None:
         try:
             for item in items:
-                while not self._closed.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._closed.is_set():
+                if not self._put(item):
                     return
-            self._put_end(_END)
+            self._put(_END)
         except BaseException as err:  # handed to the consumer
-            self._put_end(err)
+            self._put(err)
 
-    def _put_end(self, value: object) -> None:
+    def _put(self, value: object) -> bool:
+        """Queue ``value`` unless the consumer closed first (then False)."""
         while not self._closed.is_set():
             try:
                 self._queue.put(value, timeout=0.1)
-                return
+                return True
             except queue.Full:
                 continue
+        return False
 
     def primed(self, timeout_s: float) -> None:
         """Wait until the queue is full or the schedule is exhausted (at most ``timeout_s``)."""

@@ -130,7 +130,7 @@ def run_live(bag_path: Path, options: ReplayOptions, progress: Callable[[float],
     outputs.wall_s = time.monotonic() - started
     if code not in (0, None):
         outputs.notes.append(f"the node exited with code {code}: {node_process.tail(5)}")
-    problems = [line for line in node_process.lines if "ERROR" in line or "Traceback" in line]
+    problems = [line for line in node_process.lines if "[ERROR]" in line or "Traceback" in line]
     outputs.notes += problems[:5]
     if stats.max_late_ms > 50:
         outputs.notes.append(f"the player published up to {stats.max_late_ms:.0f} ms late (rate {options.rate:g} is too fast "
