@@ -196,6 +196,24 @@ def test_lidar_blockage_removes_the_sector(bag):
         assert 0 < len(points) < full and not np.any(np.abs(azimuth) <= 45.0)
 
 
+@pytest.mark.parametrize("sidecar", [True, False])
+def test_event_lowres_keeps_the_sensor_grid(bag, tmp_path, sidecar):
+    """Low-resolution events land on the centres of their blocks of the nominal grid (from the world's
+    sidecar, or without one from the coordinates of the packet)."""
+    source = bag
+    if not sidecar:
+        source = tmp_path / "no_sidecar"
+        shutil.copytree(bag, source)
+        (source / "world.yaml").unlink()
+    out, _ = played(source, "events:lowres(factor=4)@0-5s")
+    for _, raw in out["/events/points"]:
+        msg = KILTED.deserialize_cdr(raw, "sensor_msgs/msg/PointCloud2")
+        events = np.frombuffer(bytes(msg.data), cloud_dtype([(f.name, f.offset, f.datatype, _np(f.datatype)) for f in msg.fields], msg.point_step))
+        if len(events):
+            assert events["x"].max() < 64 and events["y"].max() < 32
+            assert set(np.unique(events["x"] % 4)) == {2} and set(np.unique(events["y"] % 4)) == {2}
+
+
 def _np(datatype: int) -> str:
     return {1: "<i1", 2: "<u1", 4: "<u2", 7: "<f4", 8: "<f8"}[datatype]
 

@@ -121,15 +121,24 @@ def _with_stamp(raw: bytes, stamp_ns: int) -> bytes:
     return raw[:4] + struct.pack("<iI" if raw[1] == 1 else ">iI", sec, nanosec) + raw[12:]
 
 
-def event_grid(bag: Bag) -> tuple[int, int] | None:
-    """(width, height) of the event sensor: from the world sidecar's rig, else None (taken per
-    message from the coordinates)."""
+def event_grid(bag: Bag, events_topic: str) -> tuple[int, int] | None:
+    """(width, height) of the event sensor: from the world sidecar's rig, else from the first
+    CameraInfo next to the events topic (``<namespace>/camera_info``) or of any camera; None when
+    the bag has neither (then each packet's grid is taken from its coordinates)."""
     rig = (bag.sidecar or {}).get("rig") or {}
     for key in ("events", "camera"):
         entry = rig.get(key) or {}
         intr = entry.get("intrinsics", entry)
         if isinstance(intr, Mapping) and intr.get("width") and intr.get("height"):
             return int(intr["width"]), int(intr["height"])
+    beside = events_topic.rsplit("/", 1)[0] + "/camera_info"
+    infos = [t for t, info in bag.topics.items() if info.msgtype == "sensor_msgs/msg/CameraInfo"]
+    for topic in sorted(infos, key=lambda t: t != beside):
+        for message in bag.messages([topic]):
+            msg = bag.deserialize(message)
+            if int(msg.width) > 0 and int(msg.height) > 0:
+                return int(msg.width), int(msg.height)
+            break
     return None
 
 
@@ -176,6 +185,7 @@ class _Builders:
         self.msgs = Messages()
 
     def message(self, original: Any, stamp_ns: int, payload: Payload, grid: tuple[int, int] | None) -> bytes:
+        """The message carrying ``payload``; ``grid``: the event sensor's (width, height)."""
         from modseg_ros.data.world.bag_writer import depth_image, event_cloud, lidar_cloud
 
         frame_id = str(original.header.frame_id)
@@ -188,7 +198,7 @@ class _Builders:
         elif isinstance(payload, PointCloud):
             msg = lidar_cloud(msgs, stamp_ns, frame_id, payload)
         else:
-            msg = event_cloud(msgs, stamp_ns, frame_id, payload, grid or (int(original.width), int(original.height)))
+            msg = event_cloud(msgs, stamp_ns, frame_id, payload, grid or (payload.width, payload.height))
         return bytes(msgs.serialize(msg))
 
 
@@ -211,7 +221,7 @@ class MessageInjector:
         self.failures = list(failures)
         self.roles = {t: r for t, r in roles.items() if any(f.modality is r.modality for f in self.failures)}
         self.origin_ns = bag.origin_ns
-        self.grid = event_grid(bag)
+        self._grids: dict[str, tuple[int, int] | None] = {}  # event sensor grid per events topic
         self.stats = InjectionStats()
         world = FailureInjector(self.failures, seed)  # the world's generators: per (modality, time) and per stamp
         self._rng, self._stamp_rng = world.rng, world.stamp_rng
@@ -261,12 +271,17 @@ class MessageInjector:
         rng, stamp_rng = self._rng(role.modality, t_s), self._stamp_rng(role.modality, stamp)
         msg = None
         payload: Payload | None = None
+        grid = None
         changed = False
         for failure in active:  # same order of draws as FailureInjector.process
             if failure.spec.payload is not None:
                 if msg is None:
                     msg = self.bag.deserialize(source)
-                    payload = _payload(role, source.msgtype, msg, message.topic, self.grid)
+                    if role.modality is Modality.EVENTS and message.topic not in self._grids:
+                        self._grids[message.topic] = event_grid(self.bag, message.topic)
+                    payload = _payload(role, source.msgtype, msg, message.topic, self._grids.get(message.topic))
+                    if isinstance(payload, EventPacket):
+                        grid = (payload.width, payload.height)  # the sensor grid before a failure changes it
                 if payload is not None and isinstance(payload, failure.spec.payload_types):
                     payload = apply_to_payload(failure, payload, rng)
                     changed = True
@@ -274,7 +289,7 @@ class MessageInjector:
         if changed:
             if self._builders is None:
                 self._builders = _Builders()
-            return self._builders.message(msg, stamp, payload, self.grid)
+            return self._builders.message(msg, stamp, payload, grid)
         return _with_stamp(source.raw, stamp) if (stamp != header_stamp(source.raw)) else source.raw
 
 
