@@ -187,6 +187,11 @@ def test_offline_command_aggregates_bags_in_worker_processes(drive, tmp_path):
     assert "mIoU per failure phase" in result.stdout and "Traceback" not in result.stderr
 
 
+def test_workers_need_offline(drive, tmp_path):
+    result = modseg("replay-eval", str(drive), "--out", str(tmp_path / "report"), "--workers", "2")
+    assert result.returncode == 1 and "--workers needs --offline" in result.stderr
+
+
 def test_bad_parameter_file_fails_before_any_replay(drive, tmp_path):
     params = tmp_path / "bad.yaml"
     params.write_text("any2seg:\n  ros__parameters:\n    sync:\n      max_wait_s: -1\n")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from modseg_ros.core.failures import load_failure_schedule
+from modseg_ros.errors import ConfigError
 from modseg_ros.paths import config_file
 
 
@@ -34,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from modseg_ros.eval.run import ReplayOptions
     from modseg_ros.eval.summary import print_summary, progress_bar
 
+    if args.workers != 1 and not args.offline:
+        raise ConfigError("--workers needs --offline (live, one node replays the bags one after the other)")
     bags = bag_paths(args.bags)
     failures = tuple(load_failure_schedule(args.fail))
     PlaybackOptions(rate=args.rate, start_s=args.start, duration_s=args.duration, clock_hz=args.clock).validate()
@@ -44,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         from modseg_ros.ros.live_replay import run_live as runner
     with progress_bar("replay" + (" (offline)" if args.offline else "")) as progress:
-        report = replay_eval(bags, args.out, options, runner, workers=args.workers if args.offline else 1,
-                             panels=args.panels, progress=progress)  # fmt: skip
+        report = replay_eval(bags, args.out, options, runner, workers=args.workers, panels=args.panels, progress=progress)
     print_summary(report, args.out)
     return 0
