@@ -9,18 +9,20 @@ V := $(abspath $(VENV))
 PY := $(V)/bin/python
 BUILD := build/venv
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 # Every process started from here keeps DDS traffic on this machine and can pass large messages
 # between processes (a user's own Fast DDS profile wins).
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export FASTDDS_DEFAULT_PROFILES_FILE ?= $(CURDIR)/config/fastdds_shm.xml
 
-.PHONY: help setup test clean
+.PHONY: help setup test demo clean
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make setup   create $(VENV) with ROS 2 (PyPI wheels), torch and the package, build msg/"
 	@echo "make test    set up if needed, then run the test suite"
+	@echo "make demo    set up if needed, then replay a night drive with failing sensors through the live node"
 	@echo "make clean   remove $(VENV) and build outputs"
 
 setup: $(V)/.stamp-package
@@ -54,5 +56,8 @@ $(V)/.stamp-package: $(V)/.stamp-messages setup.py setup.cfg pyproject.toml
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+demo: setup
+	$(V)/bin/modseg demo $(DEMO_ARGS)
+
 clean:
-	rm -rf $(V) build install log *.egg-info
+	rm -rf $(V) build install log *.egg-info demo_report

@@ -18,14 +18,17 @@ PROG = "modseg"
 
 # name -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "info": ("modseg_ros.commands.info", "show versions, install paths and the DDS environment"),
-    "bench": ("modseg_ros.commands.bench", "run a benchmark and print its figures (modseg bench --help lists the targets)"),
-    "run": ("modseg_ros.commands.run", "run the any2seg node (parameters as the launch file; --ros-args ...)"),
+    "demo": ("modseg_ros.commands.demo", "a night drive with failing sensors through the live node: summary and report"),
     "world": ("modseg_ros.commands.world", "generate a DELIVER-layout dataset or a rosbag2 bag from the embedded world"),
     "train": ("modseg_ros.commands.train", "train a segmentation network on DELIVER-layout data"),
     "eval": ("modseg_ros.commands.eval", "evaluate a checkpoint on every modality subset (tables, PNGs)"),
-    "export": ("modseg_ros.commands.export", "export a checkpoint to ONNX and check it against torch"),
     "compare": ("modseg_ros.commands.compare", "tabulate several eval.json side by side (Markdown)"),
+    "export": ("modseg_ros.commands.export", "export a checkpoint to ONNX and check it against torch"),
+    "run": ("modseg_ros.commands.run", "run the any2seg node (parameters as the launch file; --ros-args ...)"),
+    "play": ("modseg_ros.commands.play", "publish a rosbag2 bag (MCAP, sqlite3) with /clock and injected failures"),
+    "replay-eval": ("modseg_ros.commands.replay_eval", "replay bags through the node (live or offline), score them, write a report"),
+    "bench": ("modseg_ros.commands.bench", "run a benchmark and print its figures (modseg bench --help lists the targets)"),
+    "info": ("modseg_ros.commands.info", "show versions, install paths and the DDS environment"),
 }
 
 

@@ -400,8 +400,9 @@ class FailureInjector:
     """Applies a schedule to a stream of messages, one modality at a time, in time order.
 
     ``t_s`` is the message's time from the start of the recording (the world's sampling time, or
-    the bag's log time minus its start). Randomness comes from a generator seeded by (seed,
-    modality, t), so the same message gets the same corruption whatever else is injected.
+    the bag's log time minus its start). Content noise comes from a generator seeded by (seed,
+    modality, t), stamp noise from one seeded by (seed, modality, original stamp), so the same
+    message gets the same corruption whatever else is injected.
     """
 
     def __init__(self, failures: Sequence[Failure], seed: int = 0) -> None:
@@ -416,12 +417,17 @@ class FailureInjector:
     def rng(self, modality: Modality, t_s: float) -> np.random.Generator:
         return np.random.default_rng([self.seed, MODALITIES.index(modality), int(round(t_s * 1e6))])
 
+    def stamp_rng(self, modality: Modality, stamp_ns: int) -> np.random.Generator:
+        """Stamp noise draws from the original stamp, so every message stamped alike (an image, its
+        camera_info, its ground-truth labels) gets the same shifted stamp."""
+        return np.random.default_rng([self.seed, MODALITIES.index(modality), 1, max(int(stamp_ns), 0)])
+
     def process(self, modality: Modality, t_s: float, stamp_ns: int, payload: Payload) -> tuple[int, Payload] | None:
         """(stamp, payload) as delivered, or None when the sensor is silent at t_s."""
         active = active_failures(self.failures, modality, t_s)
         if any(f.kind == "silent" for f in active):
             return None
-        rng = self.rng(modality, t_s)
+        rng, stamp_rng = self.rng(modality, t_s), self.stamp_rng(modality, stamp_ns)
         if any(f.kind == "frozen" for f in active):
             frozen = self._frozen.setdefault(modality, self._last.get(modality, payload))
             payload = frozen
@@ -429,7 +435,7 @@ class FailureInjector:
             self._frozen.pop(modality, None)
         for failure in active:
             payload = apply_to_payload(failure, payload, rng)
-            stamp_ns = apply_to_stamp(failure, stamp_ns, rng)
+            stamp_ns = apply_to_stamp(failure, stamp_ns, stamp_rng)
         if not any(f.kind == "frozen" for f in active):
             self._last[modality] = payload
         return stamp_ns, payload

@@ -212,17 +212,11 @@ class BagRecorder:
         self._record(log_ns, "/ground_truth/labels", self.msgs.image(stamp, self.frame_ids[Modality.CAMERA], labels, "mono8"))
 
     def depth(self, log_ns: int, stamp: int, depth: DepthFrame) -> None:
-        if self.depth_encoding == "16UC1":  # millimetres; 0 = invalid, which includes anything beyond 65.535 m
-            mm = np.where(np.isfinite(depth.depth_m), np.rint(depth.depth_m * 1000.0), 0)
-            image, encoding = np.where(mm <= 65535, mm, 0).astype("<u2"), "16UC1"
-        else:
-            image, encoding = depth.depth_m.astype("<f4"), "32FC1"
-        self._record(log_ns, "/depth/image", self.msgs.image(stamp, self.frame_ids[Modality.DEPTH], image, encoding))
+        msg = depth_image(self.msgs, stamp, self.frame_ids[Modality.DEPTH], depth, self.depth_encoding)
+        self._record(log_ns, "/depth/image", msg)
 
     def lidar(self, log_ns: int, stamp: int, cloud: PointCloud) -> None:
-        ring = cloud.ring if cloud.ring is not None else np.zeros(len(cloud.points), np.uint16)
-        columns = {"x": cloud.points[:, 0], "y": cloud.points[:, 1], "z": cloud.points[:, 2], "intensity": cloud.intensity, "ring": ring}
-        self._record(log_ns, "/lidar/points", self.msgs.cloud(stamp, self.frame_ids[Modality.LIDAR], LIDAR_FIELDS, LIDAR_STEP, columns))
+        self._record(log_ns, "/lidar/points", lidar_cloud(self.msgs, stamp, self.frame_ids[Modality.LIDAR], cloud))
 
     def lidar_labels(self, log_ns: int, stamp: int, points: np.ndarray, labels: np.ndarray) -> None:
         columns = {"x": points[:, 0], "y": points[:, 1], "z": points[:, 2], "label": labels}
@@ -230,17 +224,40 @@ class BagRecorder:
         self._record(log_ns, "/ground_truth/lidar_points", msg)
 
     def events(self, log_ns: int, stamp: int, packet: EventPacket) -> None:
-        """The packet as a point cloud with absolute times, and its rendered event frame.
-
-        A low-resolution packet's pixels map to the centres of their blocks on the nominal sensor
-        grid, so that the cloud's coordinates always mean the same grid."""
+        """The packet as a point cloud with absolute times, and its rendered event frame."""
         frame_id = self.frame_ids[Modality.EVENTS]
         nominal = self.rig.intrinsics_of(Modality.EVENTS)
-        x, y = packet.x.astype(np.int64), packet.y.astype(np.int64)
-        if packet.width != nominal.width:
-            fx, fy = nominal.width / packet.width, nominal.height / packet.height
-            x = np.minimum((x * fx + fx / 2).astype(np.int64), nominal.width - 1)
-            y = np.minimum((y * fy + fy / 2).astype(np.int64), nominal.height - 1)
-        columns = {"x": x.astype(np.uint16), "y": y.astype(np.uint16), "t": packet.t_ns + np.int64(stamp), "polarity": packet.polarity}
-        self._record(log_ns, "/events/points", self.msgs.cloud(stamp, frame_id, EVENT_FIELDS, EVENT_STEP, columns))
+        cloud = event_cloud(self.msgs, stamp, frame_id, packet, (nominal.width, nominal.height))
+        self._record(log_ns, "/events/points", cloud)
         self._record(log_ns, "/events/image", self.msgs.image(stamp, frame_id, render_events(packet, self.encoding), "rgb8"))
+
+
+# --- payload -> message builders (the recorder above, and the bag player for messages it rewrites) ---
+
+
+def depth_image(msgs: Messages, stamp: int, frame_id: str, depth: DepthFrame, encoding: str):
+    """32FC1 metres, or 16UC1 millimetres where 0 = invalid, which includes anything beyond 65.535 m."""
+    if encoding == "16UC1":
+        mm = np.where(np.isfinite(depth.depth_m), np.rint(depth.depth_m * 1000.0), 0)
+        return msgs.image(stamp, frame_id, np.where(mm <= 65535, mm, 0).astype("<u2"), "16UC1")
+    return msgs.image(stamp, frame_id, depth.depth_m.astype("<f4"), "32FC1")
+
+
+def lidar_cloud(msgs: Messages, stamp: int, frame_id: str, cloud: PointCloud):
+    """x, y, z, intensity float32 + ring uint16 (zeros when the cloud has no ring)."""
+    ring = cloud.ring if cloud.ring is not None else np.zeros(len(cloud.points), np.uint16)
+    columns = {"x": cloud.points[:, 0], "y": cloud.points[:, 1], "z": cloud.points[:, 2], "intensity": cloud.intensity, "ring": ring}
+    return msgs.cloud(stamp, frame_id, LIDAR_FIELDS, LIDAR_STEP, columns)
+
+
+def event_cloud(msgs: Messages, stamp: int, frame_id: str, packet: EventPacket, grid: tuple[int, int]):
+    """Events with absolute times. A low-resolution packet's pixels map to the centres of their blocks
+    on the nominal sensor ``grid`` (width, height), so the topic's coordinates always mean one grid."""
+    x, y = packet.x.astype(np.int64), packet.y.astype(np.int64)
+    width, height = grid
+    if packet.width != width:
+        fx, fy = width / packet.width, height / packet.height
+        x = np.minimum((x * fx + fx / 2).astype(np.int64), width - 1)
+        y = np.minimum((y * fy + fy / 2).astype(np.int64), height - 1)
+    columns = {"x": x.astype(np.uint16), "y": y.astype(np.uint16), "t": packet.t_ns + np.int64(stamp), "polarity": packet.polarity}
+    return msgs.cloud(stamp, frame_id, EVENT_FIELDS, EVENT_STEP, columns)

@@ -1,0 +1,224 @@
+"""The offline replay: the node's perception core (core/perception.py) driven straight from a bag,
+without DDS, for fast batch scoring and as the reference the live node is checked against.
+
+It mirrors ros/node.py on bag time: the messages the player would publish (same schedule, same
+injected failures, data/playback.py) are converted with the node's converters (ros/convert.py reads
+rosbags messages too) and observed at the node clock the player's /clock gives them; the node's
+timers (health tick, synchronizer poll, ``sensor_health``) fire on that clock. The one difference
+is deliberate: every bundle is segmented (the live node's newest-wins mailbox drops bundles when
+the network is slower than the sensors), so offline masks are a superset of live ones, equal for
+equal bundles.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from modseg_ros.core.config import NodeConfig
+from modseg_ros.core.perception import Perception, load_engine
+from modseg_ros.core.types import Bundle, HealthState, Modality, Payload, SensorSample
+from modseg_ros.data.bags import Bag, BagMessage
+from modseg_ros.data.playback import CLOCK_TOPIC, MessageInjector, PlaybackOptions, schedule, topic_roles, window
+from modseg_ros.errors import ConversionError
+from modseg_ros.eval.run import HealthRecord, MaskRecord, ReplayOptions, RunOutputs
+
+CAMERA_INFO_TOPIC = "/camera/camera_info"
+
+
+@dataclass(frozen=True)
+class NodeInput:
+    topic: str  # as the node resolves its relative name in the root namespace (the launch default)
+    modality: Modality
+    convert: Callable[[object, str], Payload]
+
+
+def node_inputs(config: NodeConfig) -> dict[str, NodeInput]:
+    """The node's input topics and converters, as ros/node.py subscribes them."""
+    from modseg_ros.ros import convert  # message-field readers; they take rosbags messages as well
+
+    events = config.rig.intrinsics_of(Modality.EVENTS)
+    scale = config.inputs.lidar_intensity_scale
+    table = {
+        Modality.CAMERA: NodeInput("/camera/image", Modality.CAMERA, convert.camera_frame),
+        Modality.DEPTH: NodeInput("/depth/image", Modality.DEPTH, convert.depth_frame),
+        Modality.LIDAR: NodeInput("/lidar/points", Modality.LIDAR, lambda msg, topic: convert.point_cloud(msg, topic, scale)),
+        Modality.EVENTS: (
+            NodeInput("/events/points", Modality.EVENTS,
+                      lambda msg, topic: convert.event_packet(msg, topic, events.width, events.height))
+            if config.inputs.events_source == "points" else NodeInput("/events/image", Modality.EVENTS, convert.event_frame)
+        ),
+    }  # fmt: skip
+    return {table[m].topic: table[m] for m in config.inputs.modalities}
+
+
+class _Timer:
+    """An rclpy timer created before sim time started: due at multiples of its period; it fires at
+    the first clock message, and after a jump it fires once and skips the periods it missed."""
+
+    def __init__(self, rate_hz: float) -> None:
+        self.period = int(round(1e9 / rate_hz))
+        self.next_ns: int | None = None
+
+    def due(self, now_ns: int) -> bool:
+        if self.next_ns is not None and now_ns < self.next_ns:
+            return False
+        self.next_ns = (now_ns // self.period + 1) * self.period
+        return True
+
+
+class OfflineNode:
+    """ros/node.py's callbacks and timers on the bag's clock, with every bundle segmented."""
+
+    def __init__(self, config: NodeConfig, engine) -> None:
+        self.config = config
+        self.perception = Perception(config, engine)
+        self.inputs = node_inputs(config)
+        self.masks: list[MaskRecord] = []
+        self.health: list[HealthRecord] = []
+        self.rejected = 0
+        self.now_ns = 0
+        self._tick = _Timer(config.health_tick_rate_hz)
+        self._poll = _Timer(config.sync_poll_rate_hz)
+        self._publish_health = _Timer(config.outputs.health_rate_hz)
+        self._last_levels: dict[Modality, tuple] | None = None
+
+    def clock(self, now_ns: int) -> None:
+        self.now_ns = now_ns
+        if self._tick.due(now_ns):
+            states, bundles = self.perception.tick(now_ns)
+            levels = {m: (s.level, s.alive) for m, s in states.items()}
+            if levels != self._last_levels:  # the node publishes sensor_health on every change
+                self._last_levels = levels
+                self._record_health(states)
+            self._segment(bundles)
+        if self._poll.due(now_ns):
+            self._segment(self.perception.poll(now_ns))
+        if self._publish_health.due(now_ns):
+            self._record_health(self.perception.health.states)
+
+    def message(self, topic: str, msg) -> None:
+        if topic == CAMERA_INFO_TOPIC:
+            from modseg_ros.ros import convert
+
+            try:
+                self.perception.set_camera(convert.camera_intrinsics(msg, topic))
+            except ConversionError:
+                pass  # the node drops it with a warning
+            return
+        spec = self.inputs[topic]
+        try:
+            data = spec.convert(msg, topic)
+            sample = SensorSample(spec.modality, _stamp_ns(msg.header), self.now_ns, str(msg.header.frame_id), data)
+            bundles = self.perception.observe(sample, self.now_ns)
+        except ConversionError as err:
+            self.rejected += 1
+            self.perception.reject(spec.modality, self.now_ns, err.problem)
+            return
+        except (ValueError, TypeError, IndexError, FloatingPointError) as err:
+            self.rejected += 1
+            self.perception.reject(spec.modality, self.now_ns, f"unusable content ({err})")
+            return
+        self._segment(bundles)
+
+    def _segment(self, bundles: list[Bundle]) -> None:
+        for bundle in bundles:
+            seg = self.perception.segment(bundle)
+            self.masks.append(MaskRecord(
+                stamp_ns=bundle.stamp_ns,
+                modality_stamps={m: s.stamp_ns for m, s in bundle.samples.items()},
+                weights={m: float(seg.modality_weights.get(m, 0.0)) for m in bundle.modalities},
+                labels=seg.labels, overlay=seg.overlay, inference_ms=seg.inference_ms,
+                node_ms=seg.encode_ms + seg.inference_ms,
+            ))  # fmt: skip
+
+    def _record_health(self, states: dict[Modality, HealthState]) -> None:
+        self.health.append(HealthRecord(
+            self.now_ns, {m: s.level for m, s in states.items()}, {m: s.alive for m, s in states.items()},
+            {m: s.reason for m, s in states.items()},
+        ))  # fmt: skip
+
+
+def _stamp_ns(header) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def playback_options(options: ReplayOptions, topics: list[str]) -> PlaybackOptions:
+    """The player's settings for a replay (shared by the live and the offline runs)."""
+    return PlaybackOptions(topics=tuple(topics), rate=options.rate, start_s=options.start_s, duration_s=options.duration_s,
+                           clock_hz=options.clock_hz, failures=options.failures, seed=options.seed, tail_s=options.tail_s)  # fmt: skip
+
+
+def node_topics(bag: Bag, config: NodeConfig) -> list[str]:
+    """The bag topics the node subscribes to (sensor inputs and camera_info)."""
+    wanted = list(node_inputs(config)) + [CAMERA_INFO_TOPIC]
+    return [t for t in wanted if t in bag.topics]
+
+
+def run_offline(bag_path: Path, options: ReplayOptions, progress: Callable[[float], None] | None = None,
+                threads: int | None = None) -> RunOutputs:  # fmt: skip
+    """Replay one bag through the perception core; ``progress`` gets the fraction of the bag done,
+    ``threads`` overrides the parameter ``model.threads``."""
+    started = time.monotonic()
+    overrides = {"model.threads": threads} if threads else {}
+    config = NodeConfig.load(options.params, overrides)
+    engine, note = load_engine(config.model, config.rig.camera)
+    node = OfflineNode(config, engine)
+    with Bag(bag_path) as bag:
+        topics = node_topics(bag, config)
+        playback = playback_options(options, topics)
+        injector = MessageInjector(bag, playback.failures, playback.seed, topic_roles(topics))
+        begin, end = window(bag, playback)
+        for item in schedule(bag, topics, playback, injector):
+            if progress is not None:
+                progress(min(1.0, (item.bag_ns - begin) / max(end - begin, 1)))
+            if item.topic == CLOCK_TOPIC:
+                node.clock(item.bag_ns)
+                continue
+            if playback.clock_hz <= 0:
+                node.clock(item.bag_ns)
+            message = BagMessage(item.topic, bag.topics[item.topic].msgtype, item.bag_ns, item.raw)
+            node.message(item.topic, bag.deserialize(message))
+    outputs = RunOutputs("offline", engine.name, node.masks, node.health, wall_s=time.monotonic() - started)
+    sync = node.perception.sync.stats
+    outputs.counters = {"bundles": sync.bundles, "bundles_partial": sync.partial, "triggers_dropped": sync.triggers_dropped,
+                        "malformed_dropped": node.rejected, "masks_published": len(node.masks)}  # fmt: skip
+    outputs.notes.append(note)
+    return outputs
+
+
+def encode_inputs(bag: Bag, options: ReplayOptions, config: NodeConfig,
+                  wanted: set[tuple[Modality, int]]) -> dict[tuple[Modality, int], np.ndarray]:  # fmt: skip
+    """The camera-grid encodings of the inputs with the given (modality, header stamp), as the node
+    received them (same schedule and injected failures), for the report's panels."""
+    from modseg_ros.core.encoding import encode_payload
+    from modseg_ros.ros import convert
+
+    inputs = node_inputs(config)
+    topics = node_topics(bag, config)
+    playback = playback_options(options, topics)
+    injector = MessageInjector(bag, playback.failures, playback.seed, topic_roles(topics))
+    rig = config.rig
+    found: dict[tuple[Modality, int], np.ndarray] = {}
+    for item in schedule(bag, topics, replace(playback, clock_hz=0.0), injector):
+        message = BagMessage(item.topic, bag.topics[item.topic].msgtype, item.bag_ns, item.raw)
+        if item.topic == CAMERA_INFO_TOPIC:
+            try:
+                rig = rig.with_camera(convert.camera_intrinsics(bag.deserialize(message), item.topic))
+            except ConversionError:
+                pass
+            continue
+        spec = inputs[item.topic]
+        if (spec.modality, item.stamp_ns) not in wanted:
+            continue
+        try:
+            payload = spec.convert(bag.deserialize(message), item.topic)
+        except ConversionError:
+            continue
+        found[(spec.modality, item.stamp_ns)] = encode_payload(spec.modality, payload, rig, config.encoding)
+        if len(found) == len(wanted):
+            break
+    return found
