@@ -127,11 +127,12 @@ class OfflineNode:
     def _segment(self, bundles: list[Bundle]) -> None:
         for bundle in bundles:
             seg = self.perception.segment(bundle)
+            overlay = self.perception.render(seg).overlay  # what the node publishes beside the mask
             self.masks.append(MaskRecord(
                 stamp_ns=bundle.stamp_ns,
                 modality_stamps={m: s.stamp_ns for m, s in bundle.samples.items()},
                 weights={m: float(seg.modality_weights.get(m, 0.0)) for m in bundle.modalities},
-                labels=seg.labels, overlay=seg.overlay, inference_ms=seg.inference_ms,
+                labels=seg.labels, overlay=overlay, inference_ms=seg.inference_ms,
                 node_ms=seg.encode_ms + seg.inference_ms,
             ))  # fmt: skip
 
