@@ -25,9 +25,14 @@ def test_every_subset_gives_logits_weights_and_gradients(model):
     for subset in all_subsets():
         idx = torch.tensor([MODALITIES.index(m) for m in subset])
         model.zero_grad()
-        logits, weights = frame(images[idx], idx)
+        logits, weights, consistency = frame(images[idx], idx, torch.ones(len(subset), dtype=torch.bool))
         assert logits.shape == (1, 25, SIZE[0] // 4, SIZE[1] // 4)
         assert weights.shape == (len(subset),) and float(weights.detach().sum()) == pytest.approx(1.0, abs=1e-5)
+        assert consistency.shape == (len(subset),)
+        if model.late_fusion and len(subset) >= 3:
+            assert ((consistency > 0) & (consistency <= 1 + 1e-6)).all()
+        else:  # two sensors cannot say which one is wrong; early-fusion models have no per-modality decode
+            assert torch.isnan(consistency).all()
         logits.square().mean().backward()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         assert grads and all(torch.isfinite(g).all() for g in grads)
@@ -49,6 +54,21 @@ def test_a_masked_batch_equals_each_sample_run_alone(model):
             assert torch.allclose(batched.logits[b], alone.logits[0], atol=1e-4)
             assert torch.allclose(batched.modality_weights[slots, b], alone.modality_weights[:, 0], atol=1e-5)
             assert float(batched.modality_weights[~present[:, b], b].abs().sum()) == 0.0
+
+
+def test_an_excluded_modality_is_left_out_of_the_fusion_but_still_scored(model):
+    model.eval()
+    frame = FrameModel(model)
+    images = torch.randn(4, 3, *SIZE)
+    index = torch.arange(4)
+    fused = torch.tensor([True, True, False, True])
+    with torch.no_grad():
+        logits, weights, consistency = frame(images, index, fused)
+        without, _, _ = frame(images[fused], index[fused], torch.ones(3, dtype=torch.bool))
+        _, _, all_fused = frame(images, index, torch.ones(4, dtype=torch.bool))
+    assert torch.allclose(logits, without, atol=1e-4) and float(weights[2]) == 0.0
+    if model.late_fusion:  # the score depends on the inputs, not on what is fused
+        assert torch.isfinite(consistency).all() and torch.allclose(consistency, all_fused)
 
 
 def test_mff_weights_the_consensus_modality_highest_and_selects_the_most_consistent():

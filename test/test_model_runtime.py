@@ -33,6 +33,22 @@ def test_predict_on_every_subset(engine):
         assert p.inference_ms > 0
 
 
+def test_consistency_scores_and_exclusion(engine):
+    full = encodings(3)
+    p = engine.predict(full)
+    assert set(p.modality_consistency) == set(MODALITIES)
+    assert all(0.0 < c <= 1.0 + 1e-6 for c in p.modality_consistency.values())
+    without_lidar = engine.predict({m: e for m, e in full.items() if m is not Modality.LIDAR})
+    excluded = engine.predict(full, exclude={Modality.LIDAR})
+    assert np.array_equal(excluded.labels, without_lidar.labels)  # fused like the others alone ...
+    assert excluded.modality_weights[Modality.LIDAR] == 0.0
+    assert excluded.modality_consistency == pytest.approx(p.modality_consistency)  # ... and still scored alike
+    pair = engine.predict({m: full[m] for m in (Modality.CAMERA, Modality.DEPTH)})
+    assert all(np.isnan(c) for c in pair.modality_consistency.values())  # two cannot outvote each other
+    with pytest.raises(ValueError, match="every present modality is excluded"):
+        engine.predict({Modality.CAMERA: full[Modality.CAMERA]}, exclude={Modality.CAMERA})
+
+
 def test_output_size_defaults_to_the_input_grid(engine):
     p = engine.predict({Modality.EVENTS: encodings()[Modality.EVENTS]})
     assert p.labels.shape == (96, 160)

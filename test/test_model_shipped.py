@@ -46,3 +46,10 @@ def test_the_exported_onnx_graph_agrees_with_torch(frame, tmp_path):
         a, b = torch_engine.predict(inputs), onnx_engine.predict(inputs)
         assert (a.labels == b.labels).mean() > 0.999
         assert np.allclose(list(a.modality_weights.values()), list(b.modality_weights.values()), atol=1e-4)
+        assert np.allclose(list(a.modality_consistency.values()), list(b.modality_consistency.values()), atol=1e-4, equal_nan=True)
+    excluded = {Modality.LIDAR}  # left out of the fusion, still scored, on both backends alike
+    a, b = (engine.predict(frame.encodings, exclude=excluded) for engine in (torch_engine, onnx_engine))
+    assert a.modality_weights[Modality.LIDAR] == 0.0 and b.modality_weights[Modality.LIDAR] == 0.0
+    assert (a.labels == b.labels).mean() > 0.999
+    assert np.allclose(list(a.modality_consistency.values()), list(b.modality_consistency.values()), atol=1e-4)
+    assert np.isfinite(list(b.modality_consistency.values())).all()

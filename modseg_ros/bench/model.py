@@ -57,11 +57,12 @@ def run(args: argparse.Namespace) -> int:
     for k in range(1, len(MODALITIES) + 1):
         subset = MODALITIES[:k]
         images, index = prepare({m: encoded[m] for m in subset}, engine.input_size)
-        torch_ms = _median_ms(lambda: engine._backend.run(images, index), args.repeat)
+        fused = np.ones(len(index), dtype=bool)
+        torch_ms = _median_ms(lambda: engine._backend.run(images, index, fused), args.repeat)
         predict_ms = _median_ms(lambda: engine.predict({m: encoded[m] for m in subset}), args.repeat)
         row = [subset_name(subset), f"{torch_ms:.1f}"]
         if onnx_engine is not None:
-            ort_ms = _median_ms(lambda: onnx_engine._backend.run(images, index), args.repeat)
+            ort_ms = _median_ms(lambda: onnx_engine._backend.run(images, index, fused), args.repeat)
             ort_predict = _median_ms(lambda: onnx_engine.predict({m: encoded[m] for m in subset}), args.repeat)
             row += [f"{ort_ms:.1f}", f"{ort_ms / torch_ms:.2f}", f"{predict_ms:.1f}", f"{ort_predict:.1f}"]
         else:

@@ -30,6 +30,8 @@ from modseg_ros.model.segmenter import (
 
 
 class Any2Seg(Segmenter):
+    late_fusion = True
+
     def __init__(self, config: SegmenterConfig) -> None:
         super().__init__()
         self.config = config
@@ -43,18 +45,26 @@ class Any2Seg(Segmenter):
             nn.Linear(config.embedding_dim, config.embedding_dim),
         )
 
+    def encode(self, batch: ModalBatch) -> list[torch.Tensor]:
+        # batch.images: (S, B, 3, H, W) -> [(S, B, C_i, h_i, w_i)]
+        return encode_slots(self.encoder, batch)
+
+    def decode(self, features: list[torch.Tensor], present: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        # [(S, B, C_i, h_i, w_i)], present (S, B) -> logits (B, K, h_1, w_1), weights (S, B)
+        fused = [mff(f, present) for mff, f in zip(self.fusion, features)]
+        return self.head([f.feature for f in fused]), mean_weights([f.weights for f in fused])
+
     def forward(self, batch: ModalBatch) -> SegmenterOutput:
         # batch.images: (S, B, 3, H, W) -> logits (B, K, H/4, W/4)
-        features = encode_slots(self.encoder, batch)  # [(S, B, C_i, h_i, w_i)]
-        fused = [mff(f, batch.present) for mff, f in zip(self.fusion, features)]
-        logits = self.head([f.feature for f in fused])
+        features = self.encode(batch)
+        logits, weights = self.decode(features, batch.present)
         embeddings = None
         if self.training:
             pooled = features[-1].mean(dim=(3, 4))  # (S, B, C_4); absent slots are zeros, masked in the loss
             embeddings = self.embed(pooled)
         return SegmenterOutput(
             logits=logits,
-            modality_weights=mean_weights([f.weights for f in fused]),
+            modality_weights=weights,
             stage_features=features,
             embeddings=embeddings,
         )

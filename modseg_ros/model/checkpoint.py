@@ -52,6 +52,7 @@ class CheckpointInfo:
     classes: tuple[str, ...] = CLASSES
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    weights_sha256: str = ""  # from the sidecar; ties calibrations (core/consistency.py) to these weights
 
 
 def sidecar_path(weights: Path) -> Path:
@@ -160,6 +161,7 @@ def read_sidecar(path: str | Path) -> CheckpointInfo:
         classes=classes,
         training=dict(doc.get("training", {})),
         metrics=dict(doc.get("metrics", {})),
+        weights_sha256=str(doc.get("weights_sha256", "")),
     )
 
 

@@ -1,8 +1,9 @@
 """ONNX export of a checkpoint's frame model (present modalities only, their number dynamic).
 
-Graph inputs: ``images`` (M, 3, H, W) float32 prepared by model/inputs.py and ``modality_index``
-(M,) int64; outputs: ``logits`` (1, K, H/4, W/4) and ``modality_weights`` (M,). One graph serves
-every subset of the modalities. Per-modality-branch architectures (EQUISeg, the CMNeXt-style
+Graph inputs: ``images`` (M, 3, H, W) float32 prepared by model/inputs.py, ``modality_index``
+(M,) int64 and ``fused`` (M,) bool (which modalities the output fuses); outputs: ``logits``
+(1, K, H/4, W/4), ``modality_weights`` (M,) and ``modality_consistency`` (M,; model/consistency.py,
+NaN where not measurable). One graph serves every subset of the modalities. Per-modality-branch architectures (EQUISeg, the CMNeXt-style
 baseline) pick their branches in Python, so their graph is traced for all four modalities and
 only accepts exactly those (the export says so).
 
@@ -53,14 +54,16 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, seed: int
     gen = torch.Generator().manual_seed(seed)
     images = torch.randn(len(MODALITIES), 3, h, w, generator=gen)
     index = torch.arange(len(MODALITIES))
+    everything = torch.ones(len(MODALITIES), dtype=torch.bool)
     dynamic = info.config.arch in DYNAMIC_SUBSETS
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes
         torch.onnx.export(
-            frame, (images, index), str(out), dynamo=False, opset_version=OPSET,
-            input_names=["images", "modality_index"], output_names=["logits", "modality_weights"],
-            dynamic_axes={"images": {0: "modalities"}, "modality_index": {0: "modalities"},
-                          "modality_weights": {0: "modalities"}} if dynamic else None,
+            frame, (images, index, everything), str(out), dynamo=False, opset_version=OPSET,
+            input_names=["images", "modality_index", "fused"],
+            output_names=["logits", "modality_weights", "modality_consistency"],
+            dynamic_axes={name: {0: "modalities"} for name in ("images", "modality_index", "fused", "modality_weights",
+                                                               "modality_consistency")} if dynamic else None,
         )  # fmt: skip
     try:
         session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -71,10 +74,15 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, seed: int
     for subset in subsets:
         idx = torch.tensor([MODALITIES.index(m) for m in subset])
         x = images[idx]
+        fused = torch.ones(len(subset), dtype=torch.bool)
         with torch.inference_mode():
-            ref_logits, ref_weights = frame(x, idx)
-        logits, weights = session.run(None, {"images": x.numpy(), "modality_index": idx.numpy()})
+            ref_logits, ref_weights, ref_consistency = frame(x, idx, fused)
+        logits, weights, consistency = session.run(None, {"images": x.numpy(), "modality_index": idx.numpy(), "fused": fused.numpy()})
         name = subset_name(subset)
-        diffs[name] = float(max(np.abs(logits - ref_logits.numpy()).max(), np.abs(weights - ref_weights.numpy()).max()))
+        consistency_diff = np.nan_to_num(np.abs(consistency - ref_consistency.numpy()), nan=0.0)
+        if not np.array_equal(np.isnan(consistency), np.isnan(ref_consistency.numpy())):
+            consistency_diff = np.array([np.inf])  # measurable in one runtime, not in the other
+        diffs[name] = float(max(np.abs(logits - ref_logits.numpy()).max(), np.abs(weights - ref_weights.numpy()).max(),
+                                consistency_diff.max()))  # fmt: skip
         agreement[name] = float((logits.argmax(axis=1) == ref_logits.numpy().argmax(axis=1)).mean())
     return ExportReport(out, diffs, agreement, dynamic)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import torch
+
 from modseg_ros.model.fusion import MeanFusion
 from modseg_ros.model.head import AllMLPHead
 from modseg_ros.model.mit import MiTConfig, MiTEncoder
@@ -20,6 +22,8 @@ from modseg_ros.model.segmenter import (
 
 
 class MeanFusionSeg(Segmenter):
+    late_fusion = True
+
     def __init__(self, config: SegmenterConfig) -> None:
         super().__init__()
         self.config = config
@@ -28,12 +32,17 @@ class MeanFusionSeg(Segmenter):
         self.fusion = MeanFusion()
         self.head = AllMLPHead(mit.dims, config.head_dim, config.num_classes)
 
+    def encode(self, batch: ModalBatch) -> list[torch.Tensor]:
+        # batch.images: (S, B, 3, H, W) -> [(S, B, C_i, h_i, w_i)]
+        return encode_slots(self.encoder, batch)
+
+    def decode(self, features: list[torch.Tensor], present: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        # [(S, B, C_i, h_i, w_i)], present (S, B) -> logits (B, K, h_1, w_1), weights (S, B)
+        fused = [self.fusion(f, present) for f in features]
+        return self.head([f.feature for f in fused]), mean_weights([f.weights for f in fused])
+
     def forward(self, batch: ModalBatch) -> SegmenterOutput:
         # batch.images: (S, B, 3, H, W) -> logits (B, K, H/4, W/4)
-        features = encode_slots(self.encoder, batch)
-        fused = [self.fusion(f, batch.present) for f in features]
-        return SegmenterOutput(
-            logits=self.head([f.feature for f in fused]),
-            modality_weights=mean_weights([f.weights for f in fused]),
-            stage_features=features,
-        )
+        features = self.encode(batch)
+        logits, weights = self.decode(features, batch.present)
+        return SegmenterOutput(logits=logits, modality_weights=weights, stage_features=features)

@@ -4,6 +4,7 @@
     prediction = engine.predict({Modality.CAMERA: rgb, Modality.LIDAR: lidar_code}, output_size=(256, 512))
     prediction.labels            # (256, 512) uint8 DELIVER class ids
     prediction.modality_weights  # {Modality.CAMERA: 0.61, Modality.LIDAR: 0.39}
+    prediction.modality_consistency  # {Modality.CAMERA: 0.83, ...}: agreement with the other sensors
     prediction.inference_ms
 
 Inputs are the camera-grid H×W×3 uint8 encodings of core/encoding.py for the modalities that are
@@ -11,12 +12,16 @@ present; an absent modality is simply left out and the network drops it. ``absen
 feeds zeros for it, the benchmark protocol (evaluation only). Both backends share the preparation
 (model/inputs.py) and the post-processing (bilinear upsampling of the logits, argmax); the ONNX
 backend runs the graph written by ``modseg export --onnx`` next to the checkpoint.
+
+``exclude`` leaves present modalities out of the fusion while still encoding them, so that their
+consistency with the others (model/consistency.py) keeps being measured; the health monitor uses
+this to drop a sensor that disagrees with the rest and to take it back when it agrees again.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +48,12 @@ def default_checkpoint() -> Path | None:
 @dataclass(frozen=True)
 class Prediction:
     labels: np.ndarray  # (H, W) uint8 class ids at the requested output size
-    modality_weights: dict[Modality, float]  # fusion weight of each modality fed to the network
+    modality_weights: dict[Modality, float]  # fusion weight of each modality fed to the network (0: excluded)
     inference_ms: float  # wall time of predict(): preparation, network, upsampling, argmax
     modalities: tuple[Modality, ...]  # the present modalities, canonical order
+    # consistency of each present modality with all present ones, in [0, 1] (model/consistency.py);
+    # NaN with fewer than three present or for an architecture that fuses inside its encoder
+    modality_consistency: dict[Modality, float] = field(default_factory=dict)
 
 
 class _TorchBackend:
@@ -53,9 +61,10 @@ class _TorchBackend:
         self.frame_model = FrameModel(model).eval()
 
     @torch.inference_mode()
-    def run(self, images: np.ndarray, modality_index: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        logits, weights = self.frame_model(torch.from_numpy(images), torch.from_numpy(modality_index))
-        return logits, weights.numpy()
+    def run(self, images: np.ndarray, modality_index: np.ndarray, fused: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        logits, weights, consistency = self.frame_model(torch.from_numpy(images), torch.from_numpy(modality_index),
+                                                        torch.from_numpy(fused))  # fmt: skip
+        return logits, weights.numpy(), consistency.numpy()
 
 
 class _OnnxBackend:
@@ -70,10 +79,17 @@ class _OnnxBackend:
             self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # ORT raises its own exception types for unreadable graphs
             raise CheckpointError(f"ONNX graph {onnx_path} cannot be loaded: {err}") from err
+        inputs = {i.name for i in self.session.get_inputs()}
+        if "fused" not in inputs:
+            raise CheckpointError(f"ONNX graph {onnx_path} predates the consistency output (inputs: {', '.join(sorted(inputs))}); "
+                                  f"export it again with 'modseg export --onnx'")  # fmt: skip
 
-    def run(self, images: np.ndarray, modality_index: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        logits, weights = self.session.run(["logits", "modality_weights"], {"images": images, "modality_index": modality_index})
-        return torch.from_numpy(logits), weights
+    def run(self, images: np.ndarray, modality_index: np.ndarray, fused: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        logits, weights, consistency = self.session.run(
+            ["logits", "modality_weights", "modality_consistency"],
+            {"images": images, "modality_index": modality_index, "fused": fused},
+        )
+        return torch.from_numpy(logits), weights, consistency
 
 
 class SegmentationEngine:
@@ -132,11 +148,14 @@ class SegmentationEngine:
         encoded: Mapping[Modality, np.ndarray],
         output_size: tuple[int, int] | None = None,
         absent: str = "drop",
+        exclude: Collection[Modality] = (),
     ) -> Prediction:
         """Segment one frame from the present modalities' H×W×3 uint8 encodings.
 
         ``output_size`` (H, W) defaults to the size of the first encoding. ``absent``: ``drop``
-        (default) or ``zero`` (zero-fill absent modalities, the benchmark protocol).
+        (default) or ``zero`` (zero-fill absent modalities, the benchmark protocol). ``exclude``:
+        present modalities left out of the labels' fusion (still encoded and scored for
+        consistency); at least one present modality must remain.
         """
         start = time.perf_counter()
         if absent not in ("drop", "zero"):
@@ -147,7 +166,12 @@ class SegmentationEngine:
                 raise ValueError("no modality to segment: the encoded inputs are empty")
             output_size = encoded[present[0]].shape[:2]
         images, index = prepare(encoded, self.input_size, zero_fill=absent == "zero")
-        logits, weights = self._backend.run(images, index)
+        slots = [MODALITIES[i] for i in index.tolist()]
+        fused = np.array([m not in exclude for m in slots])
+        if not fused.any():
+            raise ValueError(f"every present modality is excluded ({', '.join(m.value for m in slots)}): nothing to fuse")
+        logits, weights, consistency = self._backend.run(images, index, fused)
         labels = upsample(logits, tuple(output_size))[0].argmax(dim=0).to(torch.uint8).numpy()
-        fed = {MODALITIES[i]: float(w) for i, w in zip(index.tolist(), weights.tolist())}
-        return Prediction(labels, fed, (time.perf_counter() - start) * 1e3, present)
+        fed = {m: float(w) for m, w in zip(slots, weights.tolist())}
+        scores = {m: float(c) for m, c in zip(slots, consistency.tolist()) if m in encoded}
+        return Prediction(labels, fed, (time.perf_counter() - start) * 1e3, present, scores)

@@ -17,6 +17,7 @@ from torch import nn
 from modseg_ros.core.palette import NUM_CLASSES
 from modseg_ros.core.types import MODALITIES
 from modseg_ros.errors import ConfigError
+from modseg_ros.model.consistency import modality_consistency
 
 ARCHITECTURES = ("any2seg", "equiseg", "cmnext", "meanfusion")
 NUM_MODALITIES = len(MODALITIES)
@@ -81,12 +82,26 @@ class SegmenterOutput:
 
 
 class Segmenter(nn.Module):
-    """Base class: ``forward(ModalBatch) -> SegmenterOutput``."""
+    """Base class: ``forward(ModalBatch) -> SegmenterOutput``.
+
+    Late-fusion architectures (``late_fusion = True``: one encoder stream per modality that never
+    sees the others, fused only at the head's input) also split the forward pass in two, so that
+    the per-modality features can be fused again in other combinations at the cost of the fusion
+    and the head alone (model/consistency.py):
+    ``encode(batch) -> [(S, B, C_i, h_i, w_i)]`` and ``decode(features, present) -> (logits, weights)``.
+    """
 
     config: SegmenterConfig
+    late_fusion = False
 
     def forward(self, batch: ModalBatch) -> SegmenterOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def encode(self, batch: ModalBatch) -> list[torch.Tensor]:  # pragma: no cover - late fusion only
+        raise NotImplementedError(f"{type(self).__name__} fuses inside its encoder; it has no separate encode()")
+
+    def decode(self, features: list[torch.Tensor], present: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} fuses inside its encoder; it has no separate decode()")  # pragma: no cover
 
 
 def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -140,14 +155,23 @@ def build(config: SegmenterConfig) -> Segmenter:
 class FrameModel(nn.Module):
     """One frame, present modalities only: the interface of the runtime and of the ONNX graph.
 
-    ``images`` (M, 3, H, W) and ``modality_index`` (M,) -> logits (1, K, H/4, W/4) and the fusion
-    weight of each of the M modalities (M,). M may change from call to call.
+    ``images`` (M, 3, H, W), ``modality_index`` (M,) and ``fused`` (M,) bool, which of them the
+    output fuses -> logits (1, K, H/4, W/4), the fusion weight of each of the M modalities (M,; 0
+    for the unfused) and each modality's consistency with the others (M,; model/consistency.py,
+    NaN where not measurable). M may change from call to call. A late-fusion model still encodes
+    the modalities it does not fuse, to keep checking them; the others drop them.
     """
 
     def __init__(self, model: Segmenter) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, images: torch.Tensor, modality_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(ModalBatch(images[:, None], modality_index))
-        return out.logits, out.modality_weights[:, 0]
+    def forward(self, images: torch.Tensor, modality_index: torch.Tensor,
+                fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        if not self.model.late_fusion:  # fuses inside its encoder: an unfused modality is not fed at all
+            out = self.model(ModalBatch(images[fused][:, None], modality_index[fused]))
+            weights = torch.zeros(fused.shape, dtype=out.modality_weights.dtype).masked_scatter(fused, out.modality_weights[:, 0])
+            return out.logits, weights, torch.full_like(weights, float("nan"))
+        features = self.model.encode(ModalBatch(images[:, None], modality_index))
+        logits, weights = self.model.decode(features, fused[:, None])  # present: (M, 1), one sample
+        return logits, weights[:, 0], modality_consistency(self.model.decode, features)
