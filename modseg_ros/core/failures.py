@@ -22,11 +22,13 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from modseg_ros.core.geometry import rotate_points, rotation_from_rpy
 from modseg_ros.core.types import (
     MODALITIES,
     CameraFrame,
@@ -193,6 +195,121 @@ def _apply_events_burst(data: EventPacket | EventFrame, p: Mapping[str, float], 
                        data.width, data.height)  # fmt: skip
 
 
+# Quiet faults: the sensor keeps streaming plausible data that no longer agrees with the others.
+
+
+def _blob_mask(h: int, w: int, p: Mapping[str, float]) -> np.ndarray:
+    """An irregular blob covering exactly ``fraction`` of an h×w image around (``x``, ``y``) (image
+    fractions): the pixels nearest the centre in an elliptical, angularly wobbling distance."""
+    return _blob(h, w, float(p["fraction"]), float(p["x"]), float(p["y"]))
+
+
+@lru_cache(maxsize=8)
+def _blob(h: int, w: int, fraction: float, x: float, y: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    dx, dy = (xx + 0.5) / w - x, (yy + 0.5) / h - y
+    angle = np.arctan2(dy, dx)
+    distance = np.hypot(dx, dy) / (1.0 + 0.2 * np.sin(3 * angle + 1.0) + 0.1 * np.sin(5 * angle))
+    count = int(round(np.clip(fraction, 0.0, 1.0) * h * w))
+    mask = np.zeros(h * w, bool)
+    mask[np.argsort(distance, axis=None, kind="stable")[:count]] = True
+    mask = mask.reshape(h, w)
+    mask.flags.writeable = False
+    return mask
+
+
+def _apply_color_cast(frame: CameraFrame, p: Mapping[str, float], rng: np.random.Generator) -> CameraFrame:
+    """Per-channel gains in linear light: a wrong white balance or a tinted cover."""
+    gains = np.array([p["r"], p["g"], p["b"]], np.float32)
+    return CameraFrame(_to_srgb(_to_linear(frame.image) * gains))
+
+
+def _box_blur(image: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """Mean over 2·radius+1 pixels along ``axis``, edges repeated (one pass of a Gaussian approximation)."""
+    pad = [(0, 0)] * image.ndim
+    pad[axis] = (radius + 1, radius)
+    c = np.cumsum(np.pad(image, pad, mode="edge"), axis=axis, dtype=np.float32)
+    n = image.shape[axis]
+    hi = np.take(c, np.arange(2 * radius + 1, 2 * radius + 1 + n), axis=axis)
+    lo = np.take(c, np.arange(0, n), axis=axis)
+    return (hi - lo) / (2 * radius + 1)
+
+
+def _apply_smear(frame: CameraFrame, p: Mapping[str, float], rng: np.random.Generator) -> CameraFrame:
+    """A greasy or dirty lens: Gaussian-like blur of ``sigma`` pixels (three box passes per axis)
+    plus a veil of scattered light (``veil``: share of the image's mean brightness added as haze)."""
+    image = _to_linear(frame.image)
+    radius = max(int(round(p["sigma"] * 0.9)), 0)  # three box passes of 2r+1 ≈ a Gaussian of sigma ≈ 1.1 r
+    for axis in (0, 1):
+        for _ in range(3 if radius else 0):
+            image = _box_blur(image, radius, axis)
+    veil = p["veil"]
+    image = (1.0 - veil) * image + veil * image.mean(axis=(0, 1), keepdims=True)
+    return CameraFrame(_to_srgb(image))
+
+
+def _apply_occlusion(frame: CameraFrame, p: Mapping[str, float], rng: np.random.Generator) -> CameraFrame:
+    """Mud or a leaf on the lens: a textured, dark brown blob over ``fraction`` of the image. Its
+    texture keeps the exposure and blockage checks quiet below their block fractions."""
+    h, w = frame.image.shape[:2]
+    mask = _blob_mask(h, w, p)
+    mud = np.array([72.0, 58.0, 44.0], np.float32) + rng.normal(0.0, 9.0, (int(mask.sum()), 1)).astype(np.float32)
+    image = frame.image.copy()
+    image[mask] = np.clip(mud, 0, 255).astype(np.uint8)
+    return CameraFrame(image)
+
+
+def _apply_depth_scale(frame: DepthFrame, p: Mapping[str, float], rng: np.random.Generator) -> DepthFrame:
+    return DepthFrame((frame.depth_m * np.float32(p["factor"])).astype(np.float32))
+
+
+def _apply_depth_offset(frame: DepthFrame, p: Mapping[str, float], rng: np.random.Generator) -> DepthFrame:
+    shifted = frame.depth_m + np.float32(p["m"])
+    return DepthFrame(np.where(shifted > 0, shifted, np.float32(np.nan)).astype(np.float32))
+
+
+def _move_lidar(cloud: PointCloud, rotation: np.ndarray, translation: np.ndarray) -> PointCloud:
+    """The cloud of a LiDAR moved by (rotation, translation) from its calibrated pose: a point q0 of
+    the calibrated sensor frame is seen at R^T (q0 - t)."""
+    return PointCloud(rotate_points(cloud.points - translation.astype(np.float32), rotation.T), cloud.intensity, cloud.ring)
+
+
+def _apply_lidar_rotation(cloud: PointCloud, p: Mapping[str, float], rng: np.random.Generator) -> PointCloud:
+    rotation = rotation_from_rpy(*np.radians([p["roll"], p["pitch"], p["yaw"]]))
+    return _move_lidar(cloud, rotation, np.zeros(3))
+
+
+def _apply_lidar_translation(cloud: PointCloud, p: Mapping[str, float], rng: np.random.Generator) -> PointCloud:
+    return _move_lidar(cloud, np.eye(3), np.array([p["x"], p["y"], p["z"]]))
+
+
+def _apply_events_flicker(data: EventPacket | EventFrame, p: Mapping[str, float], rng: np.random.Generator):
+    """A flickering light (LED or fluorescent lamp at ``hz``): every pixel of a blob covering
+    ``fraction`` of the sensor fires on each brightness swing, alternating polarity, twice a period."""
+    if isinstance(data, EventFrame):
+        image = data.image.copy()
+        image[_blob_mask(*image.shape[:2], p)] = 255
+        return EventFrame(image)
+    ys, xs = np.nonzero(_blob_mask(data.height, data.width, p))
+    span = int(p["window_ms"] * 1e6)
+    half_period = max(int(round(0.5e9 / max(p["hz"], 1e-3))), 1)
+    swings = np.arange(-span, 0, half_period, dtype=np.int64)  # (k,) swing times in the packet
+    if len(xs) == 0 or len(swings) == 0:
+        return data
+    phase = rng.integers(0, half_period, 1)[0]  # the lamp's phase in this packet
+    jitter = rng.integers(0, max(half_period // 20, 1), (len(xs), len(swings)))  # pixels cross the threshold unevenly
+    t = (swings[None, :] + phase + jitter).ravel()
+    pol = np.where(np.arange(len(swings)) % 2 == 0, 1, -1).astype(np.int8)
+    x = np.repeat(xs.astype(np.uint16), len(swings))
+    y = np.repeat(ys.astype(np.uint16), len(swings))
+    pol = np.tile(pol, len(xs))
+    keep = (t <= 0) & (t >= -span)
+    order = np.argsort(np.concatenate([data.t_ns, t[keep]]), kind="stable")
+    return EventPacket(np.concatenate([data.x, x[keep]])[order], np.concatenate([data.y, y[keep]])[order],
+                       np.concatenate([data.t_ns, t[keep]])[order], np.concatenate([data.polarity, pol[keep]])[order],
+                       data.width, data.height)  # fmt: skip
+
+
 # --- the kinds -------------------------------------------------------------------------------------
 
 PayloadFn = Callable[[Any, Mapping[str, float], np.random.Generator], Any]
@@ -221,6 +338,14 @@ KINDS: dict[str, KindSpec] = {
     "sparse": KindSpec(LID, {"keep": 0.25}, "keeps a random `keep` fraction of the points", _apply_lidar_sparse, (PointCloud,)),
     "lowres": KindSpec(EVT, {"factor": 4.0}, "event sensor with `factor` times fewer pixels per side", _apply_events_lowres, (EventPacket, EventFrame), "eventlowres"),
     "burst": KindSpec(EVT, {"density": 1.0, "window_ms": 50.0}, "burst of noise events (`density` per pixel)", _apply_events_burst, (EventPacket, EventFrame)),
+    "color_cast": KindSpec(CAM, {"r": 1.25, "g": 0.85, "b": 0.45}, "per-channel gains in linear light (white balance, tinted cover)", _apply_color_cast, (CameraFrame,)),
+    "smear": KindSpec(CAM, {"sigma": 4.0, "veil": 0.3}, "greasy lens: blur of `sigma` px plus a haze of `veil` of the mean brightness", _apply_smear, (CameraFrame,)),
+    "occlusion": KindSpec(CAM, {"fraction": 0.4, "x": 0.3, "y": 0.6}, "textured mud blob over `fraction` of the image around (x, y)", _apply_occlusion, (CameraFrame,)),
+    "scale": KindSpec(DEP, {"factor": 1.25}, "depth multiplied by `factor` (wrong baseline or unit)", _apply_depth_scale, (DepthFrame,)),
+    "offset": KindSpec(DEP, {"m": 1.0}, "`m` metres added to every depth", _apply_depth_offset, (DepthFrame,)),
+    "rotation": KindSpec(LID, {"roll": 0.0, "pitch": 0.0, "yaw": 3.0}, "sensor turned from its calibration (degrees, fixed axes)", _apply_lidar_rotation, (PointCloud,)),
+    "translation": KindSpec(LID, {"x": 0.0, "y": 0.5, "z": 0.0}, "sensor moved from its calibration (metres, sensor frame)", _apply_lidar_translation, (PointCloud,)),
+    "flicker": KindSpec(EVT, {"hz": 100.0, "fraction": 0.1, "x": 0.7, "y": 0.35, "window_ms": 50.0}, "flickering light over `fraction` of the sensor at `hz`", _apply_events_flicker, (EventPacket, EventFrame)),
     "silent": KindSpec(ANY, {}, "no messages at all"),
     "stamp_jitter": KindSpec(ANY, {"ms": 5.0}, "Gaussian stamp noise (std in ms)"),
     "stamp_delay": KindSpec(ANY, {"ms": 100.0}, "stamps late by a constant (ms)"),
