@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from modseg_ros.core.consistency import ConsistencySettings
 from modseg_ros.core.encoding import EncodingConfig
 from modseg_ros.core.geometry import Intrinsics, Rig, Transform
 from modseg_ros.core.health import CameraChecks, DepthChecks, EventChecks, HealthConfig, LidarChecks, StreamLimits
@@ -255,6 +256,7 @@ class NodeConfig:
     sync_poll_rate_hz: float
     health: HealthConfig
     health_tick_rate_hz: float
+    consistency: ConsistencySettings
     model: ModelConfig
     encoding: EncodingConfig
     outputs: OutputsConfig
@@ -308,6 +310,13 @@ class NodeConfig:
             backend=r.string("model.backend", BACKENDS),
             threads=r.integer("model.threads", 0),
         )
+        consistency = ConsistencySettings(
+            enabled=r.boolean("health.consistency.enabled"),
+            calibration=r.string("health.consistency.calibration"),
+            exclude=r.boolean("health.consistency.exclude"),
+            enter_s=r.number("health.consistency.enter_s", 0.0),
+            recover_s=r.number("health.consistency.recover_s", 0.0),
+        )
         encoding = EncodingConfig(
             near_m=r.positive("encoding.near_m"),
             far_m=r.positive("encoding.far_m"),
@@ -336,6 +345,7 @@ class NodeConfig:
             sync_poll_rate_hz=r.positive("sync.poll_rate_hz"),
             health=health,
             health_tick_rate_hz=r.positive("health.tick_rate_hz"),
+            consistency=consistency,
             model=model,
             encoding=encoding,
             outputs=outputs,

@@ -14,6 +14,10 @@ Message checks go through hysteresis: a level is entered after ``fail_count`` co
 at or above it and left after ``recover_count`` consecutive messages below it. A timeout fails the
 stream at once and recovery from it also needs ``recover_count`` good messages. ``alive`` is
 level < ERROR after the first message; it drives the synchronizer and the model.
+
+- **Consistency** with the other sensors (core/consistency.py, from the network's output): the
+  worker hands its verdicts over with ``judge_consistency``; an alive sensor judged inconsistent is
+  WARN with that reason (it stays alive: it is still encoded and scored, so it can recover).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from modseg_ros.core.consistency import Verdict
 from modseg_ros.core.types import (
     CameraFrame,
     DepthFrame,
@@ -302,6 +307,7 @@ class _Stream:
     identical_run: int = 0
     last_problem: str = ""
     numbers: dict[str, float] = field(default_factory=dict)
+    consistency: Verdict | None = None  # replaced whole by the worker, read here
 
 
 class HealthMonitor:
@@ -357,6 +363,13 @@ class HealthMonitor:
         stream.last_problem = problem
         stream.hysteresis.update(Finding(ERROR, f"malformed message: {problem}"))
         return self._update(modality, now_ns)
+
+    def judge_consistency(self, verdicts: Mapping[Modality, Verdict]) -> None:
+        """The consistency check's newest verdicts (any thread): they count from the next
+        ``observe`` or ``tick``."""
+        for modality, verdict in verdicts.items():
+            if modality in self._streams:
+                self._streams[modality].consistency = verdict
 
     def tick(self, now_ns: int) -> dict[Modality, HealthState]:
         """Re-evaluate the stream checks (timeouts, rates) at ``now_ns``; call it periodically."""
@@ -419,9 +432,14 @@ class HealthMonitor:
                 rate = self._rate_finding(stream, now_ns)
                 if rate.level > level:
                     level, reason = rate.level, rate.reason
+                verdict = stream.consistency
+                if verdict is not None and verdict.level > level:
+                    level, reason = verdict.level, verdict.reason
             alive = level < ERROR
         age = (now_ns - stream.last_arrival_ns) / 1e9 if stream.last_arrival_ns is not None else -1.0
         details = {"received": stream.received, "rejected": stream.rejected, **stream.numbers}
+        if stream.consistency is not None:
+            details.update(stream.consistency.details())
         state = HealthState(modality, HealthLevel(level), reason, alive, self._rate(stream, now_ns), age, details)
         self._states[modality] = state
         return state

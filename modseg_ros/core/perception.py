@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from modseg_ros.core.config import ModelConfig, NodeConfig
+from modseg_ros.core.consistency import ConsistencyCalibration, ConsistencyMonitor, ConsistencySettings, calibration_path
 from modseg_ros.core.encoding import encode_payload
 from modseg_ros.core.geometry import Intrinsics, Rig
 from modseg_ros.core.health import HealthMonitor
@@ -32,7 +33,8 @@ class Engine(Protocol):
 
     name: str
 
-    def predict(self, encoded: Mapping[Modality, np.ndarray], output_size: tuple[int, int]): ...
+    def predict(self, encoded: Mapping[Modality, np.ndarray], output_size: tuple[int, int],
+                exclude: Collection[Modality] = ()): ...  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,6 +48,13 @@ class Segmentation:
     modality_weights: Mapping[Modality, float]
     encode_ms: float  # encodings not already made on arrival
     inference_ms: float
+    modality_consistency: Mapping[Modality, float]  # this frame's score per bundle modality (NaN: not measurable)
+    excluded: frozenset[Modality]  # in the bundle but left out of the fusion as inconsistent
+
+    @property
+    def fused(self) -> tuple[Modality, ...]:
+        """The modalities fused into the labels, canonical order."""
+        return tuple(m for m in self.bundle.modalities if m not in self.excluded)
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,11 +71,12 @@ class Perception:
     # Encodings kept per modality: enough for the partners a pending trigger can still take.
     ENCODINGS_KEPT = 4
 
-    def __init__(self, config: NodeConfig, engine: Engine):
+    def __init__(self, config: NodeConfig, engine: Engine, calibration: ConsistencyCalibration | None = None):
         self.config = config
         self.engine = engine
         self.rig: Rig = config.rig
         self.health = HealthMonitor(config.health, config.inputs.modalities)
+        self.consistency = ConsistencyMonitor(config.consistency, calibration)  # worker side only
         self.sync = Synchronizer(config.sync)
         self._encoded: dict[Modality, OrderedDict[int, tuple[SensorSample, np.ndarray, Rig]]] = {
             m: OrderedDict() for m in config.inputs.modalities
@@ -125,14 +135,19 @@ class Perception:
     # --- worker side -----------------------------------------------------------------------------
 
     def segment(self, bundle: Bundle) -> Segmentation:
-        """Encode what is not encoded yet and run the network on the bundle's modalities."""
+        """Encode what is not encoded yet, run the network on the bundle's modalities (leaving out
+        those judged inconsistent, but never all of them) and judge the consistency scores."""
         rig = self.rig
         start = time.perf_counter()
         encoded = {m: self.encode(s, rig) for m, s in bundle.samples.items()}
         encode_ms = (time.perf_counter() - start) * 1e3
-        prediction = self.engine.predict(encoded, output_size=(rig.camera.height, rig.camera.width))
+        excluded = self.consistency.excluded & frozenset(bundle.modalities)
+        if excluded == frozenset(bundle.modalities):
+            excluded = frozenset()  # a mask from doubtful sensors beats no mask
+        prediction = self.engine.predict(encoded, output_size=(rig.camera.height, rig.camera.width), exclude=excluded)
+        self.health.judge_consistency(self.consistency.update(bundle.stamp_ns, prediction.modality_consistency))
         return Segmentation(bundle, prediction.labels, encoded, rig, prediction.modality_weights, encode_ms,
-                            prediction.inference_ms)  # fmt: skip
+                            prediction.inference_ms, prediction.modality_consistency, excluded)  # fmt: skip
 
     def render(self, seg: Segmentation) -> Rendering:
         """Colour mask, overlay and labelled LiDAR points of a segmentation."""
@@ -149,6 +164,13 @@ DEFAULT_CHECKPOINT = "any2seg_b0.safetensors"
 UNTRAINED_INPUT = (128, 256)  # (H, W) of the untrained fallback, or the camera grid when smaller
 
 
+def checkpoint_path(model: ModelConfig) -> Path:
+    """The checkpoint ``model.path`` names ("" = the shipped one), as a .safetensors path."""
+    from modseg_ros.paths import model_file
+
+    return (Path(model.path) if model.path else model_file(DEFAULT_CHECKPOINT)).with_suffix(".safetensors")
+
+
 def load_engine(model: ModelConfig, camera: Intrinsics) -> tuple[Engine, str]:
     """The segmentation engine the parameters ask for, and a sentence saying what was loaded.
 
@@ -159,9 +181,8 @@ def load_engine(model: ModelConfig, camera: Intrinsics) -> tuple[Engine, str]:
     import torch
 
     from modseg_ros.model.runtime import SegmentationEngine
-    from modseg_ros.paths import model_file
 
-    path = Path(model.path) if model.path else model_file(DEFAULT_CHECKPOINT)
+    path = checkpoint_path(model)
     if model.path and not path.with_suffix(".safetensors").is_file():
         raise ConfigError(f"parameter 'model.path': no checkpoint at {path.with_suffix('.safetensors')}")
     if path.with_suffix(".safetensors").is_file():
@@ -176,3 +197,32 @@ def load_engine(model: ModelConfig, camera: Intrinsics) -> tuple[Engine, str]:
         f"no checkpoint at {path}: running {engine.name}, the {model.arch} architecture with initial "
         f"weights (masks are noise until a trained checkpoint is installed)"
     )
+
+
+def load_calibration(settings: ConsistencySettings, model: ModelConfig, engine) -> tuple[ConsistencyCalibration | None, str]:
+    """The consistency thresholds for ``engine`` and a sentence saying what the check will do.
+
+    ``health.consistency.calibration`` names the file ("" = ``<checkpoint>.consistency.json``
+    beside the checkpoint). An explicit file that is missing or made for other weights is an
+    error; a default one that is missing or stale only leaves the scores unjudged (the sentence says
+    how to calibrate).
+    """
+    if not settings.enabled:
+        return None, "consistency check off (health.consistency.enabled: false): scores are published, not judged"
+    explicit = bool(settings.calibration)
+    checkpoint = checkpoint_path(model)
+    path = Path(settings.calibration) if explicit else calibration_path(checkpoint)
+    command = f"modseg calibrate {checkpoint} BAG..."
+    sha = getattr(getattr(engine, "info", None), "weights_sha256", "")
+    if not path.is_file():
+        if explicit:
+            raise ConfigError(f"parameter 'health.consistency.calibration': no calibration at {path}")
+        return None, f"no consistency calibration at {path}: scores are published, not judged (make one: {command})"
+    calibration = ConsistencyCalibration.load(path)
+    if calibration.weights_sha256 != sha:
+        problem = f"consistency calibration {path} was made for other weights ({calibration.model}); recalibrate: {command}"
+        if explicit:
+            raise ConfigError(f"parameter 'health.consistency.calibration': {problem}")
+        return None, problem + "; scores are published, not judged"
+    action = "WARN and exclusion from fusion" if settings.exclude else "WARN (exclusion off)"
+    return calibration, f"consistency thresholds from {path} ({action} after {settings.enter_s:g} s below threshold)"

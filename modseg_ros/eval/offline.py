@@ -12,14 +12,15 @@ equal bundles.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from modseg_ros.core.config import NodeConfig
-from modseg_ros.core.perception import Perception, load_engine
+from modseg_ros.core.perception import Perception, load_calibration, load_engine
 from modseg_ros.core.types import Bundle, HealthState, Modality, Payload, SensorSample
 from modseg_ros.data.bags import Bag, BagMessage
 from modseg_ros.data.playback import CLOCK_TOPIC, MessageInjector, PlaybackOptions, schedule, topic_roles, window
@@ -73,9 +74,9 @@ class _Timer:
 class OfflineNode:
     """ros/node.py's callbacks and timers on the bag's clock, with every bundle segmented."""
 
-    def __init__(self, config: NodeConfig, engine) -> None:
+    def __init__(self, config: NodeConfig, engine, calibration=None) -> None:
         self.config = config
-        self.perception = Perception(config, engine)
+        self.perception = Perception(config, engine, calibration)
         self.inputs = node_inputs(config)
         self.masks: list[MaskRecord] = []
         self.health: list[HealthRecord] = []
@@ -130,10 +131,12 @@ class OfflineNode:
             overlay = self.perception.render(seg).overlay  # what the node publishes beside the mask
             self.masks.append(MaskRecord(
                 stamp_ns=bundle.stamp_ns,
-                modality_stamps={m: s.stamp_ns for m, s in bundle.samples.items()},
-                weights={m: float(seg.modality_weights.get(m, 0.0)) for m in bundle.modalities},
+                modality_stamps={m: bundle.samples[m].stamp_ns for m in seg.fused},
+                weights={m: float(seg.modality_weights.get(m, 0.0)) for m in seg.fused},
                 labels=seg.labels, overlay=overlay, inference_ms=seg.inference_ms,
                 node_ms=seg.encode_ms + seg.inference_ms,
+                consistency={m: float(seg.modality_consistency.get(m, float("nan"))) for m in bundle.modalities},
+                excluded=tuple(m for m in bundle.modalities if m in seg.excluded),
             ))  # fmt: skip
 
     def _record_health(self, states: dict[Modality, HealthState]) -> None:
@@ -160,16 +163,28 @@ def node_topics(bag: Bag, config: NodeConfig) -> list[str]:
 
 
 def run_offline(bag_path: Path, options: ReplayOptions, progress: Callable[[float], None] | None = None,
-                threads: int | None = None) -> RunOutputs:  # fmt: skip
+                threads: int | None = None, overrides: Mapping[str, Any] | None = None) -> RunOutputs:  # fmt: skip
     """Replay one bag through the perception core; ``progress`` gets the fraction of the bag done,
-    ``threads`` overrides the parameter ``model.threads``."""
+    ``threads`` overrides the parameter ``model.threads``, ``overrides`` any parameters of the file."""
     started = time.monotonic()
-    overrides = {"model.threads": threads} if threads else {}
-    config = NodeConfig.load(options.params, overrides)
+    config = NodeConfig.load(options.params, {**(overrides or {}), **({"model.threads": threads} if threads else {})})
     engine, note = load_engine(config.model, config.rig.camera)
-    node = OfflineNode(config, engine)
+    calibration, consistency_note = load_calibration(config.consistency, config.model, engine)
+    node = OfflineNode(config, engine, calibration)
+    replay_into(node, bag_path, options, progress)
+    outputs = RunOutputs("offline", engine.name, node.masks, node.health, wall_s=time.monotonic() - started)
+    sync = node.perception.sync.stats
+    outputs.counters = {"bundles": sync.bundles, "bundles_partial": sync.partial, "triggers_dropped": sync.triggers_dropped,
+                        "malformed_dropped": node.rejected, "masks_published": len(node.masks)}  # fmt: skip
+    outputs.notes += [note, consistency_note]
+    return outputs
+
+
+def replay_into(node: OfflineNode, bag_path: Path, options: ReplayOptions,
+                progress: Callable[[float], None] | None = None) -> None:  # fmt: skip
+    """Feed one bag to an offline node: the player's schedule and injected failures on bag time."""
     with Bag(bag_path) as bag:
-        topics = node_topics(bag, config)
+        topics = node_topics(bag, node.config)
         playback = playback_options(options, topics)
         injector = MessageInjector(bag, playback.failures, playback.seed, topic_roles(topics))
         begin, end = window(bag, playback)
@@ -183,12 +198,6 @@ def run_offline(bag_path: Path, options: ReplayOptions, progress: Callable[[floa
                 node.clock(item.bag_ns)
             message = BagMessage(item.topic, bag.topics[item.topic].msgtype, item.bag_ns, item.raw)
             node.message(item.topic, bag.deserialize(message))
-    outputs = RunOutputs("offline", engine.name, node.masks, node.health, wall_s=time.monotonic() - started)
-    sync = node.perception.sync.stats
-    outputs.counters = {"bundles": sync.bundles, "bundles_partial": sync.partial, "triggers_dropped": sync.triggers_dropped,
-                        "malformed_dropped": node.rejected, "masks_published": len(node.masks)}  # fmt: skip
-    outputs.notes.append(note)
-    return outputs
 
 
 def encode_inputs(bag: Bag, options: ReplayOptions, config: NodeConfig,

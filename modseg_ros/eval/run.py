@@ -35,6 +35,8 @@ class MaskRecord:
     inference_ms: float
     node_ms: float  # live: the node's input-arrival-to-publish figure; offline: encode + inference
     end_to_end_ms: float | None = None  # live: player publish of the newest input -> mask received
+    consistency: dict[Modality, float] = field(default_factory=dict)  # per bundle modality (fused or excluded)
+    excluded: tuple[Modality, ...] = ()  # in the bundle, left out of the fusion as inconsistent
 
     @property
     def modalities(self) -> tuple[Modality, ...]:

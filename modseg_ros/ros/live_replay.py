@@ -174,6 +174,7 @@ def _decode(recorder: TopicRecorder, config: NodeConfig, published: dict[tuple[s
             continue  # a mask lost on the way (counted as dropped)
         wall, labels = masks[stamp]
         used = [Modality.parse(m) for m in info.modalities_used]
+        excluded = tuple(Modality.parse(m) for m in info.modalities_excluded)
         stamps = {m: _stamp(t) for m, t in zip(used, info.modality_stamps)}
         sent = [published.get((topic_of.get(m, ""), s)) for m, s in stamps.items()]
         e2e = (wall - max(sent)) * 1e3 if sent and all(w is not None for w in sent) else None
@@ -181,6 +182,7 @@ def _decode(recorder: TopicRecorder, config: NodeConfig, published: dict[tuple[s
             stamp_ns=stamp, modality_stamps=stamps, weights=dict(zip(used, (float(w) for w in info.modality_weights))),
             labels=labels, overlay=overlays.get(stamp), inference_ms=float(info.inference_ms),
             node_ms=float(info.end_to_end_ms), end_to_end_ms=e2e,
+            consistency=dict(zip((*used, *excluded), (float(c) for c in info.modality_consistency))), excluded=excluded,
         ))  # fmt: skip
         outputs.model = str(info.model)
     for record in recorder.messages("sensor_health"):

@@ -37,7 +37,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from modseg_ros.core.config import NodeConfig, default_parameters, load_parameters
-from modseg_ros.core.perception import Perception, load_engine
+from modseg_ros.core.perception import Perception, load_calibration, load_engine
 from modseg_ros.core.types import MODALITIES, Bundle, HealthLevel, HealthState, Modality, SensorSample, subset_name
 from modseg_ros.errors import ConfigError, ConversionError, ModsegError
 from modseg_ros.msg import SegmentationInfo, SensorHealth, SensorHealthArray
@@ -115,8 +115,10 @@ class Any2SegNode(Node):
         super().__init__(NODE_NAME, automatically_declare_parameters_from_overrides=True, **node_kwargs)
         self.config = NodeConfig.from_parameters(self._declared_parameters())
         engine, engine_note = load_engine(self.config.model, self.config.rig.camera)
-        self.perception = Perception(self.config, engine)
+        calibration, consistency_note = load_calibration(self.config.consistency, self.config.model, engine)
+        self.perception = Perception(self.config, engine, calibration)
         self.get_logger().info(engine_note)
+        self.get_logger().info(consistency_note)
         self._mailbox = Mailbox()
         self._stats = _PipelineStats()
         self._wall_arrival: weakref.WeakKeyDictionary[SensorSample, float] = weakref.WeakKeyDictionary()
@@ -329,7 +331,7 @@ class Any2SegNode(Node):
         self._pub_overlay.publish(convert.image_msg(rendering.overlay, "rgb8", header))
         if rendering.points is not None:
             self._pub_points.publish(convert.cloud_msg(rendering.points, header))
-        used = bundle.modalities
+        used, excluded = seg.fused, [m for m in bundle.modalities if m in seg.excluded]
         info = SegmentationInfo(header=header, model=self.perception.engine.name)
         info.modalities_used = [m.value for m in used]
         info.modality_stamps = [_time_msg(bundle.samples[m].stamp_ns) for m in used]
@@ -337,6 +339,8 @@ class Any2SegNode(Node):
         info.modality_weights = [float(seg.modality_weights.get(m, 0.0)) for m in used]
         info.inference_ms = float(seg.inference_ms)
         info.end_to_end_ms = float(end_to_end_ms)
+        info.modalities_excluded = [m.value for m in excluded]
+        info.modality_consistency = [float(seg.modality_consistency.get(m, float("nan"))) for m in (*used, *excluded)]
         self._pub_info.publish(info)
         with self._stats.lock:
             self._stats.published += 1
@@ -388,6 +392,11 @@ class Any2SegNode(Node):
             level, message = HealthLevel.WARN, f"degraded: fusing {subset_name(alive)} of {subset_name(configured)}"
         else:
             level, message = HealthLevel.OK, f"fusing {subset_name(alive)}"
+        excluded = self.perception.consistency.excluded & alive
+        if excluded and alive - excluded:
+            level = max(level, HealthLevel.WARN)
+            message = f"fusing {subset_name(alive - excluded)} of {subset_name(configured)}; excluded as inconsistent: " + \
+                ", ".join(m.value for m in MODALITIES if m in excluded)
         if self._publisher_qos:
             level = max(level, HealthLevel.WARN)
             message += "; incompatible subscriber QoS on " + ", ".join(f"{t} ({p})" for t, p in self._publisher_qos.items())

@@ -1,0 +1,299 @@
+"""Model-aware sensor health: does each sensor still agree with the others?
+
+Rule checks (core/health.py) catch a dead, black or silent sensor. They miss the quiet faults: a
+LiDAR whose extrinsics slipped, a camera with a colour cast or a smeared lens, a depth camera with
+a wrong scale. The network measures, for every frame, how well each present modality alone agrees
+with the fusion of all of them (model/consistency.py: ``Prediction.modality_consistency``, in
+[0, 1]). This module turns those per-frame scores into verdicts, ROS-free and clock-free (time is
+the bundles' stamps):
+
+- **Smoothing**: an exponential moving average of each modality's score with time constant
+  ``smoothing_s`` (from the calibration), restarted when the set of present modalities changes
+  (the score's nominal level depends on it).
+- **Thresholds** per modality and set of present modalities, calibrated on nominal drives and
+  stored beside the checkpoint (``<checkpoint>.consistency.json``, ``modseg calibrate``): below
+  ``warn_below`` the sensor is WARN ("inconsistent with other sensors"), below the stricter
+  ``exclude_below`` it is also left out of the fusion (when ``exclude`` is on).
+- **Hysteresis**: a verdict is entered after the smoothed score stayed below its threshold for
+  ``enter_s`` and left after it stayed at or above ``recover_above`` (between the warn threshold
+  and the nominal median) for ``recover_s``; one hard frame moves neither.
+
+With fewer than three present modalities, or a set the calibration does not cover, a score cannot
+be judged; the verdicts then hold until scores can be judged again.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modseg_ros.core.types import MODALITIES, HealthLevel, Modality, subset_name
+from modseg_ros.errors import ConfigError
+
+NS = 1_000_000_000
+FORMAT = "modseg-consistency"
+VERSION = 1
+
+
+def calibration_path(checkpoint: str | Path) -> Path:
+    """Where a checkpoint's consistency calibration lives: ``<name>.consistency.json`` beside it."""
+    return Path(checkpoint).with_suffix("").with_suffix(".consistency.json")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Thresholds of one modality's smoothed score, for one set of present modalities."""
+
+    median: float  # nominal median of the smoothed score
+    warn_below: float
+    exclude_below: float
+    recover_above: float
+
+    def __post_init__(self) -> None:
+        if not self.exclude_below <= self.warn_below < self.recover_above <= self.median:
+            raise ValueError(f"thresholds must satisfy exclude_below <= warn_below < recover_above <= median, got {self}")
+
+
+@dataclass(frozen=True)
+class ConsistencyCalibration:
+    """Thresholds per set of present modalities (subset name, e.g. ``CDLE``) and modality."""
+
+    model: str  # checkpoint name
+    weights_sha256: str  # of the checkpoint's weights, so a calibration never judges another model
+    smoothing_s: float  # EMA time constant the thresholds were calibrated with
+    thresholds: Mapping[str, Mapping[Modality, Thresholds]]
+    provenance: Mapping[str, Any] = field(default_factory=dict)  # data, frames, quantiles, command
+
+    def for_subset(self, present: Iterable[Modality]) -> Mapping[Modality, Thresholds] | None:
+        return self.thresholds.get(subset_name(present))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "version": VERSION, "model": self.model, "weights_sha256": self.weights_sha256,
+            "smoothing_s": self.smoothing_s,
+            "thresholds": {subset: {m.value: t.__dict__ for m, t in per.items()} for subset, per in self.thresholds.items()},
+            "provenance": dict(self.provenance),
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str) -> ConsistencyCalibration:
+        if d.get("format") != FORMAT:
+            raise ConfigError(f"{source} is not a consistency calibration (format {d.get('format')!r}, expected {FORMAT!r})")
+        if d.get("version") != VERSION:
+            raise ConfigError(f"{source}: unsupported consistency calibration version {d.get('version')!r} (this code reads {VERSION})")
+        try:
+            thresholds = {
+                str(subset): {Modality.parse(m): Thresholds(**{k: float(v) for k, v in t.items()}) for m, t in per.items()}
+                for subset, per in d["thresholds"].items()
+            }
+            smoothing = float(d["smoothing_s"])
+            return cls(str(d["model"]), str(d["weights_sha256"]), smoothing, thresholds, dict(d.get("provenance") or {}))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ConfigError(f"{source}: malformed consistency calibration ({err})") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> ConsistencyCalibration:
+        path = Path(path)
+        try:
+            document = json.loads(path.read_text())
+        except OSError as err:
+            raise ConfigError(f"cannot read consistency calibration {path}: {err.strerror}") from err
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"consistency calibration {path} is not valid JSON: {err}") from err
+        if not isinstance(document, Mapping):
+            raise ConfigError(f"consistency calibration {path} must be a JSON object")
+        return cls.from_dict(document, str(path))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class ConsistencySettings:
+    """The node's parameters of the check (``health.consistency.*``)."""
+
+    enabled: bool = True  # judge the scores (they are published either way)
+    calibration: str = ""  # thresholds file; "" = <checkpoint>.consistency.json beside the checkpoint
+    exclude: bool = True  # leave a sensor below exclude_below out of the fusion
+    enter_s: float = 0.5  # below a threshold this long: WARN / excluded
+    recover_s: float = 1.0  # at or above recover_above this long: OK again
+
+
+# --- calibration ------------------------------------------------------------------------------------
+
+
+def smooth(stamps_ns: Sequence[int], scores: Sequence[float], time_constant_s: float) -> np.ndarray:
+    """The EMA the monitor applies, over one uninterrupted series (NaN scores are skipped)."""
+    out = np.full(len(scores), np.nan)
+    value, last = math.nan, None
+    for i, (stamp, score) in enumerate(zip(stamps_ns, scores)):
+        if math.isnan(score):
+            continue
+        value = _ema(value, score, None if last is None else (stamp - last) / NS, time_constant_s)
+        last = stamp
+        out[i] = value
+    return out
+
+
+def _ema(value: float, score: float, dt_s: float | None, time_constant_s: float) -> float:
+    if dt_s is None or math.isnan(value) or time_constant_s <= 0:
+        return score
+    alpha = 1.0 - math.exp(-max(dt_s, 0.0) / time_constant_s)
+    return value + alpha * (score - value)
+
+
+@dataclass(frozen=True)
+class CalibrationRule:
+    """How nominal smoothed scores become thresholds (``modseg calibrate`` options).
+
+    The warn threshold sits ``warn_margin`` nominal spreads below the lowest nominal smoothed
+    score (after the first ``settle_s`` of each series, while the EMA settles); the spread is the
+    distance from the median to the 5th percentile. ``exclude_below`` is ``exclude_factor`` times
+    as far below the median as ``warn_below``; ``recover_above`` is halfway between ``warn_below``
+    and the median.
+    """
+
+    smoothing_s: float = 0.5
+    warn_margin: float = 1.0
+    exclude_factor: float = 2.0
+    settle_s: float = 1.0
+
+
+def thresholds_from(smoothed: np.ndarray, rule: CalibrationRule) -> Thresholds:
+    values = smoothed[np.isfinite(smoothed)]
+    median = float(np.median(values))
+    spread = max(median - float(np.quantile(values, 0.05)), 1e-4)
+    warn = float(values.min()) - rule.warn_margin * spread
+    band = median - warn
+    return Thresholds(median=median, warn_below=warn, exclude_below=median - rule.exclude_factor * band,
+                      recover_above=warn + 0.5 * band)  # fmt: skip
+
+
+# --- the monitor ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The consistency check's state for one modality."""
+
+    modality: Modality
+    score: float  # smoothed score (NaN before any judgeable frame)
+    frame_score: float  # the last frame's score
+    level: HealthLevel  # OK or WARN
+    excluded: bool  # left out of the fusion
+    reason: str
+    thresholds: Thresholds | None  # in force for the current set of present modalities
+
+    def details(self) -> dict[str, float | int | str]:
+        """Key-values for /diagnostics."""
+        out: dict[str, float | int | str] = {"consistency": _fmt(self.score), "consistency_frame": _fmt(self.frame_score),
+                                             "excluded_from_fusion": self.excluded}  # fmt: skip
+        if self.thresholds is not None:
+            out.update(consistency_warn_below=_fmt(self.thresholds.warn_below),
+                       consistency_exclude_below=_fmt(self.thresholds.exclude_below))  # fmt: skip
+        return out
+
+
+def _since(since: int | None, now_ns: int, condition: bool) -> int | None:
+    """When an uninterrupted run of ``condition`` started (None when it does not hold now)."""
+    if not condition:
+        return None
+    return now_ns if since is None else since
+
+
+def _fmt(value: float) -> str:
+    return "nan" if math.isnan(value) else f"{value:.3f}"
+
+
+@dataclass
+class _Track:
+    subset: str = ""
+    smoothed: float = math.nan
+    frame: float = math.nan
+    last_ns: int | None = None
+    level: HealthLevel = HealthLevel.OK
+    excluded: bool = False
+    below_warn_since: int | None = None
+    below_exclude_since: int | None = None
+    recovered_since: int | None = None
+    thresholds: Thresholds | None = None
+
+
+class ConsistencyMonitor:
+    """Per-modality verdicts from per-frame consistency scores (see the module docstring)."""
+
+    def __init__(self, settings: ConsistencySettings, calibration: ConsistencyCalibration | None) -> None:
+        self.settings = settings
+        self.calibration = calibration
+        self._tracks: dict[Modality, _Track] = {m: _Track() for m in MODALITIES}
+
+    @property
+    def judging(self) -> bool:
+        return self.settings.enabled and self.calibration is not None
+
+    @property
+    def excluded(self) -> frozenset[Modality]:
+        """Modalities to leave out of the fusion now."""
+        if not (self.judging and self.settings.exclude):
+            return frozenset()
+        return frozenset(m for m, t in self._tracks.items() if t.excluded)
+
+    def update(self, stamp_ns: int, scores: Mapping[Modality, float]) -> dict[Modality, Verdict]:
+        """One segmented frame: its stamp and the consistency score of each present modality."""
+        present = tuple(m for m in MODALITIES if m in scores)
+        subset = subset_name(present)
+        per_subset = self.calibration.for_subset(present) if self.calibration is not None else None
+        for modality in present:
+            track = self._tracks[modality]
+            score = float(scores[modality])
+            track.frame = score
+            if math.isnan(score):
+                continue
+            if track.last_ns is not None and (stamp_ns < track.last_ns or track.subset != subset):
+                track.smoothed, track.last_ns = math.nan, None  # a jump back (bag loop) or another reference
+                track.below_warn_since = track.below_exclude_since = track.recovered_since = None
+            dt = None if track.last_ns is None else (stamp_ns - track.last_ns) / NS
+            smoothing = self.calibration.smoothing_s if self.calibration is not None else 0.0
+            track.smoothed = _ema(track.smoothed, score, dt, smoothing)
+            track.last_ns, track.subset = stamp_ns, subset
+            track.thresholds = per_subset.get(modality) if per_subset is not None else None
+            if self.judging and track.thresholds is not None:
+                self._judge(track, stamp_ns)
+        return self.verdicts()
+
+    def _judge(self, track: _Track, now_ns: int) -> None:
+        t, s = track.thresholds, track.smoothed
+        enter_ns, recover_ns = int(self.settings.enter_s * NS), int(self.settings.recover_s * NS)
+        track.below_warn_since = _since(track.below_warn_since, now_ns, s < t.warn_below)
+        track.below_exclude_since = _since(track.below_exclude_since, now_ns, s < t.exclude_below)
+        track.recovered_since = _since(track.recovered_since, now_ns, s >= t.recover_above)
+        if track.below_warn_since is not None and now_ns - track.below_warn_since >= enter_ns:
+            track.level = HealthLevel.WARN
+        if track.below_exclude_since is not None and now_ns - track.below_exclude_since >= enter_ns:
+            track.excluded = True
+        if track.recovered_since is not None and now_ns - track.recovered_since >= recover_ns:
+            track.level, track.excluded = HealthLevel.OK, False
+
+    def verdicts(self) -> dict[Modality, Verdict]:
+        return {m: self.verdict(m) for m in MODALITIES}
+
+    def verdict(self, modality: Modality) -> Verdict:
+        track = self._tracks[modality]
+        judged = self.judging
+        level = track.level if judged else HealthLevel.OK
+        excluded = track.excluded and judged and self.settings.exclude
+        reason = ""
+        if level is not HealthLevel.OK:
+            if track.thresholds is not None and not math.isnan(track.smoothed):
+                reason = (f"inconsistent with other sensors: consistency {track.smoothed:.2f} "
+                          f"< {track.thresholds.warn_below:.2f}")  # fmt: skip
+            else:
+                reason = "inconsistent with other sensors (verdict held: too few sensors to compare now)"
+            if excluded:
+                reason += "; excluded from fusion"
+        return Verdict(modality, track.smoothed, track.frame, level, excluded, reason, track.thresholds)

@@ -1,0 +1,160 @@
+"""Model-aware sensor health, the ROS-free parts: smoothing, thresholds, hysteresis, exclusion, the
+health monitor's verdict, and the calibration file (round trip, another checkpoint's file refused)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from modseg_ros.core.config import ModelConfig
+from modseg_ros.core.consistency import (
+    CalibrationRule,
+    ConsistencyCalibration,
+    ConsistencyMonitor,
+    ConsistencySettings,
+    Thresholds,
+    calibration_path,
+    smooth,
+    thresholds_from,
+)
+from modseg_ros.core.health import HealthConfig, HealthMonitor, StreamLimits
+from modseg_ros.core.perception import load_calibration
+from modseg_ros.core.types import CameraFrame, HealthLevel, Modality, SensorSample
+from modseg_ros.errors import ConfigError
+from modseg_ros.model.checkpoint import save_checkpoint
+from modseg_ros.model.runtime import SegmentationEngine
+from modseg_ros.model.segmenter import SegmenterConfig, build
+
+C, D, L, E = Modality.CAMERA, Modality.DEPTH, Modality.LIDAR, Modality.EVENTS
+S = 1_000_000_000
+PERIOD = S // 20
+NOMINAL = Thresholds(median=0.9, warn_below=0.8, exclude_below=0.7, recover_above=0.85)
+
+
+def calibration(sha: str = "abc", smoothing_s: float = 0.2) -> ConsistencyCalibration:
+    per = {m: NOMINAL for m in (C, D, L, E)}
+    return ConsistencyCalibration("net", sha, smoothing_s, {"CDLE": per, "CDL": {C: NOMINAL, D: NOMINAL, L: NOMINAL}})
+
+
+def drive(monitor: ConsistencyMonitor, seconds: float, lidar: float, start_s: float = 0.0, others: float = 0.9):
+    """Frames at 20 Hz with the LiDAR at ``lidar`` and the others at ``others``; the last verdicts."""
+    verdicts = None
+    for k in range(int(round(seconds * 20))):
+        stamp = int(start_s * S) + k * PERIOD
+        verdicts = monitor.update(stamp, {C: others, D: others, L: lidar, E: others})
+    return verdicts
+
+
+def test_smoothing_is_an_ema_that_skips_nan():
+    stamps = [0, PERIOD, 2 * PERIOD, 3 * PERIOD]
+    out = smooth(stamps, [1.0, math.nan, 0.0, 0.0], time_constant_s=0.1)
+    assert out[0] == 1.0 and math.isnan(out[1])
+    alpha = 1 - math.exp(-0.1 / 0.1)  # the NaN frame is skipped: 100 ms since the last score
+    assert out[2] == pytest.approx(1 - alpha) and out[3] < out[2]
+
+
+def test_thresholds_sit_below_every_nominal_value_and_are_ordered():
+    values = np.random.default_rng(0).normal(0.9, 0.01, 500)
+    t = thresholds_from(values, CalibrationRule())
+    assert t.exclude_below < t.warn_below < values.min() and t.warn_below < t.recover_above < t.median
+    with pytest.raises(ValueError, match="exclude_below <= warn_below"):
+        Thresholds(median=0.9, warn_below=0.95, exclude_below=0.7, recover_above=0.92)
+
+
+def test_one_hard_frame_does_not_flap_a_persistent_drop_warns_then_excludes_and_recovery_needs_time():
+    monitor = ConsistencyMonitor(ConsistencySettings(enter_s=0.5, recover_s=1.0), calibration())
+    assert drive(monitor, 2.0, lidar=0.9)[L].level is HealthLevel.OK
+    verdicts = monitor.update(2 * S, {C: 0.9, D: 0.9, L: 0.1, E: 0.9})  # one very hard frame
+    assert verdicts[L].level is HealthLevel.OK and not verdicts[L].excluded
+    assert drive(monitor, 1.0, lidar=0.9, start_s=2.05)[L].level is HealthLevel.OK
+    verdicts = drive(monitor, 0.3, lidar=0.5, start_s=3.05)  # below both thresholds, not yet for enter_s
+    assert verdicts[L].level is HealthLevel.OK
+    verdicts = drive(monitor, 1.0, lidar=0.5, start_s=3.35)
+    assert verdicts[L].level is HealthLevel.WARN and verdicts[L].excluded
+    assert verdicts[L].reason.startswith("inconsistent with other sensors: consistency 0.")
+    assert "excluded from fusion" in verdicts[L].reason and monitor.excluded == {L}
+    assert verdicts[C].level is HealthLevel.OK and not verdicts[C].excluded
+    verdicts = drive(monitor, 0.8, lidar=0.9, start_s=4.35)  # recovering, but not for recover_s yet
+    assert verdicts[L].level is HealthLevel.WARN and monitor.excluded == {L}
+    verdicts = drive(monitor, 1.5, lidar=0.9, start_s=5.15)
+    assert verdicts[L].level is HealthLevel.OK and monitor.excluded == frozenset()
+
+
+def test_a_mild_drop_warns_without_excluding():
+    monitor = ConsistencyMonitor(ConsistencySettings(enter_s=0.5), calibration())
+    verdicts = drive(monitor, 2.0, lidar=0.75)
+    assert verdicts[L].level is HealthLevel.WARN and not verdicts[L].excluded and monitor.excluded == frozenset()
+
+
+def test_exclusion_off_warns_only_and_check_off_judges_nothing():
+    off = ConsistencyMonitor(ConsistencySettings(exclude=False), calibration())
+    verdicts = drive(off, 2.0, lidar=0.3)
+    assert verdicts[L].level is HealthLevel.WARN and not verdicts[L].excluded and off.excluded == frozenset()
+    for monitor in (ConsistencyMonitor(ConsistencySettings(enabled=False), calibration()),
+                    ConsistencyMonitor(ConsistencySettings(), None)):  # fmt: skip
+        verdicts = drive(monitor, 2.0, lidar=0.3)
+        assert verdicts[L].level is HealthLevel.OK and monitor.excluded == frozenset()
+        assert verdicts[L].score == pytest.approx(0.3)  # scored and published all the same
+
+
+def test_verdicts_hold_when_too_few_sensors_remain_and_smoothing_restarts_on_another_set():
+    monitor = ConsistencyMonitor(ConsistencySettings(), calibration())
+    drive(monitor, 2.0, lidar=0.3)
+    nan = {C: math.nan, L: math.nan}  # two sensors: not measurable
+    verdict = monitor.update(3 * S, nan)[L]
+    assert verdict.level is HealthLevel.WARN and verdict.excluded
+    verdict = monitor.update(3 * S + PERIOD, {C: 0.9, D: 0.9, L: 0.9})[L]  # CDL: restarts from this score
+    assert verdict.score == pytest.approx(0.9) and verdict.thresholds == NOMINAL
+
+
+def test_the_health_monitor_reports_the_verdict_and_the_score():
+    streams = {m: StreamLimits(20.0, timeout_ns=10 * S, warn_rate_hz=0.0, error_rate_hz=0.0) for m in (C, D, L, E)}
+    health = HealthMonitor(HealthConfig(streams=streams), (C, D, L, E))
+    image = np.random.default_rng(0).integers(0, 255, (32, 64, 3), dtype=np.uint8)
+    assert health.observe(SensorSample(C, S, S, "camera_optical", CameraFrame(image)), S).level is HealthLevel.OK
+    monitor = ConsistencyMonitor(ConsistencySettings(), calibration())
+    health.judge_consistency({C: drive(monitor, 2.0, lidar=0.9, others=0.3)[C]})
+    state = health.tick(S + PERIOD)[C]
+    assert state.level is HealthLevel.WARN and state.alive  # still fused unless excluded, still scored
+    assert state.reason.startswith("inconsistent with other sensors")
+    assert float(state.details["consistency"]) == pytest.approx(0.3, abs=0.01) and state.details["excluded_from_fusion"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    model = build(SegmenterConfig(arch="any2seg", input_size=(32, 64)))
+    return save_checkpoint(model.eval(), tmp_path_factory.mktemp("net") / "net.safetensors", half=False)
+
+
+def test_calibration_file_round_trip_and_loading_beside_the_checkpoint(checkpoint):
+    engine = SegmentationEngine.load(checkpoint)
+    model = ModelConfig(path=str(checkpoint), arch="any2seg", backend="torch", threads=1)
+    settings = ConsistencySettings()
+    none, note = load_calibration(settings, model, engine)
+    assert none is None and "no consistency calibration" in note and "modseg calibrate" in note
+    written = calibration(engine.info.weights_sha256)
+    path = calibration_path(checkpoint)
+    assert path == checkpoint.with_name("net.consistency.json")
+    written.save(path)
+    loaded, note = load_calibration(settings, model, engine)
+    assert loaded == ConsistencyCalibration.load(path) and loaded.thresholds == written.thresholds
+    assert loaded.for_subset((C, D, L)) == {C: NOMINAL, D: NOMINAL, L: NOMINAL} and str(path) in note
+    off, note = load_calibration(ConsistencySettings(enabled=False), model, engine)
+    assert off is None and "enabled: false" in note
+
+
+def test_a_calibration_for_other_weights_is_refused(checkpoint, tmp_path):
+    engine = SegmentationEngine.load(checkpoint)
+    model = ModelConfig(path=str(checkpoint), arch="any2seg", backend="torch", threads=1)
+    other = tmp_path / "other.consistency.json"
+    calibration("0" * 64).save(other)
+    with pytest.raises(ConfigError, match=r"'health.consistency.calibration'.*other weights.*recalibrate: modseg calibrate"):
+        load_calibration(ConsistencySettings(calibration=str(other)), model, engine)
+    calibration("0" * 64).save(calibration_path(checkpoint))  # the default file, stale: the check is off, said once
+    judged, note = load_calibration(ConsistencySettings(), model, engine)
+    assert judged is None and "other weights" in note and "not judged" in note
+    calibration_path(checkpoint).write_text('{"format": "something else"}')
+    with pytest.raises(ConfigError, match="not a consistency calibration"):
+        ConsistencyCalibration.load(calibration_path(checkpoint))
+    calibration_path(checkpoint).unlink()
