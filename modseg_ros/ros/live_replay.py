@@ -91,7 +91,7 @@ def run_live(bag_path: Path, options: ReplayOptions, progress: Callable[[float],
         topics = node_topics(bag, config)
         if not topics:
             raise ReplayError(f"{bag.path}: none of the node's input topics ({', '.join(node_inputs(config))}) is in the bag")
-        playback = playback_options(options, topics)
+        playback = playback_options(options, topics, config)
         begin, end = window(bag, playback)
         published: dict[tuple[str, int], float] = {}
 

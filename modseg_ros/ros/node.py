@@ -94,6 +94,7 @@ class _Topic:
 
     modality: Modality
     name: str  # resolved (remapped) name
+    camera_info: bool = False  # the camera's CameraInfo (not a sensor stream of its own)
     rejected: int = 0
     last_warning_s: float = -1e9
     suppressed: int = 0
@@ -175,26 +176,29 @@ class Any2SegNode(Node):
         rig = self.config.rig
         events_intr = rig.intrinsics_of(Modality.EVENTS)
         scale = cfg.lidar_intensity_scale
-        converters: dict[Modality, tuple[type, str, Callable]] = {
-            Modality.CAMERA: (Image, "camera/image", convert.camera_frame),
-            Modality.DEPTH: (Image, "depth/image", convert.depth_frame),
-            Modality.LIDAR: (PointCloud2, "lidar/points", lambda msg, topic: convert.point_cloud(msg, topic, scale)),
+        converters: dict[Modality, tuple[type, Callable]] = {
+            Modality.CAMERA: (Image, convert.camera_frame),
+            Modality.DEPTH: (Image, convert.depth_frame),
+            Modality.LIDAR: (PointCloud2, lambda msg, topic: convert.point_cloud(msg, topic, scale)),
             Modality.EVENTS: (
-                (PointCloud2, "events/points",
-                 lambda msg, topic: convert.event_packet(msg, topic, events_intr.width, events_intr.height))
-                if cfg.events_source == "points" else (Image, "events/image", convert.event_frame)
+                (PointCloud2,
+                 lambda msg, topic: convert.event_packet(msg, topic, events_intr.width, events_intr.height, cfg.event_time))
+                if cfg.events_source == "points" else (Image, convert.event_frame)
             ),
         }  # fmt: skip
+        topics = self.config.topics
         for modality in cfg.modalities:
-            msg_type, topic, converter = converters[modality]
+            msg_type, converter = converters[modality]
+            topic = topics.sensor(modality, cfg.events_source)
             self._subscribe(modality, msg_type, topic, qos, lambda msg, m=modality, c=converter, t=topic: self._on_sensor(m, c, t, msg))
         if Modality.CAMERA in cfg.modalities:
-            self._subscribe(Modality.CAMERA, CameraInfo, "camera/camera_info", qos, self._on_camera_info)
+            self._subscribe(Modality.CAMERA, CameraInfo, topics.camera_info, qos, self._on_camera_info, info=True)
 
-    def _subscribe(self, modality: Modality, msg_type: type, topic: str, qos: QoSProfile, callback: Callable) -> None:
+    def _subscribe(self, modality: Modality, msg_type: type, topic: str, qos: QoSProfile, callback: Callable,
+                   info: bool = False) -> None:  # fmt: skip
         events = SubscriptionEventCallbacks(incompatible_qos=lambda info, t=topic: self._on_requested_incompatible(t, info))
         subscription = self.create_subscription(msg_type, topic, callback, qos, event_callbacks=events)
-        self._topics[topic] = _Topic(modality, subscription.topic_name)
+        self._topics[topic] = _Topic(modality, subscription.topic_name, camera_info=info)
 
     # --- receiving ----------------------------------------------------------------------------------
 
@@ -219,7 +223,7 @@ class Any2SegNode(Node):
         self._hand_over(bundles)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        topic = self._topics["camera/camera_info"]
+        topic = self._topics[self.config.topics.camera_info]
         try:
             intrinsics = convert.camera_intrinsics(msg, topic.name)
         except ConversionError as err:
@@ -360,7 +364,7 @@ class Any2SegNode(Node):
         array.header.stamp = self.get_clock().now().to_msg()
         name = self.get_name()
         for topic in self._topics.values():
-            if topic.name.endswith("camera_info"):
+            if topic.camera_info:
                 continue
             state = self.perception.health.states[topic.modality]
             message = state.reason or "OK"
