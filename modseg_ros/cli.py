@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "play": ("modseg_ros.commands.play", "publish a rosbag2 bag (MCAP, sqlite3) with /clock and injected failures"),
     "convert": ("modseg_ros.commands.convert", "convert data for the node: deliver2bag (DELIVER frames -> rosbag2)"),
     "replay-eval": ("modseg_ros.commands.replay_eval", "replay bags through the node (live or offline), score them, write a report"),
+    "render": ("modseg_ros.commands.render", "render frames of a replay recording (replay-eval --record) to PNG"),
     "bench": ("modseg_ros.commands.bench", "run a benchmark and print its figures (modseg bench --help lists the targets)"),
     "info": ("modseg_ros.commands.info", "show versions, install paths and the DDS environment"),
 }

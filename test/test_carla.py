@@ -2,12 +2,13 @@
 as the carla-ros-bridge publishes it, replayed through the node (offline and live) and scored."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from replay_fixtures import SMALL
+from replay_fixtures import SMALL, modseg
 
 from modseg_ros.core.carla import (
     CARLA_0_9_13,
@@ -27,6 +28,7 @@ from modseg_ros.data.playback import MessageInjector, topic_roles
 from modseg_ros.data.world.generate import WorldOptions, generate
 from modseg_ros.errors import ConfigError
 from modseg_ros.eval.offline import node_topic_roles, run_offline
+from modseg_ros.eval.render_recording import render_recording
 from modseg_ros.eval.replay_eval import replay_eval
 from modseg_ros.eval.run import ReplayOptions
 from modseg_ros.paths import config_file
@@ -189,16 +191,48 @@ def test_carla_drive_through_the_node_offline_gives_masks_and_a_scored_report(ca
     assert (tmp_path / "report" / "report.md").is_file() and (tmp_path / "report" / bag.name / "panels.png").is_file()
 
 
-def test_carla_drive_through_the_live_node(carla_bag, tmp_path):
-    from modseg_ros.ros.live_replay import run_live
-
+def test_carla_drive_through_the_live_node_recorded_for_foxglove_and_rviz(carla_bag, tmp_path):
+    """``modseg replay-eval --record`` on the CARLA drive: the live node's report, and a recording with
+    the inputs as published and every output, decodable from its own embedded definitions."""
     params = carla_params(tmp_path / "carla.yaml")
-    options = ReplayOptions(params=params, rate=0.5)
-    live = run_live(carla_bag, options)
-    offline = run_offline(carla_bag, options)
-    assert len(live.masks) >= 8, live.notes
-    assert {m.subset for m in live.masks} >= {"CDLE"}
+    out = tmp_path / "report"
+    result = modseg("replay-eval", str(carla_bag), "--params", str(params), "--out", str(out), "--rate", "0.5", "--record")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["mode"] == "live" and report["bags"][0]["frames_with_mask"] >= 8 and report["bags"][0]["miou"] is not None
+    recording = out / "recording" / carla_bag.name
+    config = NodeConfig.load(params)
+    with Bag(recording) as rec, Bag(carla_bag) as source:
+        types = {t: i.msgtype for t, i in rec.topics.items()}
+        outputs = {"/segmentation/mask": "sensor_msgs/msg/Image", "/segmentation/color_mask": "sensor_msgs/msg/Image",
+                   "/segmentation/overlay": "sensor_msgs/msg/Image", "/segmentation/points": "sensor_msgs/msg/PointCloud2",
+                   "/segmentation/info": "modseg_ros/msg/SegmentationInfo", "/sensor_health": "modseg_ros/msg/SensorHealthArray",
+                   "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}  # fmt: skip
+        inputs = {config.topics.camera, config.topics.camera_info, config.topics.depth, config.topics.lidar, config.topics.events}
+        assert outputs.items() <= types.items() and inputs <= set(types)
+        assert {"/tf_static", "/tf", config.ground_truth.topic} <= set(types)
+        # the inputs are the bag's messages, byte for byte (nothing was injected)
+        assert [m.raw for m in rec.messages([config.topics.lidar])] == [m.raw for m in source.messages([config.topics.lidar])]
+        masks = rec.topics["/segmentation/mask"].count
+        assert masks == report["bags"][0]["masks_published"] == rec.topics["/segmentation/info"].count
+        info = rec.deserialize(next(rec.messages(["/segmentation/info"])))  # modseg_ros/msg from the embedded schema
+        assert info.model == report["model"] and info.header.frame_id == "ego_vehicle/rgb_front"
+    # the MCAP file carries ros2msg schemas with the package's own definitions, as Foxglove needs them
+    data = next(recording.glob("*.mcap")).read_bytes()
+    assert b"ros2msg" in data and b"MSG: modseg_ros/SensorHealth" in data
     # the same bundle gives the same mask live and offline
-    by_stamp = {(m.stamp_ns, tuple(sorted(m.modality_stamps.items()))): m.labels for m in offline.masks}
-    same = [m for m in live.masks if (m.stamp_ns, tuple(sorted(m.modality_stamps.items()))) in by_stamp]
-    assert same and all(np.array_equal(m.labels, by_stamp[(m.stamp_ns, tuple(sorted(m.modality_stamps.items())))]) for m in same)
+    offline = {(m.stamp_ns, tuple(sorted(m.modality_stamps.items()))): m.labels for m in run_offline(carla_bag, ReplayOptions(params=params)).masks}
+    with Bag(recording) as rec:
+        infos = [rec.deserialize(m) for m in rec.messages(["/segmentation/info"])]
+        masks = [rec.deserialize(m) for m in rec.messages(["/segmentation/mask"])]
+        live = {convert.stamp_ns(m.header): m for m in masks}
+    same = 0
+    for info in infos:
+        stamp = convert.stamp_ns(info.header)
+        key = (stamp, tuple(sorted((Modality.parse(n), t.sec * 1_000_000_000 + t.nanosec) for n, t in zip(info.modalities_used, info.modality_stamps))))
+        if key in offline and stamp in live:
+            assert np.array_equal(convert.image_array(live[stamp], "mask"), offline[key])
+            same += 1
+    assert same >= 4
+    pictures = render_recording(recording, tmp_path / "frames", frames=2, params=params)
+    assert len(pictures) == 2 and all(p.stat().st_size > 10_000 for p in pictures)
