@@ -431,11 +431,13 @@ def _status(name: str, level: HealthLevel, message: str, hardware_id: str, value
                             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])  # fmt: skip
 
 
-def spin(ros_args: Sequence[str] = (), params_file: str | None = None) -> None:
+def spin(ros_args: Sequence[str] = (), params_file: str | None = None, foxglove=None) -> None:
     """Run the node until shut down (Ctrl-C, SIGTERM or rclpy shutdown).
 
     ``params_file`` is checked before anything starts (ConfigError naming the file and the
     parameter) and passed to rclpy as ``--params-file``; ``ros_args`` are further ROS arguments.
+    ``foxglove`` (ros/foxglove_live.py FoxgloveOptions): also serve the outputs and the camera over
+    Foxglove's WebSocket protocol.
     """
     args = list(ros_args)
     if params_file is not None:
@@ -444,10 +446,18 @@ def spin(ros_args: Sequence[str] = (), params_file: str | None = None) -> None:
         except ConfigError as err:
             raise ConfigError(f"{params_file}: {err}") if str(params_file) not in str(err) else err from None
         args = ["--ros-args", "--params-file", str(params_file), *(args[1:] if args[:1] == ["--ros-args"] else args)]
+    if foxglove is not None:
+        foxglove.validate()
     rclpy.init(args=[NODE_NAME, *args])
     node = None
+    relay = None
     try:
         node = Any2SegNode()
+        if foxglove is not None:
+            from modseg_ros.ros.foxglove_live import OUTPUT_TOPICS, FoxgloveRelay
+
+            relay = FoxgloveRelay(node, {**OUTPUT_TOPICS, node.config.topics.camera: "sensor_msgs/msg/Image"}, foxglove)
+            node.get_logger().info(f"foxglove: serving {len(relay.channels)} topics on ws://{foxglove.host}:{relay.port}")
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
@@ -457,6 +467,8 @@ def spin(ros_args: Sequence[str] = (), params_file: str | None = None) -> None:
         # A second Ctrl-C (a terminal signals launch and the node, then launch signals the node
         # again) must not interrupt the teardown.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if relay is not None:
+            relay.close()
         if node is not None:
             node.close()
         rclpy.try_shutdown()
