@@ -8,6 +8,7 @@ what was fused (``sensor_health``, ``segmentation/info``).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,8 +55,10 @@ def _nearest(bag: Bag, topic: str, stamp_ns: int, convert_fn) -> np.ndarray | No
     return None if best is None else np.array(convert_fn(best, topic))
 
 
-def render_recording(bag_path: Path, out: Path, frames: int = 3, params: Path | None = None) -> list[Path]:
-    """Render ``frames`` masks spread over the recording to ``out/frame_<t>.png``; returns the paths."""
+def render_recording(bag_path: Path, out: Path, frames: int = 3, params: Path | None = None,
+                     at_s: Sequence[float] = ()) -> list[Path]:  # fmt: skip
+    """Render ``frames`` masks spread over the recording (or those published nearest to the times
+    ``at_s``, seconds from its start) to ``out/frame_<t>.png``; returns the paths."""
     from modseg_ros.ros import convert
 
     config = NodeConfig.load(params)
@@ -63,7 +66,12 @@ def render_recording(bag_path: Path, out: Path, frames: int = 3, params: Path | 
         if INFO not in bag.topics:
             raise BagError(f"{bag.path}: no {INFO} topic: not a recording of the node (modseg replay-eval --record)")
         infos = list(bag.messages([INFO]))
-        chosen = [infos[i] for i in sorted({round(x) for x in np.linspace(0, len(infos) - 1, min(frames, len(infos)))})]
+        if at_s:
+            log_s = np.array([(m.log_ns - bag.start_ns) / 1e9 for m in infos])
+            picks = {int(np.argmin(np.abs(log_s - t))) for t in at_s}
+        else:
+            picks = {round(x) for x in np.linspace(0, len(infos) - 1, min(frames, len(infos)))}
+        chosen = [infos[i] for i in sorted(picks)]
         wanted = {_stamp(bag.deserialize(m).header) for m in chosen}
         by_stamp: dict[int, dict[str, object]] = {s: {} for s in wanted}
         for message in bag.messages([t for t in (MASK, COLOR, OVERLAY, POINTS) if t in bag.topics]):
