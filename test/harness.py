@@ -119,8 +119,8 @@ class Outputs:
 class NodeProcess:
     """``modseg run`` in a child process, its log lines collected."""
 
-    def __init__(self, params: Path, ros_args: list[str] = ()):
-        args = [str(MODSEG), "run", "--params", str(params)]
+    def __init__(self, params: Path, ros_args: list[str] = (), run_args: list[str] = ()):
+        args = [str(MODSEG), "run", "--params", str(params), *run_args]
         if ros_args:
             args += ["--ros-args", *ros_args]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from modseg_ros.core.config import NodeConfig
+from modseg_ros.core.config import resolved_topic as resolved
 from modseg_ros.core.perception import Perception, load_calibration, load_engine
 from modseg_ros.core.types import Bundle, HealthState, Modality, Payload, SensorSample
 from modseg_ros.data.bags import Bag, BagMessage
@@ -27,12 +28,9 @@ from modseg_ros.data.playback import CLOCK_TOPIC, MessageInjector, PlaybackOptio
 from modseg_ros.errors import ConversionError
 from modseg_ros.eval.run import HealthRecord, MaskRecord, ReplayOptions, RunOutputs
 
-CAMERA_INFO_TOPIC = "/camera/camera_info"
-
-
 @dataclass(frozen=True)
 class NodeInput:
-    topic: str  # as the node resolves its relative name in the root namespace (the launch default)
+    topic: str  # as the node resolves its name in the root namespace (the launch default)
     modality: Modality
     convert: Callable[[object, str], Payload]
 
@@ -42,18 +40,26 @@ def node_inputs(config: NodeConfig) -> dict[str, NodeInput]:
     from modseg_ros.ros import convert  # message-field readers; they take rosbags messages as well
 
     events = config.rig.intrinsics_of(Modality.EVENTS)
-    scale = config.inputs.lidar_intensity_scale
-    table = {
-        Modality.CAMERA: NodeInput("/camera/image", Modality.CAMERA, convert.camera_frame),
-        Modality.DEPTH: NodeInput("/depth/image", Modality.DEPTH, convert.depth_frame),
-        Modality.LIDAR: NodeInput("/lidar/points", Modality.LIDAR, lambda msg, topic: convert.point_cloud(msg, topic, scale)),
+    inputs = config.inputs
+    scale = inputs.lidar_intensity_scale
+    converters: dict[Modality, Callable[[object, str], Payload]] = {
+        Modality.CAMERA: convert.camera_frame,
+        Modality.DEPTH: convert.depth_frame,
+        Modality.LIDAR: lambda msg, topic: convert.point_cloud(msg, topic, scale),
         Modality.EVENTS: (
-            NodeInput("/events/points", Modality.EVENTS,
-                      lambda msg, topic: convert.event_packet(msg, topic, events.width, events.height))
-            if config.inputs.events_source == "points" else NodeInput("/events/image", Modality.EVENTS, convert.event_frame)
+            (lambda msg, topic: convert.event_packet(msg, topic, events.width, events.height, inputs.event_time))
+            if inputs.events_source == "points" else convert.event_frame
         ),
     }  # fmt: skip
-    return {table[m].topic: table[m] for m in config.inputs.modalities}
+    table = {m: NodeInput(resolved(config.topics.sensor(m, inputs.events_source)), m, converters[m]) for m in inputs.modalities}
+    return {spec.topic: spec for spec in table.values()}
+
+
+def node_topic_roles(config: NodeConfig) -> dict[str, Modality]:
+    """Bag topic -> modality for failure injection: the node's inputs, its camera_info and ground truth."""
+    roles = {topic: spec.modality for topic, spec in node_inputs(config).items()}
+    roles[resolved(config.topics.camera_info)] = Modality.CAMERA
+    return roles
 
 
 class _Timer:
@@ -78,6 +84,7 @@ class OfflineNode:
         self.config = config
         self.perception = Perception(config, engine, calibration)
         self.inputs = node_inputs(config)
+        self.camera_info_topic = resolved(config.topics.camera_info)
         self.masks: list[MaskRecord] = []
         self.health: list[HealthRecord] = []
         self.rejected = 0
@@ -102,7 +109,7 @@ class OfflineNode:
             self._record_health(self.perception.health.states)
 
     def message(self, topic: str, msg) -> None:
-        if topic == CAMERA_INFO_TOPIC:
+        if topic == self.camera_info_topic:
             from modseg_ros.ros import convert
 
             try:
@@ -150,15 +157,17 @@ def _stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def playback_options(options: ReplayOptions, topics: list[str]) -> PlaybackOptions:
-    """The player's settings for a replay (shared by the live and the offline runs)."""
+def playback_options(options: ReplayOptions, topics: list[str], config: NodeConfig) -> PlaybackOptions:
+    """The player's settings for a replay (shared by the live and the offline runs); failures act
+    on the node's input topics as the parameters name them."""
     return PlaybackOptions(topics=tuple(topics), rate=options.rate, start_s=options.start_s, duration_s=options.duration_s,
-                           clock_hz=options.clock_hz, failures=options.failures, seed=options.seed, tail_s=options.tail_s)  # fmt: skip
+                           clock_hz=options.clock_hz, failures=options.failures, seed=options.seed, tail_s=options.tail_s,
+                           sensor_topics=node_topic_roles(config))  # fmt: skip
 
 
 def node_topics(bag: Bag, config: NodeConfig) -> list[str]:
     """The bag topics the node subscribes to (sensor inputs and camera_info)."""
-    wanted = list(node_inputs(config)) + [CAMERA_INFO_TOPIC]
+    wanted = list(node_inputs(config)) + [resolved(config.topics.camera_info)]
     return [t for t in wanted if t in bag.topics]
 
 
@@ -185,8 +194,8 @@ def replay_into(node: OfflineNode, bag_path: Path, options: ReplayOptions,
     """Feed one bag to an offline node: the player's schedule and injected failures on bag time."""
     with Bag(bag_path) as bag:
         topics = node_topics(bag, node.config)
-        playback = playback_options(options, topics)
-        injector = MessageInjector(bag, playback.failures, playback.seed, topic_roles(topics))
+        playback = playback_options(options, topics, node.config)
+        injector = MessageInjector(bag, playback.failures, playback.seed, topic_roles(topics, playback.sensor_topics))
         begin, end = window(bag, playback)
         for item in schedule(bag, topics, playback, injector):
             if progress is not None:
@@ -209,13 +218,13 @@ def encode_inputs(bag: Bag, options: ReplayOptions, config: NodeConfig,
 
     inputs = node_inputs(config)
     topics = node_topics(bag, config)
-    playback = playback_options(options, topics)
-    injector = MessageInjector(bag, playback.failures, playback.seed, topic_roles(topics))
+    playback = playback_options(options, topics, config)
+    injector = MessageInjector(bag, playback.failures, playback.seed, topic_roles(topics, playback.sensor_topics))
     rig = config.rig
     found: dict[tuple[Modality, int], np.ndarray] = {}
     for item in schedule(bag, topics, replace(playback, clock_hz=0.0), injector):
         message = BagMessage(item.topic, bag.topics[item.topic].msgtype, item.bag_ns, item.raw)
-        if item.topic == CAMERA_INFO_TOPIC:
+        if item.topic == resolved(config.topics.camera_info):
             try:
                 rig = rig.with_camera(convert.camera_intrinsics(bag.deserialize(message), item.topic))
             except ConversionError:

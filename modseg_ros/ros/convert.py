@@ -25,7 +25,7 @@ from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from modseg_ros.core.geometry import Intrinsics
-from modseg_ros.core.types import CameraFrame, DepthFrame, EventFrame, EventPacket, PointCloud
+from modseg_ros.core.types import CameraFrame, DepthFrame, EventFrame, EventPacket, EventTime, PointCloud
 from modseg_ros.errors import ConversionError
 
 # Beyond these a message is treated as corrupt rather than as data (a 16k × 16k RGB image is 768 MB).
@@ -268,28 +268,52 @@ def point_cloud(msg, topic: str, intensity_scale: float = 1.0) -> PointCloud:
     return PointCloud(points=xyz, intensity=intensity, ring=ring)
 
 
-def event_times_ns(t: np.ndarray) -> np.ndarray:
-    """Absolute event times in ns from a PointCloud2 time field.
+# Below this magnitude a double is not a time in any unit: it is the bit pattern of an int64 read
+# as a double (any int64 below 2^61 ns, 73 years, reads as a double below 1e-150).
+_INT64_BITS_BELOW = 1e-30
+# With no header stamp to compare with, larger float values are taken as nanoseconds (1e7 s is 116 days).
+_NS_WITHOUT_STAMP_ABOVE = 1e7
 
-    Integer fields hold nanoseconds. FLOAT64 fields hold seconds, except in CARLA's DVS layout (and
-    the embedded world's bags), which declare FLOAT64 because PointField has no 64-bit integer but
-    store int64 nanoseconds. Any such value below 2^61 ns (73 years) reads as a double below 1e-150,
-    and no real time in seconds is that small (but not zero), so those are reinterpreted.
+
+def resolve_event_time(t: np.ndarray, stamp_ns: int) -> EventTime:
+    """The ``auto`` rule for a float time field: which convention ``t`` is in.
+
+    1. Every value below 1e-30 in magnitude (a FLOAT64 field): int64 nanoseconds in the field's
+       bytes (CARLA's native ROS 2 publisher, the world's bags).
+    2. Otherwise the values are real numbers in seconds or in nanoseconds (the carla-ros-bridge packs
+       CARLA's int64 ns as a double value). Events lie within a fraction of a second of their
+       message's header stamp, so the reading of the median value that lands nearer the stamp wins.
+    3. Without a header stamp (0), values above 1e7 are nanoseconds.
     """
+    if t.dtype == np.float64 and np.all(np.abs(t) < _INT64_BITS_BELOW):
+        return EventTime.INT64_NS
+    median = float(np.median(t))
+    if stamp_ns == 0:
+        return EventTime.FLOAT_NS if abs(median) > _NS_WITHOUT_STAMP_ABOVE else EventTime.FLOAT_S
+    stamp_s = stamp_ns / 1e9
+    return EventTime.FLOAT_NS if abs(median * 1e-9 - stamp_s) < abs(median - stamp_s) else EventTime.FLOAT_S
+
+
+def event_times_ns(t: np.ndarray, stamp_ns: int, convention: EventTime = EventTime.AUTO) -> np.ndarray:
+    """Absolute event times in ns from a PointCloud2 time field (``convention``: see EventTime;
+    integer fields always hold nanoseconds). ValueError if the field cannot hold the convention."""
     if t.dtype.kind in "iu":
         return t.astype(np.int64)
-    if t.dtype == np.float64 and len(t) and np.all(np.abs(t) < 1e-30):
+    if len(t) == 0:
+        return np.zeros(0, np.int64)
+    if convention is EventTime.AUTO:
+        convention = resolve_event_time(t, stamp_ns)
+    if convention is EventTime.INT64_NS:
+        if t.dtype.itemsize != 8:
+            raise ValueError(f"int64 nanoseconds need an 8-byte field, the time field is {t.dtype.name}")
         return np.ascontiguousarray(t).view(np.int64)
-    return np.rint(t.astype(np.float64) * 1e9).astype(np.int64)
+    values = t.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("event times contain NaN or inf")
+    return np.rint(values if convention is EventTime.FLOAT_NS else values * 1e9).astype(np.int64)
 
 
-def _finite_times(t: np.ndarray, topic: str) -> np.ndarray:
-    if t.dtype.kind == "f" and len(t) and not (np.abs(t) < 1e-30).all() and not np.isfinite(t).all():
-        raise ConversionError(topic, "event times contain NaN or inf")
-    return event_times_ns(t)
-
-
-def event_packet(msg, topic: str, width: int, height: int) -> EventPacket:
+def event_packet(msg, topic: str, width: int, height: int, time_convention: EventTime = EventTime.AUTO) -> EventPacket:
     """Events as a PointCloud2 (x, y, t absolute, polarity) -> EventPacket with time relative to the
     header stamp; polarity 0/negative -> -1, positive -> +1."""
     points = cloud_array(msg, topic)
@@ -300,7 +324,11 @@ def event_packet(msg, topic: str, width: int, height: int) -> EventPacket:
     for name, values in (("x", x), ("y", y)):
         if values.dtype.kind == "f" and len(values) and not np.isfinite(values).all():
             raise ConversionError(topic, f"event '{name}' coordinates contain NaN or inf")
-    relative = _finite_times(t, topic) - stamp_ns(msg.header)
+    stamp = stamp_ns(msg.header)
+    try:
+        relative = event_times_ns(t, stamp, time_convention) - stamp
+    except ValueError as err:
+        raise ConversionError(topic, f"{err} (inputs.event_time: {time_convention})") from None
     polarity = np.where(p.astype(np.float64) > 0, 1, -1).astype(np.int8)
     return EventPacket(
         x=x.astype(np.uint16), y=y.astype(np.uint16), t_ns=relative, polarity=polarity, width=width, height=height
