@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("modseg_ros.commands.eval", "evaluate a checkpoint on every modality subset (tables, PNGs)"),
     "compare": ("modseg_ros.commands.compare", "tabulate several eval.json side by side (Markdown)"),
     "export": ("modseg_ros.commands.export", "export a checkpoint to ONNX and check it against torch"),
+    "calibrate": ("modseg_ros.commands.calibrate", "calibrate a checkpoint's sensor consistency check on nominal drives"),
     "run": ("modseg_ros.commands.run", "run the any2seg node (parameters as the launch file; --ros-args ...)"),
     "play": ("modseg_ros.commands.play", "publish a rosbag2 bag (MCAP, sqlite3) with /clock and injected failures"),
     "convert": ("modseg_ros.commands.convert", "convert data for the node: deliver2bag (DELIVER frames -> rosbag2)"),

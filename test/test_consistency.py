@@ -142,6 +142,7 @@ def test_calibration_file_round_trip_and_loading_beside_the_checkpoint(checkpoin
     assert loaded.for_subset((C, D, L)) == {C: NOMINAL, D: NOMINAL, L: NOMINAL} and str(path) in note
     off, note = load_calibration(ConsistencySettings(enabled=False), model, engine)
     assert off is None and "enabled: false" in note
+    path.unlink()
 
 
 def test_a_calibration_for_other_weights_is_refused(checkpoint, tmp_path):
@@ -158,3 +159,22 @@ def test_a_calibration_for_other_weights_is_refused(checkpoint, tmp_path):
     with pytest.raises(ConfigError, match="not a consistency calibration"):
         ConsistencyCalibration.load(calibration_path(checkpoint))
     calibration_path(checkpoint).unlink()
+
+
+def test_calibrate_replays_nominal_bags_and_writes_thresholds_for_every_judgeable_set(checkpoint, tmp_path):
+    from replay_fixtures import PARAMS, small_world_bag
+
+    from modseg_ros.eval.calibrate import NominalDrives, calibrate_checkpoint
+
+    bag = small_world_bag(tmp_path / "nominal", frames=30)
+    written, path = calibrate_checkpoint(checkpoint, [bag], PARAMS, NominalDrives(tmp_path / "unused"))
+    try:
+        assert path == calibration_path(checkpoint) and not (tmp_path / "unused").exists()
+        assert set(written.thresholds) == {"CDLE", "CDL", "CDE", "CLE", "DLE"}  # what the node sees when one sensor dies
+        assert set(written.thresholds["CLE"]) == {C, L, E} and written.provenance["frames"] >= 25
+        engine = SegmentationEngine.load(checkpoint)
+        model = ModelConfig(path=str(checkpoint), arch="any2seg", backend="torch", threads=1)
+        loaded, _ = load_calibration(ConsistencySettings(), model, engine)
+        assert loaded is not None and loaded.thresholds == written.thresholds
+    finally:
+        path.unlink()

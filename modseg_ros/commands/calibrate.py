@@ -1,0 +1,43 @@
+"""``modseg calibrate``: thresholds of the model-aware sensor health check for a checkpoint, from
+nominal drives, written beside it as ``<checkpoint>.consistency.json`` (the node loads it there)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from modseg_ros.paths import config_file
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="model .safetensors (with its .json sidecar)")
+    parser.add_argument("bags", nargs="*", metavar="BAG",
+                        help="nominal bags or folders of bags (default: render one world drive per condition)")  # fmt: skip
+    parser.add_argument("--params", type=Path, default=config_file("any2seg.yaml"),
+                        help="node parameter file: rig, inputs, synchronizer (default: config/any2seg.yaml)")  # fmt: skip
+    parser.add_argument("--out", type=Path, help="calibration file (default: <checkpoint>.consistency.json)")
+    parser.add_argument("--cache", type=Path, default=Path("cache/consistency/calibration"),
+                        help="where the nominal world drives are rendered and reused (default cache/consistency/calibration)")  # fmt: skip
+    parser.add_argument("--frames", type=int, default=100, help="camera frames (20 Hz) per world drive (default 100)")
+    parser.add_argument("--seed", type=int, default=11, help="world seed of the nominal drives (default 11)")
+    parser.add_argument("--smoothing", type=float, default=0.5, metavar="S", help="EMA time constant of the scores (default 0.5 s)")
+    parser.add_argument("--warn-margin", type=float, default=1.0,
+                        help="warn threshold: this many nominal spreads below the lowest nominal score (default 1)")  # fmt: skip
+    parser.add_argument("--exclude-factor", type=float, default=2.0,
+                        help="exclusion threshold: this many times as far below the median as the warn one (default 2)")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from modseg_ros.core.consistency import CalibrationRule
+    from modseg_ros.data.bags import bag_paths
+    from modseg_ros.eval.calibrate import NominalDrives, calibrate_checkpoint
+
+    rule = CalibrationRule(smoothing_s=args.smoothing, warn_margin=args.warn_margin, exclude_factor=args.exclude_factor)
+    drives = NominalDrives(args.cache, frames=args.frames, seed=args.seed, params=args.params)
+    bags = bag_paths(args.bags) if args.bags else []
+    calibration, path = calibrate_checkpoint(args.checkpoint, bags, args.params, drives, rule, args.out, progress=print)
+    print(f"wrote {path}: {calibration.model}, {calibration.provenance['frames']} nominal frames")
+    for subset, per in calibration.thresholds.items():
+        cells = "  ".join(f"{m.value} median {t.median:.3f} warn<{t.warn_below:.3f} exclude<{t.exclude_below:.3f}"
+                          for m, t in per.items())  # fmt: skip
+        print(f"  {subset:<5} {cells}")
+    return 0

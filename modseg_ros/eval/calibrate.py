@@ -1,0 +1,152 @@
+"""Calibrate the consistency check of a checkpoint on nominal drives (``modseg calibrate``).
+
+Each nominal bag is replayed through the perception core exactly as the node runs it (the offline
+replay, eval/offline.py), with the check itself off. Beside every frame the node segments, the
+scores of each smaller set of at least three of its modalities are measured too (what the node
+sees when one sensor dies), so every set the node can judge gets thresholds. Each modality's
+series is smoothed as the monitor smooths it, the first ``settle_s`` of every series dropped, and
+``core/consistency.py: thresholds_from`` turns the nominal values into thresholds. The result is
+written beside the checkpoint as ``<checkpoint>.consistency.json``, tied to the weights' sha256.
+
+Without bags, nominal world drives are rendered (one per condition: sun, cloud, fog, rain, night)
+into a cache folder and reused by the next run, so recalibrating a new checkpoint is one command.
+"""
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from modseg_ros.core.config import NodeConfig
+from modseg_ros.core.consistency import CalibrationRule, ConsistencyCalibration, calibration_path, smooth, thresholds_from
+from modseg_ros.core.perception import load_engine
+from modseg_ros.core.types import MODALITIES, Modality, subset_name
+from modseg_ros.errors import ConfigError
+from modseg_ros.eval.offline import OfflineNode, replay_into
+from modseg_ros.eval.run import ReplayOptions
+from modseg_ros.model.consistency import MIN_MODALITIES
+
+CONDITIONS = ("sun", "cloud", "fog", "rain", "night")
+PROBE_SIZE = (8, 16)  # output grid of the extra subset predictions: the scores do not depend on it
+
+
+@dataclass(frozen=True)
+class NominalDrives:
+    """World drives without failures, one per condition (rendered once, then reused)."""
+
+    cache: Path
+    frames: int = 100  # camera frames (20 Hz) per drive
+    seed: int = 11
+    conditions: tuple[str, ...] = CONDITIONS
+    params: Path | None = None  # rig (default config/any2seg.yaml)
+
+    def paths(self, progress: Callable[[str], None] | None = None) -> list[Path]:
+        from modseg_ros.data.world.generate import WorldOptions, generate
+
+        out = []
+        for condition in self.conditions:
+            path = self.cache / f"{condition}-seed{self.seed}-{self.frames}f"
+            if not (path / "metadata.yaml").is_file():
+                if progress is not None:
+                    progress(f"rendering the nominal {condition} drive ({self.frames} frames) into {path}")
+                generate(WorldOptions(out=path, format="bag", frames=self.frames, seed=self.seed, conditions=(condition,),
+                                      parameters=self.params, overwrite=True))  # fmt: skip
+            out.append(path)
+        return out
+
+
+class _SubsetProbe:
+    """The node's engine, also scoring each smaller set (≥ 3) of the modalities it is given."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.name = engine.name
+        self.frames: list[dict[str, Mapping[Modality, float]]] = []  # per segmented frame: subset -> scores
+
+    def predict(self, encoded: Mapping[Modality, np.ndarray], output_size: tuple[int, int], exclude: Collection[Modality] = ()):
+        prediction = self.engine.predict(encoded, output_size=output_size, exclude=exclude)
+        present = tuple(m for m in MODALITIES if m in encoded)
+        scores = {subset_name(present): prediction.modality_consistency}
+        for k in range(MIN_MODALITIES, len(present)):
+            for subset in itertools.combinations(present, k):
+                probe = self.engine.predict({m: encoded[m] for m in subset}, output_size=PROBE_SIZE)
+                scores[subset_name(subset)] = probe.modality_consistency
+        self.frames.append(scores)
+        return prediction
+
+
+@dataclass
+class ScoreSeries:
+    """Smoothed nominal scores gathered over drives: (subset, modality) -> values after settling."""
+
+    values: dict[tuple[str, Modality], list[np.ndarray]] = field(default_factory=dict)
+    frames: int = 0
+
+
+def collect_scores(node: OfflineNode, probe: _SubsetProbe, rule: CalibrationRule, into: ScoreSeries) -> None:
+    """Smooth one replay's per-subset series and keep the values after ``settle_s``."""
+    if len(probe.frames) != len(node.masks):
+        raise RuntimeError("calibration probe and offline node disagree on the frames segmented")
+    stamps = np.array([m.stamp_ns for m in node.masks], dtype=np.int64)
+    into.frames += len(stamps)
+    keys = sorted({(subset, m) for frame in probe.frames for subset, per in frame.items() for m in per}, key=str)
+    for subset, modality in keys:
+        rows = [i for i, frame in enumerate(probe.frames) if modality in frame.get(subset, {})]
+        series = smooth(stamps[rows].tolist(), [float(probe.frames[i][subset][modality]) for i in rows], rule.smoothing_s)
+        settled = series[(stamps[rows] - stamps[rows][0]) >= rule.settle_s * 1e9] if rows else series
+        settled = settled[np.isfinite(settled)]
+        if len(settled):
+            into.values.setdefault((subset, modality), []).append(settled)
+
+
+def calibrate(checkpoint: Path, bags: Sequence[Path], params: Path, rule: CalibrationRule = CalibrationRule(),
+              progress: Callable[[str], None] | None = None, command: str = "") -> ConsistencyCalibration:  # fmt: skip
+    """Thresholds for ``checkpoint`` from nominal ``bags`` replayed with the node parameters ``params``."""
+    checkpoint = Path(checkpoint).with_suffix(".safetensors")
+    if not checkpoint.is_file():
+        raise ConfigError(f"calibrate: no checkpoint at {checkpoint}")
+    if not bags:
+        raise ConfigError("calibrate: no nominal bags to calibrate on")
+    config = NodeConfig.load(params, {"model.path": str(checkpoint), "health.consistency.enabled": False})
+    engine, _ = load_engine(config.model, config.rig.camera)
+    if len(config.inputs.modalities) < MIN_MODALITIES:
+        raise ConfigError(f"parameter 'inputs.modalities': the consistency check needs at least {MIN_MODALITIES} sensors")
+    series = ScoreSeries()
+    for bag in bags:
+        if progress is not None:
+            progress(f"replaying {bag}")
+        probe = _SubsetProbe(engine)
+        node = OfflineNode(config, probe)
+        replay_into(node, Path(bag), ReplayOptions(params=params))
+        collect_scores(node, probe, rule, series)
+    thresholds: dict[str, dict[Modality, object]] = {}
+    counts: dict[str, int] = {}
+    for (subset, modality), parts in sorted(series.values.items(), key=lambda kv: (len(kv[0][0]), kv[0][0], kv[0][1].value)):
+        values = np.concatenate(parts)
+        thresholds.setdefault(subset, {})[modality] = thresholds_from(values, rule)
+        counts[f"{subset}/{modality.value}"] = int(len(values))
+    if not thresholds:
+        raise ConfigError(f"calibrate: the bags gave no frame with {MIN_MODALITIES} or more sensors to calibrate on")
+    info = engine.info
+    provenance = {
+        "command": command, "bags": [str(b) for b in bags], "frames": series.frames, "values": counts,
+        "rule": {"smoothing_s": rule.smoothing_s, "warn_margin": rule.warn_margin, "exclude_factor": rule.exclude_factor,
+                 "settle_s": rule.settle_s},
+        "params": str(params),
+    }  # fmt: skip
+    return ConsistencyCalibration(info.name, info.weights_sha256, rule.smoothing_s, thresholds, provenance)
+
+
+def calibrate_checkpoint(checkpoint: Path, bags: Sequence[Path], params: Path, drives: NominalDrives,
+                         rule: CalibrationRule = CalibrationRule(), out: Path | None = None,
+                         progress: Callable[[str], None] | None = None) -> tuple[ConsistencyCalibration, Path]:  # fmt: skip
+    """``modseg calibrate``: calibrate on ``bags`` (or on the nominal world drives) and write the file."""
+    bags = list(bags) or drives.paths(progress)
+    calibration = calibrate(checkpoint, bags, params, rule, progress, command=" ".join(["modseg", "calibrate", *sys.argv[2:]]))
+    path = out or calibration_path(checkpoint)
+    calibration.save(path)
+    return calibration, path
