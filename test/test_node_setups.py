@@ -118,3 +118,45 @@ def test_world_bag_replayed_on_sim_time_with_a_camera_blackout(outputs, tmp_path
             assert late and all(s.level == 0 for s in late), [s.reason for s in late if s.level]
     finally:
         assert node.stop() == 0, node.log()
+
+
+def test_an_inconsistent_sensor_is_warned_excluded_and_scored_in_info_and_diagnostics(outputs, tmp_path):
+    """The model-aware check through the live node: a calibration that finds the LiDAR inconsistent
+    whatever it sees (its nominal level set at a perfect 1.0) makes it WARN and leaves it out of the
+    fusion; segmentation/info and /diagnostics carry every sensor's score."""
+    from modseg_ros.core.consistency import ConsistencyCalibration, Thresholds
+    from modseg_ros.core.types import Modality
+    from modseg_ros.model.checkpoint import read_sidecar
+    from modseg_ros.paths import model_file
+
+    info = read_sidecar(model_file("any2seg_b0.json"))
+    never = Thresholds(median=0.5, warn_below=0.01, exclude_below=0.0, recover_above=0.02)
+    always = Thresholds(median=1.0, warn_below=0.9998, exclude_below=0.9997, recover_above=0.9999)
+    per = {m: always if m is Modality.LIDAR else never for m in Modality}
+    calibration = tmp_path / "strict.consistency.json"
+    ConsistencyCalibration(info.name, info.weights_sha256, 0.2, {"CDLE": per}).save(calibration)
+    overrides = tmp_path / "consistency.yaml"
+    overrides.write_text(f"any2seg:\n  ros__parameters:\n    health:\n      consistency: {{enabled: true, calibration: '{calibration}'}}\n")
+    node = NodeProcess(PARAMS, ["--params-file", str(overrides)])
+    try:
+        node.wait_ready(outputs)
+        assert f"consistency thresholds from {calibration}" in node.log()
+        outputs.clear()
+        play({"duration_s": 3.0, "rate_hz": {"camera": 10, "depth": 10, "lidar": 5, "events": 10}})
+        time.sleep(0.5)
+        infos = [r.msg for r in outputs.get("info")]
+        excluded = [m for m in infos if list(m.modalities_excluded) == ["lidar"]]
+        assert excluded and stamp_ns(excluded[0].header.stamp) < stamp_ns(infos[-1].header.stamp), [list(m.modalities_excluded) for m in infos]
+        for msg in excluded:
+            assert list(msg.modalities_used) == ["camera", "depth", "events"] and len(msg.modality_weights) == 3
+            assert len(msg.modality_consistency) == 4 and all(0.0 < c <= 1.0 for c in msg.modality_consistency)
+        lidar = [s for _, s in outputs.sensor_statuses("lidar")]
+        warned = [s for s in lidar if s.message.startswith("inconsistent with other sensors")]
+        assert warned and warned[-1].level == b"\x01" and "excluded from fusion" in warned[-1].message
+        values = {kv.key: kv.value for kv in warned[-1].values}
+        assert 0.0 < float(values["consistency"]) < 0.9998 and values["excluded_from_fusion"] == "True"
+        camera = {kv.key: kv.value for kv in outputs.sensor_statuses("camera")[-1][1].values}
+        assert 0.0 < float(camera["consistency"]) <= 1.0 and camera["excluded_from_fusion"] == "False"
+        assert any("excluded as inconsistent: lidar" in s.message for _, s in outputs.pipeline_statuses())
+    finally:
+        assert node.stop() == 0, node.log()
