@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the nominal world drives are rendered and reused (default cache/consistency/calibration)")  # fmt: skip
     parser.add_argument("--frames", type=int, default=100, help="camera frames (20 Hz) per world drive (default 100)")
     parser.add_argument("--seed", type=int, default=11, help="world seed of the nominal drives (default 11)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="network threads (default 1: a batch job on a shared machine; the scores do not depend on it)")  # fmt: skip
     parser.add_argument("--smoothing", type=float, default=0.5, metavar="S", help="EMA time constant of the scores (default 0.5 s)")
     parser.add_argument("--warn-margin", type=float, default=1.0,
                         help="warn threshold: this many nominal spreads below the lowest nominal score (default 1)")  # fmt: skip
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     rule = CalibrationRule(smoothing_s=args.smoothing, warn_margin=args.warn_margin, exclude_factor=args.exclude_factor)
     drives = NominalDrives(args.cache, frames=args.frames, seed=args.seed, params=args.params)
     bags = bag_paths(args.bags) if args.bags else []
-    calibration, path = calibrate_checkpoint(args.checkpoint, bags, args.params, drives, rule, args.out, progress=print)
+    calibration, path = calibrate_checkpoint(args.checkpoint, bags, args.params, drives, rule, args.out, args.threads, progress=print)
     print(f"wrote {path}: {calibration.model}, {calibration.provenance['frames']} nominal frames")
     for subset, per in calibration.thresholds.items():
         cells = "  ".join(f"{m.value} median {t.median:.3f} warn<{t.warn_below:.3f} exclude<{t.exclude_below:.3f}"

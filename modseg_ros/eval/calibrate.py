@@ -104,14 +104,14 @@ def collect_scores(node: OfflineNode, probe: _SubsetProbe, rule: CalibrationRule
 
 
 def calibrate(checkpoint: Path, bags: Sequence[Path], params: Path, rule: CalibrationRule = CalibrationRule(),
-              progress: Callable[[str], None] | None = None, command: str = "") -> ConsistencyCalibration:  # fmt: skip
+              threads: int = 1, progress: Callable[[str], None] | None = None, command: str = "") -> ConsistencyCalibration:  # fmt: skip
     """Thresholds for ``checkpoint`` from nominal ``bags`` replayed with the node parameters ``params``."""
     checkpoint = Path(checkpoint).with_suffix(".safetensors")
     if not checkpoint.is_file():
         raise ConfigError(f"calibrate: no checkpoint at {checkpoint}")
     if not bags:
         raise ConfigError("calibrate: no nominal bags to calibrate on")
-    config = NodeConfig.load(params, {"model.path": str(checkpoint), "health.consistency.enabled": False})
+    config = NodeConfig.load(params, {"model.path": str(checkpoint), "model.threads": threads, "health.consistency.enabled": False})
     engine, _ = load_engine(config.model, config.rig.camera)
     if len(config.inputs.modalities) < MIN_MODALITIES:
         raise ConfigError(f"parameter 'inputs.modalities': the consistency check needs at least {MIN_MODALITIES} sensors")
@@ -142,11 +142,11 @@ def calibrate(checkpoint: Path, bags: Sequence[Path], params: Path, rule: Calibr
 
 
 def calibrate_checkpoint(checkpoint: Path, bags: Sequence[Path], params: Path, drives: NominalDrives,
-                         rule: CalibrationRule = CalibrationRule(), out: Path | None = None,
+                         rule: CalibrationRule = CalibrationRule(), out: Path | None = None, threads: int = 1,
                          progress: Callable[[str], None] | None = None) -> tuple[ConsistencyCalibration, Path]:  # fmt: skip
     """``modseg calibrate``: calibrate on ``bags`` (or on the nominal world drives) and write the file."""
     bags = list(bags) or drives.paths(progress)
-    calibration = calibrate(checkpoint, bags, params, rule, progress, command=" ".join(["modseg", "calibrate", *sys.argv[2:]]))
+    calibration = calibrate(checkpoint, bags, params, rule, threads, progress, command=" ".join(["modseg", "calibrate", *sys.argv[2:]]))
     path = out or calibration_path(checkpoint)
     calibration.save(path)
     return calibration, path
