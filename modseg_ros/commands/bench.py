@@ -15,6 +15,7 @@ TARGETS: dict[str, tuple[str, str]] = {
     "convert": ("modseg_ros.bench.convert", "message -> numpy conversions against cv_bridge / sensor_msgs_py's approach"),
     "world": ("modseg_ros.bench.world", "frames/s of the embedded world's four-sensor rig, and where the time goes"),
     "model": ("modseg_ros.bench.model", "network speed per number of modalities, torch against ONNX Runtime"),
+    "consistency": ("modseg_ros.bench.consistency", "model-aware sensor health: detection per quiet fault, false alarms, mIoU with exclusion"),
 }
 
 

@@ -133,12 +133,22 @@ def calibrate(checkpoint: Path, bags: Sequence[Path], params: Path, rule: Calibr
         raise ConfigError(f"calibrate: the bags gave no frame with {MIN_MODALITIES} or more sensors to calibrate on")
     info = engine.info
     provenance = {
-        "command": command, "bags": [str(b) for b in bags], "frames": series.frames, "values": counts,
+        "command": command, "bags": [_shown(b) for b in bags], "frames": series.frames, "values": counts,
         "rule": {"smoothing_s": rule.smoothing_s, "warn_margin": rule.warn_margin, "exclude_factor": rule.exclude_factor,
                  "settle_s": rule.settle_s},
-        "params": str(params),
+        "params": _shown(params),
     }  # fmt: skip
     return ConsistencyCalibration(info.name, info.weights_sha256, rule.smoothing_s, thresholds, provenance)
+
+
+def _shown(path: Path) -> str:
+    """A path as the provenance records it: relative to the package's share folder when inside it."""
+    from modseg_ros.paths import share_dir
+
+    try:
+        return str(Path(path).resolve().relative_to(share_dir()))
+    except ValueError:
+        return str(path)
 
 
 def calibrate_checkpoint(checkpoint: Path, bags: Sequence[Path], params: Path, drives: NominalDrives,
