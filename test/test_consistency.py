@@ -87,6 +87,15 @@ def test_a_mild_drop_warns_without_excluding():
     assert verdicts[L].level is HealthLevel.WARN and not verdicts[L].excluded and monitor.excluded == frozenset()
 
 
+def test_only_the_sensor_furthest_below_its_nominal_level_is_judged_a_partner_it_drags_down_is_not():
+    monitor = ConsistencyMonitor(ConsistencySettings(enter_s=0.5), calibration())
+    verdicts = None
+    for k in range(40):  # the LiDAR far below, the depth camera just below its warn level
+        verdicts = monitor.update(k * PERIOD, {C: 0.9, D: 0.78, L: 0.3, E: 0.9})
+    assert verdicts[L].level is HealthLevel.WARN and verdicts[L].excluded
+    assert verdicts[D].level is HealthLevel.OK and monitor.excluded == {L}
+
+
 def test_exclusion_off_warns_only_and_check_off_judges_nothing():
     off = ConsistencyMonitor(ConsistencySettings(exclude=False), calibration())
     verdicts = drive(off, 2.0, lidar=0.3)

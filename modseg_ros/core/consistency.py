@@ -17,6 +17,10 @@ the bundles' stamps):
 - **Hysteresis**: a verdict is entered after the smoothed score stayed below its threshold for
   ``enter_s`` and left after it stayed at or above ``recover_above`` (between the warn threshold
   and the nominal median) for ``recover_s``; one hard frame moves neither.
+- **One culprit at a time**: the reference is the fusion of every present sensor, faulty one
+  included, so a badly faulty sensor also drags its partners' scores down. Only the sensor furthest
+  below its nominal level (in units of its warn band) can enter a verdict on a frame; the others'
+  timers restart. A verdict already entered is left by recovery only.
 
 With fewer than three present modalities, or a set the calibration does not cover, a score cannot
 be judged; the verdicts then hold until scores can be judged again.
@@ -262,15 +266,24 @@ class ConsistencyMonitor:
             track.smoothed = _ema(track.smoothed, score, dt, smoothing)
             track.last_ns, track.subset = stamp_ns, subset
             track.thresholds = per_subset.get(modality) if per_subset is not None else None
-            if self.judging and track.thresholds is not None:
-                self._judge(track, stamp_ns)
+        if self.judging:
+            judged = [m for m in present if self._tracks[m].thresholds is not None and not math.isnan(self._tracks[m].smoothed)]
+            culprit = max(judged, key=lambda m: self._deficit(self._tracks[m]), default=None)
+            for modality in judged:
+                self._judge(self._tracks[modality], stamp_ns, may_fail=modality is culprit)
         return self.verdicts()
 
-    def _judge(self, track: _Track, now_ns: int) -> None:
+    @staticmethod
+    def _deficit(track: _Track) -> float:
+        """How far below its nominal median a smoothed score is, in units of its warn band."""
+        t = track.thresholds
+        return (t.median - track.smoothed) / max(t.median - t.warn_below, 1e-9)
+
+    def _judge(self, track: _Track, now_ns: int, may_fail: bool) -> None:
         t, s = track.thresholds, track.smoothed
         enter_ns, recover_ns = int(self.settings.enter_s * NS), int(self.settings.recover_s * NS)
-        track.below_warn_since = _since(track.below_warn_since, now_ns, s < t.warn_below)
-        track.below_exclude_since = _since(track.below_exclude_since, now_ns, s < t.exclude_below)
+        track.below_warn_since = _since(track.below_warn_since, now_ns, may_fail and s < t.warn_below)
+        track.below_exclude_since = _since(track.below_exclude_since, now_ns, may_fail and s < t.exclude_below)
         track.recovered_since = _since(track.recovered_since, now_ns, s >= t.recover_above)
         if track.below_warn_since is not None and now_ns - track.below_warn_since >= enter_ns:
             track.level = HealthLevel.WARN
