@@ -151,18 +151,18 @@ def present_miou(cms: Sequence) -> float:
     return float((tp[union > 0] / union[union > 0]).mean() * 100.0) if (union > 0).any() else math.nan
 
 
-def _alarm_onsets(run: Run, modalities) -> int:
-    """Entries into a consistency WARN of the given modalities."""
+def _alarms(run: Run, modalities) -> list[str]:
+    """Entries into a consistency WARN of the given modalities, as 'modality@seconds into the drive'."""
     from modseg_ros.core.types import HealthLevel
 
-    count = 0
+    found = []
     for m in modalities:
         previous = HealthLevel.OK
-        for levels in run.levels:
+        for stamp, levels in zip(run.stamps, run.levels):
             if levels[m] is HealthLevel.WARN and previous is HealthLevel.OK:
-                count += 1
+                found.append(f"{m.value}@{(int(stamp) - run.origin_ns) / NS:.1f}s")
             previous = levels[m]
-    return count
+    return found
 
 
 def _first_at(run: Run, since_ns: int, hit) -> float | None:
@@ -206,10 +206,11 @@ def run(args: argparse.Namespace) -> int:
     alarms, nominal_s = 0, 0.0
     for condition, bag in bags.items():
         nominal[condition] = replay(bag)
-        alarms += _alarm_onsets(nominal[condition], MODALITIES)
-        nominal_s += (nominal[condition].stamps[-1] - nominal[condition].stamps[0]) / NS
-        print(f"nominal {condition}: {_alarm_onsets(nominal[condition], MODALITIES)} alarm(s) in "
-              f"{(nominal[condition].stamps[-1] - nominal[condition].stamps[0]) / NS:.1f} s")  # fmt: skip
+        found = _alarms(nominal[condition], MODALITIES)
+        alarms += len(found)
+        seconds = (nominal[condition].stamps[-1] - nominal[condition].stamps[0]) / NS
+        nominal_s += seconds
+        print(f"nominal {condition}: {len(found)} alarm(s) in {seconds:.1f} s {' '.join(found)}", flush=True)
     removed: dict[tuple[str, object], Run] = {}
     results = []
     for case, spec, goal in selected:
@@ -232,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
                 result.detected_late += delay > DETECT_WITHIN_S
             if exclusion is not None:
                 result.exclusion_delays_s.append(exclusion)
-            result.healthy_alarms += _alarm_onsets(faulty, [m for m in MODALITIES if m is not modality])
+            result.healthy_alarms += len(_alarms(faulty, [m for m in MODALITIES if m is not modality]))
             cms_exclusion.append(_confusion(faulty, onset_ns))
             cms_removed.append(_confusion(removed[(condition, modality)], onset_ns))
             cms_nominal.append(_confusion(nominal[condition], onset_ns))
