@@ -95,6 +95,8 @@ class CaseResult:
     miou_exclusion: float = math.nan
     miou_removed: float = math.nan
     miou_nominal: float = math.nan
+    miou_excluded_after: float = math.nan  # frames from the exclusion on, with exclusion
+    miou_removed_after: float = math.nan  # the same frames, the faulty sensor removed by hand
 
 
 def _replay(engine, calibration, params: Path, bag: Path, overrides: dict, spec: str, onset_s: float,
@@ -145,6 +147,8 @@ def _confusion(run: Run, since_ns: int):
 
 def present_miou(cms: Sequence) -> float:
     """mIoU (%) over the classes present in the pooled ground truth or predictions."""
+    if not cms:
+        return math.nan
     m = sum(c.matrix for c in cms).astype(np.float64)
     tp = np.diag(m)
     union = m.sum(0) + m.sum(1) - tp
@@ -216,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     for case, spec, goal in selected:
         modality = parse_failure_spec(spec)[0].modality
         result = CaseResult(case, spec, goal)
-        cms_exclusion, cms_removed, cms_nominal = [], [], []
+        cms_exclusion, cms_removed, cms_nominal, cms_after, cms_removed_after = [], [], [], [], []
         for condition in fault_conditions:
             bag = bags[condition]
             faulty = replay(bag, spec=spec, duration_s=args.fault_duration)
@@ -233,11 +237,14 @@ def run(args: argparse.Namespace) -> int:
                 result.detected_late += delay > DETECT_WITHIN_S
             if exclusion is not None:
                 result.exclusion_delays_s.append(exclusion)
+                cms_after.append(_confusion(faulty, onset_ns + int(exclusion * NS)))
+                cms_removed_after.append(_confusion(removed[(condition, modality)], onset_ns + int(exclusion * NS)))
             result.healthy_alarms += len(_alarms(faulty, [m for m in MODALITIES if m is not modality]))
             cms_exclusion.append(_confusion(faulty, onset_ns))
             cms_removed.append(_confusion(removed[(condition, modality)], onset_ns))
             cms_nominal.append(_confusion(nominal[condition], onset_ns))
-        result.miou_exclusion, result.miou_removed, result.miou_nominal = (present_miou(c) for c in (cms_exclusion, cms_removed, cms_nominal))
+        result.miou_exclusion, result.miou_removed, result.miou_nominal, result.miou_excluded_after, result.miou_removed_after = (
+            present_miou(c) for c in (cms_exclusion, cms_removed, cms_nominal, cms_after, cms_removed_after))
         results.append(result)
         print(_row(result), flush=True)
     print()
@@ -257,7 +264,8 @@ def _median(values: Sequence[float]) -> str:
 
 def _row(r: CaseResult) -> str:
     return (f"| {r.case}{' (goal)' if r.goal else ''} | {r.detected}/{r.drives} | {r.detected_late} | {_median(r.delays_s)} | "
-            f"{_median(r.exclusion_delays_s)} | {r.healthy_alarms} | {r.miou_exclusion:.1f} | {r.miou_removed:.1f} | {r.miou_nominal:.1f} |")  # fmt: skip
+            f"{_median(r.exclusion_delays_s)} | {r.healthy_alarms} | {r.miou_exclusion:.1f} | {r.miou_removed:.1f} | {r.miou_nominal:.1f} | "
+            f"{r.miou_excluded_after:.1f} / {r.miou_removed_after:.1f} |")  # fmt: skip
 
 
 def table(results: Sequence[CaseResult], alarms: int, nominal_s: float, args, conditions: Sequence[str]) -> str:
@@ -267,8 +275,8 @@ def table(results: Sequence[CaseResult], alarms: int, nominal_s: float, args, co
         f"fault drives: {', '.join(conditions)}; fault from {args.onset:g} s on, {args.fault_duration:g} s replayed",
         "",
         f"| fault | detected ≤ {DETECT_WITHIN_S:g} s | later | median delay s | median exclusion delay s | alarms on healthy sensors "
-        "| mIoU with exclusion | mIoU faulty sensor removed | mIoU no fault |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| mIoU with exclusion | mIoU faulty sensor removed | mIoU no fault | mIoU from the exclusion on: with exclusion / removed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     lines += [_row(r) for r in results]
     goal = [r for r in results if r.goal]
