@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="network threads (default 1: a batch job on a shared machine; the scores do not depend on it)")  # fmt: skip
     parser.add_argument("--smoothing", type=float, default=0.5, metavar="S", help="EMA time constant of the scores (default 0.5 s)")
-    parser.add_argument("--warn-margin", type=float, default=1.0,
-                        help="warn threshold: this many nominal spreads below the lowest nominal score (default 1)")  # fmt: skip
+    parser.add_argument("--warn-margin", type=float, default=3.0,
+                        help="warn threshold: this many nominal spreads below the lowest nominal score (default 3)")  # fmt: skip
     parser.add_argument("--exclude-factor", type=float, default=2.0,
                         help="exclusion threshold: this many times as far below the median as the warn one (default 2)")  # fmt: skip
 

@@ -159,11 +159,12 @@ class CalibrationRule:
     score (after the first ``settle_s`` of each series, while the EMA settles); the spread is the
     distance from the median to the 5th percentile. ``exclude_below`` is ``exclude_factor`` times
     as far below the median as ``warn_below``; ``recover_above`` is halfway between ``warn_below``
-    and the median.
+    and the median. Three spreads: with one, 25 s of nominal drives (one per condition) put the
+    warn level inside the nominal range of unseen drives (one alarm per 5 s drive, README).
     """
 
     smoothing_s: float = 0.5
-    warn_margin: float = 1.0
+    warn_margin: float = 3.0
     exclude_factor: float = 2.0
     settle_s: float = 1.0
 
