@@ -10,13 +10,12 @@ the price of the fusion and the head alone. For each present modality m this com
 
 1 means m alone predicts exactly the class distribution of the fusion; a sensor whose data no
 longer agree with the others (a slipped extrinsic, a smeared lens, a wrong depth scale) drops.
-Measured on the embedded world (README "Model-aware sensor health"), this separated faulty from
-nominal sensors better than the MFF fusion weights, the feature cosine to the other modalities'
-mean, the label agreement, and the same coefficient against the fusion of the *other* sensors.
 The reference is the fusion of every present modality (MFF already down-weights the one that
 disagrees), whether or not the node fuses it into its output: the score depends on the inputs
 alone, never on an earlier exclusion decision, so a sensor left out of the fusion is judged
-exactly as before and can come back.
+exactly as before and can come back. A badly faulty sensor also pulls its partners' scores down
+through the reference; the monitor judges one culprit at a time (core/consistency.py). What the
+shipped checkpoint separates, and what not, is measured in README "Model-aware sensor health".
 
 Cost: one decode of a batch of M single-modality fusions and one of the reference, on a stride-2
 subsample of the stage-1 grid (every head layer is per pixel, so this is a subsample of the
