@@ -187,3 +187,13 @@ def test_calibrate_replays_nominal_bags_and_writes_thresholds_for_every_judgeabl
         assert loaded is not None and loaded.thresholds == written.thresholds
     finally:
         path.unlink()
+
+
+def test_calibrate_command_names_a_missing_checkpoint_or_bag_before_any_work(tmp_path, checkpoint):
+    from replay_fixtures import modseg
+
+    missing = modseg("calibrate", str(tmp_path / "nope.safetensors"), "--cache", str(tmp_path / "cache"))
+    assert missing.returncode == 1 and f"no checkpoint at {tmp_path / 'nope.safetensors'}" in missing.stderr
+    assert not (tmp_path / "cache").exists()
+    no_bag = modseg("calibrate", str(checkpoint), str(tmp_path / "nobag"))
+    assert no_bag.returncode == 1 and f"{tmp_path / 'nobag'}: no such bag or folder" in no_bag.stderr

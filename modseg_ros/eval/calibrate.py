@@ -155,6 +155,8 @@ def calibrate_checkpoint(checkpoint: Path, bags: Sequence[Path], params: Path, d
                          rule: CalibrationRule = CalibrationRule(), out: Path | None = None, threads: int = 1,
                          progress: Callable[[str], None] | None = None) -> tuple[ConsistencyCalibration, Path]:  # fmt: skip
     """``modseg calibrate``: calibrate on ``bags`` (or on the nominal world drives) and write the file."""
+    if not Path(checkpoint).with_suffix(".safetensors").is_file():  # before minutes of rendering
+        raise ConfigError(f"calibrate: no checkpoint at {Path(checkpoint).with_suffix('.safetensors')}")
     bags = list(bags) or drives.paths(progress)
     calibration = calibrate(checkpoint, bags, params, rule, threads, progress, command=" ".join(["modseg", "calibrate", *sys.argv[2:]]))
     path = out or calibration_path(checkpoint)
