@@ -25,8 +25,9 @@ def test_round_trip_restores_the_same_network(saved):
     assert info.config == CONFIG and info.name == "net" and info.training["steps"] == 3
     x, idx = torch.randn(2, 3, 32, 64), torch.tensor([0, 2])
     with torch.no_grad():
-        a, wa = FrameModel(model)(x, idx)
-        b, wb = FrameModel(loaded)(x, idx)
+        fused = torch.ones(2, dtype=torch.bool)
+        a, wa, _ = FrameModel(model)(x, idx, fused)
+        b, wb, _ = FrameModel(loaded)(x, idx, fused)
     assert torch.equal(a, b) and torch.equal(wa, wb)
     side = json.loads(sidecar_path(path).read_text())
     assert side["classes"][6] == "Road" and side["inputs"]["lidar"]["resize"] == "nearest point per block"
@@ -39,8 +40,9 @@ def test_half_precision_storage_changes_predictions_negligibly(tmp_path, saved):
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     x, idx = torch.randn(4, 3, 32, 64), torch.arange(4)
     with torch.no_grad():
-        a, _ = FrameModel(model)(x, idx)
-        b, _ = FrameModel(loaded)(x, idx)
+        fused = torch.ones(4, dtype=torch.bool)
+        a, _, _ = FrameModel(model)(x, idx, fused)
+        b, _, _ = FrameModel(loaded)(x, idx, fused)
     assert (a.argmax(1) == b.argmax(1)).float().mean() > 0.98
 
 
