@@ -62,10 +62,11 @@ class DemoDrive:
 
 def demo_parameters(drive: DemoDrive, folder: Path) -> Path:
     """The node's parameters for the demo: the shipped file, with the drive's camera grid and one
-    inference thread (the player and the recorder share the machine's cores with the node)."""
+    inference thread (the player and the recorder share the machine's cores with the node). The
+    consistency check is off: the shipped calibration is for the 512×256 rig, not this grid."""
     path = folder / "demo_params.yaml"
     overrides = {"any2seg": {"ros__parameters": {"rig": {"camera": {"width": drive.width, "height": drive.height}},
-                                                  "model": {"threads": 1}}}}  # fmt: skip
+                                                  "model": {"threads": 1}, "health": {"consistency": {"enabled": False}}}}}  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     path.write_text(f"# {config_file('any2seg.yaml')} plus these overrides (written by modseg demo)\n" + yaml.safe_dump(overrides))
     return path
