@@ -309,7 +309,21 @@ def test_stamps_jumping_back_reset_the_queues_and_bundles_continue():
         out += sync.push(sample(D, t), t, {C, D})
         out += sync.push(sample(C, t), t, {C, D})
     assert [b.stamp_ns for b in out] == [100 * S, 100 * S + 50 * MS, S, S + 50 * MS]
-    assert sync.stats.resets == 1
+    assert sync.stats.resets == 2  # each input restarts when its own stamps jump back
+
+
+def test_one_input_jumping_back_does_not_cost_the_others_their_bundles():
+    sync = make(priority=(C, D, L), lidar=InputSync(60 * MS, reuse=True, period_ns=100 * MS))
+    out = []
+    for k in range(20):
+        t = 10 * S + k * 50 * MS
+        out += sync.push(sample(D, t), t, {C, D, L})
+        if k % 2 == 0:  # a LiDAR whose clock glitches back to zero now and then
+            out += sync.push(sample(L, t if k % 4 else MS), t, {C, D, L})
+        out += sync.push(sample(C, t), t, {C, D, L})
+        out += sync.poll(t + 60 * MS, {C, D, L})
+    assert [b.stamp_ns for b in out] == [10 * S + k * 50 * MS for k in range(20)]
+    assert all(D in b.samples for b in out) and sync.stats.resets > 0
 
 
 def test_memory_stays_bounded_whatever_the_input_does():

@@ -178,6 +178,7 @@ def _widest_empty_run(occupied: np.ndarray) -> int:
     return int((edges[1::2] - edges[0::2]).max()) if len(edges) else 0
 
 
+@np.errstate(over="ignore", invalid="ignore")  # absurd coordinates (a corrupt driver) count as returns, not warnings
 def check_lidar(cloud: PointCloud, checks: LidarChecks) -> tuple[Finding, dict[str, float]]:
     points = cloud.points
     total = len(points)
@@ -294,7 +295,8 @@ class _Stream:
     received: int = 0
     rejected: int = 0
     last_arrival_ns: int | None = None
-    last_stamp_ns: int | None = None
+    last_stamp_ns: int | None = None  # newest stamp consistent with the node clock (not zero, future or stale)
+    stamp_usable: bool = True  # was the newest message's stamp fit for time matching?
     window_start_ns: int | None = None  # since when the stream has been continuously present
     arrivals: deque[int] = field(default_factory=deque)
     timed_out: bool = False
@@ -330,7 +332,7 @@ class HealthMonitor:
     def observe(self, sample: SensorSample, now_ns: int) -> HealthState:
         """A converted message arrived: run the message checks and update the stream."""
         stream = self._streams[sample.modality]
-        stamp_finding = self._check_stamp(stream, sample.stamp_ns, now_ns)
+        stamp_finding, on_clock = self._check_stamp(stream, sample.stamp_ns, now_ns)
         content, numbers = check_content(sample, self.config)
         digest = payload_digest(sample.data)
         stream.identical_run = stream.identical_run + 1 if digest == stream.last_digest else 0
@@ -344,11 +346,27 @@ class HealthMonitor:
             stream.timed_out = False
         stream.received += 1
         stream.last_arrival_ns = now_ns
-        stream.last_stamp_ns = sample.stamp_ns
+        stream.stamp_usable = stamp_finding.level is OK
+        if on_clock:  # a glitch (zero, far future or past) does not move the reference for the next stamp
+            stream.last_stamp_ns = sample.stamp_ns
         stream.arrivals.append(now_ns)
         stream.numbers = numbers
         stream.hysteresis.update(_worst([stamp_finding, content, frozen]))  # content names the fault best
         return self._update(sample.modality, now_ns)
+
+    def stamp_usable(self, modality: Modality) -> bool:
+        """Was the stamp of this modality's newest message fit for time matching (not zero, in the
+        future, stale, or behind the previous one)? Such messages are judged, not synchronised."""
+        return self._streams[modality].stamp_usable
+
+    def clock_jumped_back(self, now_ns: int) -> None:
+        """The node clock went back (a bag loop on sim time): rates, timeouts and stamp order start
+        again from ``now_ns``; levels and their hysteresis are kept."""
+        for stream in self._streams.values():
+            stream.arrivals.clear()
+            stream.last_stamp_ns = None
+            if stream.received:
+                stream.window_start_ns = stream.last_arrival_ns = now_ns
 
     def reject(self, modality: Modality, now_ns: int, problem: str) -> HealthState:
         """A message of this modality could not be used (malformed): it counts as a bad message."""
@@ -366,17 +384,18 @@ class HealthMonitor:
 
     # --- internals ---------------------------------------------------------------------------
 
-    def _check_stamp(self, stream: _Stream, stamp_ns: int, now_ns: int) -> Finding:
+    def _check_stamp(self, stream: _Stream, stamp_ns: int, now_ns: int) -> tuple[Finding, bool]:
+        """The stamp's finding, and whether it is consistent with the node clock at all."""
         cfg = self.config
         if stamp_ns <= 0:
-            return Finding(ERROR, "zero stamp")
+            return Finding(ERROR, "zero stamp"), False
         if cfg.max_future_ns and stamp_ns > now_ns + cfg.max_future_ns:
-            return Finding(ERROR, f"stamp {(stamp_ns - now_ns) / 1e9:.2f} s in the future")
+            return Finding(ERROR, f"stamp {(stamp_ns - now_ns) / 1e9:.2f} s in the future"), False
         if cfg.max_delay_ns and stamp_ns < now_ns - cfg.max_delay_ns:
-            return Finding(ERROR, f"stale stamp, {(now_ns - stamp_ns) / 1e9:.2f} s old")
+            return Finding(ERROR, f"stale stamp, {(now_ns - stamp_ns) / 1e9:.2f} s old"), False
         if stream.last_stamp_ns is not None and stamp_ns <= stream.last_stamp_ns:
-            return Finding(ERROR, f"stamp not increasing ({(stamp_ns - stream.last_stamp_ns) / 1e9:+.3f} s)")
-        return _FINE
+            return Finding(ERROR, f"stamp not increasing ({(stamp_ns - stream.last_stamp_ns) / 1e9:+.3f} s)"), True
+        return _FINE, True
 
     def _timeout(self, stream: _Stream, now_ns: int) -> Finding:
         age = now_ns - stream.last_arrival_ns

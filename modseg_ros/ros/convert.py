@@ -18,14 +18,16 @@ a size field without checking it against the buffer.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.geometry import Intrinsics
-from modseg_ros.core.types import CameraFrame, DepthFrame, EventFrame, EventPacket, PointCloud
+from modseg_ros.core.types import CameraFrame, DepthFrame, EventFrame, EventPacket, Modality, Payload, PointCloud, SensorSample
 from modseg_ros.errors import ConversionError
 
 # Beyond these a message is treated as corrupt rather than as data (a 16k × 16k RGB image is 768 MB).
@@ -253,19 +255,30 @@ def point_cloud(msg, topic: str, intensity_scale: float = 1.0) -> PointCloud:
         if axis not in points.dtype.names:
             raise ConversionError(topic, f"point cloud has no '{axis}' field (has {', '.join(points.dtype.names)})")
     xyz = _xyz_view(points)
-    if xyz is None:
-        xyz = np.stack([points[a].reshape(-1) for a in ("x", "y", "z")], axis=1).astype(np.float32)
-    if "intensity" in points.dtype.names:
-        intensity = points["intensity"].reshape(-1)
-        if intensity_scale != 1.0 or intensity.dtype != np.dtype("=f4"):
-            intensity = intensity.astype(np.float32) / np.float32(intensity_scale)
-    else:
-        intensity = np.zeros(points.size, dtype=np.float32)
-    ring = None
-    if "ring" in points.dtype.names:
-        ring = points["ring"].reshape(-1)
-        ring = ring if ring.dtype == np.dtype("=u2") else ring.astype(np.uint16)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and float64 beyond float32 become NaN / inf: no return
+        if xyz is None:
+            xyz = np.stack([points[a].reshape(-1) for a in ("x", "y", "z")], axis=1).astype(np.float32)
+        if "intensity" in points.dtype.names:
+            intensity = points["intensity"].reshape(-1)
+            if intensity_scale != 1.0 or intensity.dtype != np.dtype("=f4"):
+                intensity = intensity.astype(np.float32) / np.float32(intensity_scale)
+        else:
+            intensity = np.zeros(points.size, dtype=np.float32)
+        ring = None
+        if "ring" in points.dtype.names:
+            ring = points["ring"].reshape(-1)
+            ring = ring if ring.dtype == np.dtype("=u2") else ring.astype(np.uint16)
     return PointCloud(points=xyz, intensity=intensity, ring=ring)
+
+
+def _packed_nanoseconds(t: np.ndarray) -> bool:
+    """Does a FLOAT64 time field hold int64 nanoseconds (CARLA's layout)? Every int64 within ±2^61 ns
+    (±73 years) reads as a double below 1e-150 in magnitude, or as NaN for negative values, and no
+    real time in seconds is that small (but zero, which means the same either way)."""
+    if t.dtype != np.float64 or not len(t):
+        return False
+    as_int = np.ascontiguousarray(t).view(np.int64)
+    return bool(np.all((as_int > -(2**61)) & (as_int < 2**61)))
 
 
 def event_times_ns(t: np.ndarray) -> np.ndarray:
@@ -273,25 +286,31 @@ def event_times_ns(t: np.ndarray) -> np.ndarray:
 
     Integer fields hold nanoseconds. FLOAT64 fields hold seconds, except in CARLA's DVS layout (and
     the embedded world's bags), which declare FLOAT64 because PointField has no 64-bit integer but
-    store int64 nanoseconds. Any such value below 2^61 ns (73 years) reads as a double below 1e-150,
-    and no real time in seconds is that small (but not zero), so those are reinterpreted.
+    store int64 nanoseconds: those are recognised (``_packed_nanoseconds``) and reinterpreted.
     """
     if t.dtype.kind in "iu":
         return t.astype(np.int64)
-    if t.dtype == np.float64 and len(t) and np.all(np.abs(t) < 1e-30):
+    if _packed_nanoseconds(t):
         return np.ascontiguousarray(t).view(np.int64)
     return np.rint(t.astype(np.float64) * 1e9).astype(np.int64)
 
 
-def _finite_times(t: np.ndarray, topic: str) -> np.ndarray:
-    if t.dtype.kind == "f" and len(t) and not (np.abs(t) < 1e-30).all() and not np.isfinite(t).all():
-        raise ConversionError(topic, "event times contain NaN or inf")
+_INT64_NS = 2**63 - 2**10  # the int64 range, as float64 rounds it
+
+
+def _checked_times(t: np.ndarray, topic: str) -> np.ndarray:
+    if t.dtype.kind == "f" and len(t) and not _packed_nanoseconds(t):
+        if not np.isfinite(t).all():
+            raise ConversionError(topic, "event times contain NaN or inf")
+        if np.abs(t).max() >= _INT64_NS / 1e9:
+            raise ConversionError(topic, f"event times up to {np.abs(t).max():.3g} s are beyond the int64 nanosecond range")
     return event_times_ns(t)
 
 
 def event_packet(msg, topic: str, width: int, height: int) -> EventPacket:
     """Events as a PointCloud2 (x, y, t absolute, polarity) -> EventPacket with time relative to the
-    header stamp; polarity 0/negative -> -1, positive -> +1."""
+    header stamp; polarity 0/negative -> -1, positive -> +1. Coordinates must fit uint16 (events
+    outside the sensor's grid are kept; the encodings skip them)."""
     points = cloud_array(msg, topic)
     x = _field(points, ("x",), topic, "x")
     y = _field(points, ("y",), topic, "y")
@@ -300,11 +319,52 @@ def event_packet(msg, topic: str, width: int, height: int) -> EventPacket:
     for name, values in (("x", x), ("y", y)):
         if values.dtype.kind == "f" and len(values) and not np.isfinite(values).all():
             raise ConversionError(topic, f"event '{name}' coordinates contain NaN or inf")
-    relative = _finite_times(t, topic) - stamp_ns(msg.header)
+        if len(values) and (values.min() < 0 or values.max() > 65535):
+            raise ConversionError(topic, f"event '{name}' coordinates outside 0..65535 ({values.min():g} to {values.max():g})")
+    times = _checked_times(t, topic)
+    stamp = stamp_ns(msg.header)
+    if len(times) and not (-_INT64_NS <= int(times.min()) - stamp and int(times.max()) - stamp <= _INT64_NS):
+        raise ConversionError(topic, "event times are too far from the header stamp to be relative nanoseconds")
+    relative = times - np.int64(stamp)
     polarity = np.where(p.astype(np.float64) > 0, 1, -1).astype(np.int8)
     return EventPacket(
         x=x.astype(np.uint16), y=y.astype(np.uint16), t_ns=relative, polarity=polarity, width=width, height=height
     )
+
+
+# --- The node's inputs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SensorInput:
+    """One input of the node: its topic (relative name), message type and converter."""
+
+    modality: Modality
+    topic: str
+    msg_type: type
+    read: Callable[[object, str], Payload]  # (message, resolved topic name) -> payload; ConversionError
+
+    def sample(self, msg, topic: str, now_ns: int) -> SensorSample:
+        """The message as a sample received at ``now_ns`` (ConversionError if it is malformed)."""
+        return SensorSample(self.modality, stamp_ns(msg.header), now_ns, str(msg.header.frame_id), self.read(msg, topic))
+
+
+def sensor_inputs(config: NodeConfig) -> dict[Modality, SensorInput]:
+    """The inputs the node subscribes to, as its parameters select them (shared with the offline replay)."""
+    events = config.rig.intrinsics_of(Modality.EVENTS)
+    scale = config.inputs.lidar_intensity_scale
+    table = {
+        Modality.CAMERA: SensorInput(Modality.CAMERA, "camera/image", Image, camera_frame),
+        Modality.DEPTH: SensorInput(Modality.DEPTH, "depth/image", Image, depth_frame),
+        Modality.LIDAR: SensorInput(Modality.LIDAR, "lidar/points", PointCloud2,
+                                    lambda msg, topic: point_cloud(msg, topic, scale)),
+        Modality.EVENTS: (
+            SensorInput(Modality.EVENTS, "events/points", PointCloud2,
+                        lambda msg, topic: event_packet(msg, topic, events.width, events.height))
+            if config.inputs.events_source == "points" else SensorInput(Modality.EVENTS, "events/image", Image, event_frame)
+        ),
+    }  # fmt: skip
+    return {m: table[m] for m in config.inputs.modalities}
 
 
 # --- Outbound: numpy -> messages -------------------------------------------------------------------
