@@ -4,7 +4,8 @@ Pure and clock-injected: every input carries the node-clock time ``now_ns`` (ROS
 works) and nothing here reads a clock. Two kinds of evidence (ros.md §2):
 
 - **Stream checks**, on ``tick(now)``: never received (STALE), no valid message for longer than the
-  timeout (ERROR), message rate over a sliding window below the warn / error rates.
+  timeout (ERROR), message rate over a sliding window below the warn / error rates or above the
+  maximum (WARN: a second publisher on the topic, a burst).
 - **Message checks**, on each ``observe`` (or ``reject`` for a malformed message): zero, future,
   stale and non-monotonic stamps; a frozen payload (the same hash of sampled bytes several times in
   a row); and content: camera exposure and blockage from block statistics, depth valid-pixel fraction,
@@ -48,6 +49,7 @@ class StreamLimits:
     warn_rate_hz: float  # measured rate below this over the window: WARN
     error_rate_hz: float  # ... below this: ERROR
     frozen_count: int = 3  # this many identical payloads in a row: ERROR (0 disables)
+    max_rate_hz: float = 0.0  # measured rate above this over the window: WARN (0 disables)
 
 
 @dataclass(frozen=True)
@@ -340,7 +342,8 @@ class HealthMonitor:
         frozen = _FINE
         if stream.limits.frozen_count and stream.identical_run + 1 >= stream.limits.frozen_count:
             frozen = Finding(ERROR, f"frozen: {stream.identical_run + 1} identical payloads in a row")
-        if stream.timed_out or stream.window_start_ns is None:
+        gap = stream.last_arrival_ns is not None and now_ns - stream.last_arrival_ns > stream.limits.timeout_ns
+        if stream.timed_out or stream.window_start_ns is None or gap:  # (a gap no tick judged: a stall, a clock jump)
             stream.window_start_ns = now_ns
             stream.arrivals.clear()
             stream.timed_out = False
@@ -412,6 +415,8 @@ class HealthMonitor:
             return _FINE  # not observed for a whole window yet (start, or resumed after a timeout)
         limits = stream.limits
         rate = len(stream.arrivals) / (window / 1e9)
+        if limits.max_rate_hz and rate > limits.max_rate_hz:  # a second publisher on the topic, a burst, a flood
+            return Finding(WARN, f"rate {rate:.1f} Hz above {limits.max_rate_hz:.1f} Hz")
         bound = limits.error_rate_hz if rate < limits.error_rate_hz else limits.warn_rate_hz
         return _graded(rate, limits.warn_rate_hz, limits.error_rate_hz, f"rate {rate:.1f} Hz below {bound:.1f} Hz")
 
