@@ -1,12 +1,17 @@
 """Start the any-modal segmentation node (and optionally RViz).
 
-    ros2 launch modseg_ros any2seg.launch.py [params_file:=...] [use_sim_time:=true] [namespace:=...]
-        [model:=...] [rviz:=true] [camera_topic:=...] [camera_info_topic:=...] [depth_topic:=...]
-        [lidar_topic:=...] [events_topic:=...] [events_image_topic:=...]
+    ros2 launch modseg_ros any2seg.launch.py [preset:=carla] [params_file:=...] [use_sim_time:=true]
+        [namespace:=...] [model:=...] [rviz:=true] [camera_topic:=...] [camera_info_topic:=...]
+        [depth_topic:=...] [lidar_topic:=...] [events_topic:=...] [events_image_topic:=...]
 
+``preset:=NAME`` takes the parameter file ``config/NAME.yaml`` of this package (``any2seg``, the
+default, or ``carla``); ``params_file`` overrides it. The node subscribes to the topics the
+parameter file names (``topics.*``); a ``*_topic`` argument remaps one of them.
 This is a standard launch_ros file: it leaves the DDS configuration of the ROS installation alone.
 RViz's fixed frame is the parameter file's ``rig.base_frame``.
 """
+import os
+
 import yaml
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -17,24 +22,25 @@ from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = "modseg_ros"
 
-# (launch argument, the node's relative input topic); each argument defaults to the topic itself
+# (launch argument, the parameter naming the node's input topic it remaps)
 INPUTS = (
-    ("camera_topic", "camera/image"),
-    ("camera_info_topic", "camera/camera_info"),
-    ("depth_topic", "depth/image"),
-    ("lidar_topic", "lidar/points"),
-    ("events_topic", "events/points"),
-    ("events_image_topic", "events/image"),
+    ("camera_topic", "topics.camera"),
+    ("camera_info_topic", "topics.camera_info"),
+    ("depth_topic", "topics.depth"),
+    ("lidar_topic", "topics.lidar"),
+    ("events_topic", "topics.events"),
+    ("events_image_topic", "topics.events_image"),
 )
 
 
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare(PACKAGE)
     arguments = [
+        DeclareLaunchArgument("preset", default_value="any2seg", description="Parameter preset: config/<preset>.yaml (any2seg, carla)"),
         DeclareLaunchArgument(
             "params_file",
-            default_value=PathJoinSubstitution([share, "config", "any2seg.yaml"]),
-            description="Node parameter file",
+            default_value=PathJoinSubstitution([share, "config", [LaunchConfiguration("preset"), ".yaml"]]),
+            description="Node parameter file (default: the preset's)",
         ),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="Follow /clock"),
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node"),
@@ -45,8 +51,8 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument("rviz", default_value="false", description="Also start RViz"),
     ] + [
-        DeclareLaunchArgument(arg, default_value=topic, description=f"Remapping of {topic}")
-        for arg, topic in INPUTS
+        DeclareLaunchArgument(arg, default_value="", description=f"Remapping of the topic {parameter} names (empty: none)")
+        for arg, parameter in INPUTS
     ]
 
     node = OpaqueFunction(function=_segmentation_node)
@@ -54,20 +60,41 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([*arguments, node, rviz])
 
 
-def _base_frame(params_file: str) -> str:
-    """``rig.base_frame`` of a ROS 2 parameter file (its ``/**`` or node section), else base_link."""
+def _parameters(params_file: str) -> dict:
+    """The ``/**`` then ``any2seg`` sections of a ROS 2 parameter file, flattened to dotted names."""
     with open(params_file) as stream:
         document = yaml.safe_load(stream) or {}
-    frame = "base_link"
+
+    def flat(tree: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in tree.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+
+    params = {}
     for section in ("/**", "any2seg", "/any2seg"):
-        rig = ((document.get(section) or {}).get("ros__parameters") or {}).get("rig") or {}
-        frame = rig.get("base_frame", frame)
-    return frame
+        params.update(flat((document.get(section) or {}).get("ros__parameters") or {}))
+    return params
+
+
+def _effective_parameters(context) -> dict:
+    """The shipped defaults (config/any2seg.yaml) with the chosen parameter file over them, as the node sees them."""
+    shipped = os.path.join(FindPackageShare(PACKAGE).perform(context), "config", "any2seg.yaml")
+    return {**_parameters(shipped), **_parameters(LaunchConfiguration("params_file").perform(context))}
+
+
+def _remappings(context) -> list[tuple[str, str]]:
+    """(the parameter file's topic, the launch argument) for every ``*_topic`` argument given."""
+    params = _effective_parameters(context)
+    return [(str(params[parameter]), LaunchConfiguration(arg).perform(context))
+            for arg, parameter in INPUTS if LaunchConfiguration(arg).perform(context)]  # fmt: skip
 
 
 def _rviz(context):
     config = PathJoinSubstitution([FindPackageShare(PACKAGE), "rviz", "any2seg.rviz"])
-    fixed_frame = _base_frame(LaunchConfiguration("params_file").perform(context))
+    params = _effective_parameters(context)
+    fixed_frame = str(params["rig.base_frame"])
+    camera = LaunchConfiguration("camera_topic").perform(context) or str(params["topics.camera"])
     return [
         Node(
             package="rviz2",
@@ -76,7 +103,7 @@ def _rviz(context):
             namespace=LaunchConfiguration("namespace"),
             arguments=["-d", config, "-f", fixed_frame],
             parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
-            remappings=[("camera/image", LaunchConfiguration("camera_topic"))],  # the camera display
+            remappings=[("camera/image", camera)],  # the camera display
         )
     ]
 
@@ -98,6 +125,6 @@ def _segmentation_node(context):
             output="screen",
             emulate_tty=True,
             parameters=parameters,
-            remappings=[(topic, LaunchConfiguration(arg)) for arg, topic in INPUTS],
+            remappings=_remappings(context),
         )
     ]

@@ -26,7 +26,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("modseg_ros.commands.export", "export a checkpoint to ONNX and check it against torch"),
     "run": ("modseg_ros.commands.run", "run the any2seg node (parameters as the launch file; --ros-args ...)"),
     "play": ("modseg_ros.commands.play", "publish a rosbag2 bag (MCAP, sqlite3) with /clock and injected failures"),
+    "convert": ("modseg_ros.commands.convert", "convert data for the node: deliver2bag (DELIVER frames -> rosbag2)"),
     "replay-eval": ("modseg_ros.commands.replay_eval", "replay bags through the node (live or offline), score them, write a report"),
+    "render": ("modseg_ros.commands.render", "render frames of a replay recording (replay-eval --record) to PNG"),
     "bench": ("modseg_ros.commands.bench", "run a benchmark and print its figures (modseg bench --help lists the targets)"),
     "info": ("modseg_ros.commands.info", "show versions, install paths and the DDS environment"),
 }

@@ -321,3 +321,59 @@ def test_event_times_that_are_not_finite_are_rejected():
     msg = cloud([("x", 0, U16), ("y", 2, U16), ("t", 4, F64), ("p", 12, I8)], [(1, 2, float("nan"), 1)], point_step=13)
     with pytest.raises(ConversionError, match="event times contain NaN"):
         convert.event_packet(msg, "events/points", 4, 4)
+
+
+# --- event time conventions (inputs.event_time) ---------------------------------------------------------
+
+from modseg_ros.core.types import EventTime  # noqa: E402
+
+SIM_STAMP = 5_250_000_000  # CARLA: simulation seconds since the episode began
+WALL_STAMP = 1_795_315_145_457_680_992  # a driver on the wall clock
+EVENT_OFFSETS = [-40_000_000, -1_000, 0]
+
+
+def carla_events(stamp: int, convention: EventTime) -> PointCloud2:
+    """Three events in CARLA's packed DVS layout, t written in ``convention``."""
+    fields = [("x", 0, U16), ("y", 2, U16), ("t", 4, F64), ("pol", 12, I8)]
+    msg = cloud(fields, [(0, 0, 0.0, 0)] * 3, point_step=13)
+    pack = {EventTime.INT64_NS: lambda t: struct.pack("<q", t),  # CARLA's native ROS 2 publisher: the struct's bytes
+            EventTime.FLOAT_NS: lambda t: struct.pack("<d", float(t)),  # carla-ros-bridge: create_cloud packs the int as 'd'
+            EventTime.FLOAT_S: lambda t: struct.pack("<d", t / 1e9)}[convention]  # fmt: skip
+    msg.data = b"".join(struct.pack("<HH", x, y) + pack(stamp + dt) + struct.pack("<b", p)
+                        for x, y, dt, p in zip([3, 0, 9], [1, 2, 4], EVENT_OFFSETS, [1, 0, 1]))  # fmt: skip
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+    return msg
+
+
+@pytest.mark.parametrize("stamp", [SIM_STAMP, WALL_STAMP])
+@pytest.mark.parametrize("convention", [EventTime.INT64_NS, EventTime.FLOAT_NS, EventTime.FLOAT_S])
+def test_every_event_time_convention_reads_right_forced_and_auto(convention, stamp):
+    msg = carla_events(stamp, convention)
+    # a double keeps 53 bits: wall-clock nanoseconds as a double are exact to 256 ns, seconds to about 0.2 µs
+    tolerance = 0 if convention is EventTime.INT64_NS or stamp == SIM_STAMP and convention is EventTime.FLOAT_NS else 300
+    for setting in (convention, EventTime.AUTO):
+        packet = convert.event_packet(msg, "events", 10, 5, setting)
+        assert np.allclose(packet.t_ns, EVENT_OFFSETS, rtol=0, atol=tolerance), (setting, packet.t_ns)
+        assert list(packet.polarity) == [1, -1, 1]
+    points = convert.cloud_array(msg, "events").reshape(-1)
+    assert convert.resolve_event_time(points["t"], stamp) is convention
+
+
+def test_the_auto_rule_tells_sim_time_nanoseconds_from_wall_clock_seconds():
+    # the same magnitude, about 1.8e9: simulation nanoseconds (1.8 s into an episode) or wall-clock seconds
+    values = np.array([1.79e9, 1.795e9])
+    assert convert.resolve_event_time(values, stamp_ns=1_800_000_000) is EventTime.FLOAT_NS
+    assert convert.resolve_event_time(values, stamp_ns=1_795_000_000 * 1_000_000_000) is EventTime.FLOAT_S
+    # without a header stamp, magnitude decides: above 1e7 is nanoseconds
+    assert convert.resolve_event_time(np.array([2.5e9]), 0) is EventTime.FLOAT_NS
+    assert convert.resolve_event_time(np.array([12.5]), 0) is EventTime.FLOAT_S
+
+
+def test_a_wrong_forced_convention_is_visible_and_an_impossible_one_is_an_error():
+    msg = carla_events(SIM_STAMP, EventTime.FLOAT_NS)
+    misread = convert.event_packet(msg, "events", 10, 5, EventTime.FLOAT_S)  # nanoseconds taken as seconds
+    assert misread.t_ns.min() > 1e15  # events from the far future: the health monitor's business, not a crash
+    f32 = cloud([("x", 0, U16), ("y", 2, U16), ("t", 4, F32), ("pol", 8, I8)], [(1, 1, 5.2, 1)], point_step=9)
+    with pytest.raises(ConversionError, match="int64 nanoseconds need an 8-byte field.*inputs.event_time: int64_ns"):
+        convert.event_packet(f32, "events", 4, 4, EventTime.INT64_NS)
+    assert convert.event_packet(f32, "events", 4, 4).t_ns[0] == pytest.approx(5_200_000_000 - 5_250_000_000, abs=200)

@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="failures injected by the player on top of those a bag records, e.g. 'camera:blackout@3-6s'")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the injected failures' noise (default 0)")
     parser.add_argument("--panels", type=int, default=4, help="frames shown in panels.png per bag (default 4)")
+    parser.add_argument("--record", action="store_true",
+                        help="live: write each bag's replay (the inputs as published, every output of the node, TF "
+                             "and ground truth) as an MCAP bag OUT/recording/<bag> for Foxglove and RViz")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,11 +40,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers != 1 and not args.offline:
         raise ConfigError("--workers needs --offline (live, one node replays the bags one after the other)")
+    if args.record and args.offline:
+        raise ConfigError("--record records what the live node publishes: drop --offline")
+    record = args.out / "recording" if args.record else None
     bags = bag_paths(args.bags)
     failures = tuple(load_failure_schedule(args.fail))
     PlaybackOptions(rate=args.rate, start_s=args.start, duration_s=args.duration, clock_hz=args.clock).validate()
     options = ReplayOptions(params=args.params, failures=failures, seed=args.seed, rate=args.rate, clock_hz=args.clock,
-                            start_s=args.start, duration_s=args.duration)  # fmt: skip
+                            start_s=args.start, duration_s=args.duration, record=record)  # fmt: skip
     if args.offline:
         from modseg_ros.eval.offline import run_offline as runner
     else:

@@ -31,7 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth-encoding", default="32FC1", help="bag: 32FC1 (metres) or 16UC1 (millimetres)")
     parser.add_argument("--workers", type=int, default=1, help="deliver: sequences rendered in parallel processes (default 1)")
     parser.add_argument("--threads", type=int, default=0, help="rendering threads per process (default 0 = one per core)")
-    parser.add_argument("--params", type=Path, help="parameter file with the sensor rig (default config/any2seg.yaml)")
+    parser.add_argument("--params", type=Path, help="parameter file with the sensor rig (default config/any2seg.yaml; "
+                        "config/carla.yaml with --topic-preset carla)")  # fmt: skip
+    parser.add_argument("--topic-preset", default="world", choices=("world", "carla"),
+                        help="bag: world topics and layouts (default), or the carla-ros-bridge's under the --params "
+                             "file's topics (CARLA's timing, sim-time stamps)")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace existing output of the same split or bag")
 
 
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         failures=tuple(load_failure_schedule(args.failures)), split=args.split, width=args.width, height=args.height,
         sequence_frames=args.sequence_frames, frame_stride=args.frame_stride, corner_fraction=args.corner_fraction,
         models=models, depth_encoding=args.depth_encoding, threads=args.threads, workers=args.workers,
-        overwrite=args.overwrite, parameters=args.params,
+        overwrite=args.overwrite, parameters=args.params, topic_preset=args.topic_preset,
     )  # fmt: skip
     options.validate()
     columns = (TextColumn("[bold]world[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),

@@ -19,7 +19,8 @@ from modseg_ros.core.encoding import EncodingConfig
 from modseg_ros.core.geometry import Intrinsics, Rig, Transform
 from modseg_ros.core.health import CameraChecks, DepthChecks, EventChecks, HealthConfig, LidarChecks, StreamLimits
 from modseg_ros.core.sync import InputSync, SyncConfig
-from modseg_ros.core.types import MODALITIES, Modality
+from modseg_ros.core.carla import GT_ENCODINGS, TAG_SETS
+from modseg_ros.core.types import MODALITIES, EventTime, Modality
 from modseg_ros.errors import ConfigError
 from modseg_ros.paths import config_file
 
@@ -66,6 +67,11 @@ def plain(value: Any) -> Any:
 def dump_yaml(document: Mapping[str, Any]) -> str:
     """A YAML text of ``document`` (numpy values converted), keys in their given order."""
     return yaml.safe_dump(plain(document), sort_keys=False, default_flow_style=None, width=120)
+
+
+def resolved_topic(topic: str) -> str:
+    """A topic name as a node in the root namespace resolves it (what a bag records)."""
+    return topic if topic.startswith("/") else "/" + topic.removeprefix("~/")
 
 
 def load_parameters(path: str | Path, node_name: str = "any2seg") -> Parameters:
@@ -200,6 +206,15 @@ class _Reader:
             raise ConfigError(f"parameter '{key}' must be one of {', '.join(choices)}, got '{value}'")
         return value
 
+    def topic(self, key: str) -> str:
+        """A ROS topic name: alphanumerics, '_' and '/' separators, '~' only first, no empty tokens."""
+        value = self.string(key)
+        body = value[1:] if value[:1] in "/~" else value
+        tokens = body.lstrip("/").split("/") if value.startswith("~/") else body.split("/")
+        if not value or not all(t and (t[0].isalpha() or t[0] == "_") and t.replace("_", "").isalnum() for t in tokens):
+            raise ConfigError(f"parameter '{key}' is not a valid ROS topic name: '{value}'")
+        return value
+
     def modalities(self, key: str) -> tuple[Modality, ...]:
         value = self._get(key)
         if not isinstance(value, (list, tuple)) or not value:
@@ -218,9 +233,37 @@ class _Reader:
 
 
 @dataclass(frozen=True)
+class TopicsConfig:
+    """The node's input topics (relative names resolve in its namespace)."""
+
+    camera: str
+    camera_info: str
+    depth: str
+    lidar: str
+    events: str  # PointCloud2 events
+    events_image: str  # rendered event frames
+
+    def sensor(self, modality: Modality, events_source: str) -> str:
+        """The topic a modality's messages arrive on."""
+        if modality is Modality.EVENTS:
+            return self.events if events_source == "points" else self.events_image
+        return getattr(self, modality.value)
+
+
+@dataclass(frozen=True)
+class GroundTruthConfig:
+    """Where a bag's per-pixel ground truth is and how it is encoded (read by the replay evaluation)."""
+
+    topic: str
+    encoding: str  # one of core/carla.py GT_ENCODINGS
+    carla_tags: str  # a key of core/carla.py TAG_SETS
+
+
+@dataclass(frozen=True)
 class InputsConfig:
     modalities: tuple[Modality, ...]  # subscribed and fused, canonical order
     events_source: str  # "points" | "image"
+    event_time: EventTime  # how float event time fields are read
     qos_reliability: str  # "best_effort" | "reliable"
     qos_depth: int
     lidar_intensity_scale: float
@@ -250,6 +293,7 @@ class NodeConfig:
     """Everything the node, ``modseg run`` and the offline replay need, validated."""
 
     rig: Rig
+    topics: TopicsConfig
     inputs: InputsConfig
     sync: SyncConfig
     sync_poll_rate_hz: float
@@ -258,6 +302,7 @@ class NodeConfig:
     model: ModelConfig
     encoding: EncodingConfig
     outputs: OutputsConfig
+    ground_truth: GroundTruthConfig
     parameters: Parameters  # the merged flat parameters this was built from
 
     @classmethod
@@ -276,6 +321,7 @@ class NodeConfig:
         inputs = InputsConfig(
             modalities=tuple(m for m in MODALITIES if m in enabled),
             events_source=r.string("inputs.events_source", EVENTS_SOURCES),
+            event_time=EventTime(r.string("inputs.event_time", tuple(e.value for e in EventTime))),
             qos_reliability=r.string("inputs.qos_reliability", QOS_RELIABILITIES),
             qos_depth=r.integer("inputs.qos_depth", 1),
             lidar_intensity_scale=r.positive("inputs.lidar_intensity_scale"),
@@ -329,8 +375,15 @@ class NodeConfig:
             diagnostics_rate_hz=r.positive("outputs.diagnostics_rate_hz"),
             health_rate_hz=r.positive("outputs.health_rate_hz"),
         )
+        topics = TopicsConfig(**{name: r.topic(f"topics.{name}") for name in TopicsConfig.__dataclass_fields__})
+        ground_truth = GroundTruthConfig(
+            topic=r.topic("ground_truth.topic"),
+            encoding=r.string("ground_truth.encoding", GT_ENCODINGS),
+            carla_tags=r.string("ground_truth.carla_tags", tuple(TAG_SETS)),
+        )
         return cls(
             rig=rig,
+            topics=topics,
             inputs=inputs,
             sync=sync,
             sync_poll_rate_hz=r.positive("sync.poll_rate_hz"),
@@ -339,6 +392,7 @@ class NodeConfig:
             model=model,
             encoding=encoding,
             outputs=outputs,
+            ground_truth=ground_truth,
             parameters=merged,
         )
 

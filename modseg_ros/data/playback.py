@@ -92,18 +92,21 @@ class TopicRole:
     ground_truth: bool = False  # follows the sensor's stamp failures only
 
 
-def topic_roles(topics: Sequence[str], overrides: Mapping[str, Modality] | None = None) -> dict[str, TopicRole]:
-    """The sensor (and ground-truth) topics among ``topics``, by name or by explicit mapping."""
+def topic_roles(topics: Sequence[str], overrides: Mapping[str, Modality] | None = None,
+                ground_truth: Mapping[str, Modality] | None = None) -> dict[str, TopicRole]:  # fmt: skip
+    """The sensor (and ground-truth) topics among ``topics``, by name or by explicit mapping
+    (``overrides``: sensor topics, ``ground_truth``: ground truth following a sensor's stamps)."""
     roles: dict[str, TopicRole] = {}
     overrides = overrides or {}
+    ground_truth = ground_truth or {}
     for topic in topics:
-        if topic in overrides:
-            roles[topic] = TopicRole(overrides[topic])
+        if topic in overrides or topic in ground_truth:
+            roles[topic] = TopicRole(overrides[topic]) if topic in overrides else TopicRole(ground_truth[topic], True)
             continue
-        for table, ground_truth in ((SENSOR_TOPICS, False), (GROUND_TRUTH_TOPICS, True)):
+        for table, is_ground_truth in ((SENSOR_TOPICS, False), (GROUND_TRUTH_TOPICS, True)):
             for name, modality in table.items():
                 if topic == "/" + name or topic.endswith("/" + name):
-                    roles[topic] = TopicRole(modality, ground_truth)
+                    roles[topic] = TopicRole(modality, is_ground_truth)
     return roles
 
 
@@ -197,9 +200,21 @@ class _Builders:
             msg = depth_image(msgs, stamp_ns, frame_id, payload, "16UC1" if millimetres else "32FC1")
         elif isinstance(payload, PointCloud):
             msg = lidar_cloud(msgs, stamp_ns, frame_id, payload)
-        else:
-            msg = event_cloud(msgs, stamp_ns, frame_id, payload, grid or (payload.width, payload.height))
+        else:  # in the layout it came in: the world's (int64 ns bytes) or the carla-ros-bridge's (double ns, 'pol')
+            msg = event_cloud(msgs, stamp_ns, frame_id, payload, grid or (payload.width, payload.height), bridge=_bridge_events(original))
         return bytes(msgs.serialize(msg))
+
+
+def _bridge_events(msg: Any) -> bool:
+    """Whether an event cloud is in the carla-ros-bridge's layout: 'pol' and t holding double nanoseconds."""
+    from modseg_ros.core.types import EventTime
+    from modseg_ros.ros import convert
+
+    if "pol" not in [str(f.name) for f in msg.fields]:
+        return False
+    points = convert.cloud_array(msg, "events").reshape(-1)
+    t = points["t"] if "t" in points.dtype.names else np.zeros(0)
+    return len(t) > 0 and t.dtype.kind == "f" and convert.resolve_event_time(t, convert.stamp_ns(msg.header)) is EventTime.FLOAT_NS
 
 
 # --- failure injection ---------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from modseg_ros.core.config import NodeConfig
+from modseg_ros.core.config import resolved_topic as resolved
 from modseg_ros.core.perception import Perception, load_engine
 from modseg_ros.core.types import Bundle, HealthState, Modality
 from modseg_ros.data.bags import Bag, BagMessage
@@ -26,15 +27,19 @@ from modseg_ros.data.playback import CLOCK_TOPIC, MessageInjector, PlaybackOptio
 from modseg_ros.errors import ConversionError
 from modseg_ros.eval.run import HealthRecord, MaskRecord, ReplayOptions, RunOutputs
 
-CAMERA_INFO_TOPIC = "/camera/camera_info"
-
-
 def node_inputs(config: NodeConfig) -> dict:
     """The node's inputs (ros/convert.py ``SensorInput``) by the absolute topic the node resolves
     them to in the root namespace (the launch default), as recorded in bags."""
     from modseg_ros.ros import convert  # message-field readers; they take rosbags messages as well
 
-    return {f"/{source.topic}": source for source in convert.sensor_inputs(config).values()}
+    return {resolved(source.topic): source for source in convert.sensor_inputs(config).values()}
+
+
+def node_topic_roles(config: NodeConfig) -> dict[str, Modality]:
+    """Bag topic -> modality for failure injection: the node's inputs, its camera_info and ground truth."""
+    roles = {topic: source.modality for topic, source in node_inputs(config).items()}
+    roles[resolved(config.topics.camera_info)] = Modality.CAMERA
+    return roles
 
 
 class _Timer:
@@ -59,6 +64,7 @@ class OfflineNode:
         self.config = config
         self.perception = Perception(config, engine)
         self.inputs = node_inputs(config)
+        self.camera_info_topic = resolved(config.topics.camera_info)
         self.masks: list[MaskRecord] = []
         self.health: list[HealthRecord] = []
         self.rejected = 0
@@ -83,7 +89,7 @@ class OfflineNode:
             self._record_health(self.perception.health.states)
 
     def message(self, topic: str, msg) -> None:
-        if topic == CAMERA_INFO_TOPIC:
+        if topic == self.camera_info_topic:
             from modseg_ros.ros import convert
 
             try:
@@ -115,15 +121,17 @@ class OfflineNode:
         ))  # fmt: skip
 
 
-def playback_options(options: ReplayOptions, topics: list[str]) -> PlaybackOptions:
-    """The player's settings for a replay (shared by the live and the offline runs)."""
+def playback_options(options: ReplayOptions, topics: list[str], config: NodeConfig) -> PlaybackOptions:
+    """The player's settings for a replay (shared by the live and the offline runs); failures act
+    on the node's input topics as the parameters name them."""
     return PlaybackOptions(topics=tuple(topics), rate=options.rate, start_s=options.start_s, duration_s=options.duration_s,
-                           clock_hz=options.clock_hz, failures=options.failures, seed=options.seed, tail_s=options.tail_s)  # fmt: skip
+                           clock_hz=options.clock_hz, failures=options.failures, seed=options.seed, tail_s=options.tail_s,
+                           sensor_topics=node_topic_roles(config))  # fmt: skip
 
 
 def node_topics(bag: Bag, config: NodeConfig) -> list[str]:
     """The bag topics the node subscribes to (sensor inputs and camera_info)."""
-    wanted = list(node_inputs(config)) + [CAMERA_INFO_TOPIC]
+    wanted = list(node_inputs(config)) + [resolved(config.topics.camera_info)]
     return [t for t in wanted if t in bag.topics]
 
 
@@ -138,8 +146,8 @@ def run_offline(bag_path: Path, options: ReplayOptions, progress: Callable[[floa
     node = OfflineNode(config, engine)
     with Bag(bag_path) as bag:
         topics = node_topics(bag, config)
-        playback = playback_options(options, topics)
-        injector = MessageInjector(bag, playback.failures, playback.seed, topic_roles(topics))
+        playback = playback_options(options, topics, config)
+        injector = MessageInjector(bag, playback.failures, playback.seed, topic_roles(topics, playback.sensor_topics))
         begin, end = window(bag, playback)
         for item in schedule(bag, topics, playback, injector):
             if progress is not None:
@@ -168,13 +176,13 @@ def encode_inputs(bag: Bag, options: ReplayOptions, config: NodeConfig,
 
     inputs = node_inputs(config)
     topics = node_topics(bag, config)
-    playback = playback_options(options, topics)
-    injector = MessageInjector(bag, playback.failures, playback.seed, topic_roles(topics))
+    playback = playback_options(options, topics, config)
+    injector = MessageInjector(bag, playback.failures, playback.seed, topic_roles(topics, playback.sensor_topics))
     rig = config.rig
     found: dict[tuple[Modality, int], np.ndarray] = {}
     for item in schedule(bag, topics, replace(playback, clock_hz=0.0), injector):
         message = BagMessage(item.topic, bag.topics[item.topic].msgtype, item.bag_ns, item.raw)
-        if item.topic == CAMERA_INFO_TOPIC:
+        if item.topic == resolved(config.topics.camera_info):
             try:
                 rig = rig.with_camera(convert.camera_intrinsics(bag.deserialize(message), item.topic))
             except ConversionError:

@@ -1,6 +1,7 @@
 """Scoring a replay (live or offline) against the bag's ground truth and failure schedule.
 
-- **Matching**: each ground-truth label frame (``/ground_truth/labels``, the camera's stamp) is
+- **Matching**: each ground-truth label frame (parameter ``ground_truth.topic``, default
+  ``/ground_truth/labels``, the camera's stamp; CARLA tags or colours mapped by core/carla.py) is
   matched to the published mask nearest in stamp within half a label period (a mask triggered by
   depth or LiDAR while the camera is down has that sensor's stamp). Ground truth goes through the
   player's failure injection too, so injected stamp faults keep labels and frames matched.
@@ -29,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from modseg_ros.core.carla import TAG_SETS, labels_from_cityscapes, labels_from_tags
+from modseg_ros.core.config import GroundTruthConfig, NodeConfig
 from modseg_ros.core.failures import Failure, load_failure_schedule
 from modseg_ros.core.palette import CLASSES
 from modseg_ros.core.types import MODALITIES, HealthLevel, Modality
@@ -39,7 +42,6 @@ from modseg_ros.eval.metrics import ConfusionMatrix
 from modseg_ros.eval.run import MaskRecord, ReplayOptions, RunOutputs
 
 NS = 1_000_000_000
-LABELS_TOPIC = "/ground_truth/labels"
 GRACE_S = 1.0  # after a failure ends, the monitor may still be recovering: not a false alarm
 NOMINAL = "nominal"
 
@@ -191,24 +193,39 @@ def condition_of(bag: Bag) -> str:
 
 
 def label_frames(bag: Bag, options: ReplayOptions) -> list[LabelFrame]:
-    """The ground-truth labels of the played window, stamped as the player publishes them."""
-    if LABELS_TOPIC not in bag.topics:
+    """The ground-truth labels of the played window (parameters ``ground_truth.*``), as DELIVER ids,
+    stamped as the player publishes them."""
+    gt = NodeConfig.load(options.params).ground_truth
+    if gt.topic not in bag.topics:
         return []
-    from modseg_ros.ros import convert
-
     playback = PlaybackOptions(start_s=options.start_s, duration_s=options.duration_s)
     begin, end = window(bag, playback)
-    injector = MessageInjector(bag, options.failures, options.seed, topic_roles([LABELS_TOPIC]))
+    injector = MessageInjector(bag, options.failures, options.seed, topic_roles([gt.topic], ground_truth={gt.topic: Modality.CAMERA}))
     frames = []
-    for message in bag.messages([LABELS_TOPIC], begin, end + 1):
+    for message in bag.messages([gt.topic], begin, end + 1):
         raw = injector.process(message)
         msg = bag.deserialize(BagMessage(message.topic, message.msgtype, message.log_ns, raw))
         try:
-            labels = np.array(convert.image_array(msg, LABELS_TOPIC))
+            labels = decode_labels(msg, gt)
         except Exception as err:
-            raise BagError(f"{bag.path}: {LABELS_TOPIC} at {message.log_ns} ns is not a label image ({err})") from None
+            raise BagError(f"{bag.path}: {gt.topic} at {message.log_ns} ns is not a {gt.encoding} label image ({err})") from None
         frames.append(LabelFrame(header_stamp(raw), labels))
     return frames
+
+
+def decode_labels(msg, gt: GroundTruthConfig) -> np.ndarray:
+    """A ground-truth image -> H×W DELIVER ids (255 = ignore), per ``ground_truth.encoding``:
+    ``deliver`` mono8 ids; ``carla_tags`` CARLA tags (mono8, or the red channel of a colour image,
+    as CARLA's raw semantic image); ``carla_cityscapes`` CARLA's CityScapes colours."""
+    from modseg_ros.ros import convert
+
+    if gt.encoding == "deliver":
+        return np.array(convert.image_array(msg, gt.topic))
+    rgb = convert.camera_frame(msg, gt.topic).image  # bgr8/bgra8 (the bridge) become RGB
+    tag_set = TAG_SETS[gt.carla_tags]
+    if gt.encoding == "carla_tags":
+        return labels_from_tags(rgb[..., 0], tag_set)
+    return labels_from_cityscapes(rgb, tag_set)
 
 
 # --- scoring ------------------------------------------------------------------------------------------------
@@ -346,7 +363,7 @@ def evaluate(bag: Bag, outputs: RunOutputs, options: ReplayOptions) -> BagEvalua
             group.add(prediction, frame.labels)
         scores.append(FrameScore(frame.stamp_ns, t_s, phase, index, mask.subset, frame_miou(prediction, frame.labels)))
     if not frames:  # no ground truth: count the trigger messages instead of label frames
-        outputs.notes.append(f"no {LABELS_TOPIC} in the bag: counts and latency only, no mIoU")
+        outputs.notes.append(f"no {NodeConfig.load(options.params).ground_truth.topic} in the bag: counts and latency only, no mIoU")
     latency = {"node": _percentiles([m.node_ms for m in outputs.masks]),
                "inference": _percentiles([m.inference_ms for m in outputs.masks])}  # fmt: skip
     e2e = [m.end_to_end_ms for m in outputs.masks if m.end_to_end_ms is not None]

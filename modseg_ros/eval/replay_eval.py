@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -50,6 +51,9 @@ def evaluate_bag(bag_path: Path, folder: Path, options: ReplayOptions, runner: R
     from modseg_ros.eval.replay_figures import Panel, overlay_gif, panels_png, select_panel_frames, timeline_png
     from modseg_ros.eval.report import confusion_png
 
+    if options.record is not None:  # one recording per bag, named as its report folder
+        options.record.mkdir(parents=True, exist_ok=True)
+        options = replace(options, record=options.record / folder.name)
     outputs = runner(bag_path, options, progress)
     folder.mkdir(parents=True, exist_ok=True)
     with Bag(bag_path) as bag:

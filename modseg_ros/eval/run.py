@@ -23,6 +23,7 @@ class ReplayOptions:
     start_s: float = 0.0
     duration_s: float | None = None
     tail_s: float = 0.3  # bag time of /clock after the last message (completes max-wait and timeouts)
+    record: Path | None = None  # live: write the replay (inputs and every output) to this MCAP bag
 
 
 @dataclass(frozen=True, eq=False)

@@ -27,7 +27,8 @@ from std_msgs.msg import Header
 
 from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.geometry import Intrinsics
-from modseg_ros.core.types import CameraFrame, DepthFrame, EventFrame, EventPacket, Modality, Payload, PointCloud, SensorSample
+from modseg_ros.core.types import (CameraFrame, DepthFrame, EventFrame, EventPacket, EventTime, Modality, Payload, PointCloud,
+                                   SensorSample)  # fmt: skip
 from modseg_ros.errors import ConversionError
 
 # Beyond these a message is treated as corrupt rather than as data (a 16k × 16k RGB image is 768 MB).
@@ -272,42 +273,63 @@ def point_cloud(msg, topic: str, intensity_scale: float = 1.0) -> PointCloud:
 
 
 def _packed_nanoseconds(t: np.ndarray) -> bool:
-    """Does a FLOAT64 time field hold int64 nanoseconds (CARLA's layout)? Every int64 within ±2^61 ns
-    (±73 years) reads as a double below 1e-150 in magnitude, or as NaN for negative values, and no
-    real time in seconds is that small (but zero, which means the same either way)."""
+    """Does a FLOAT64 field hold int64 nanoseconds in its bytes? Every int64 within ±2^61 ns (±73
+    years) reads as a double below 1e-150 in magnitude, or as NaN for negative values (packets
+    stamped near zero), and no real time in any unit is that small (but zero, the same either way)."""
     if t.dtype != np.float64 or not len(t):
         return False
     as_int = np.ascontiguousarray(t).view(np.int64)
     return bool(np.all((as_int > -(2**61)) & (as_int < 2**61)))
 
 
-def event_times_ns(t: np.ndarray) -> np.ndarray:
-    """Absolute event times in ns from a PointCloud2 time field.
-
-    Integer fields hold nanoseconds. FLOAT64 fields hold seconds, except in CARLA's DVS layout (and
-    the embedded world's bags), which declare FLOAT64 because PointField has no 64-bit integer but
-    store int64 nanoseconds: those are recognised (``_packed_nanoseconds``) and reinterpreted.
-    """
-    if t.dtype.kind in "iu":
-        return t.astype(np.int64)
-    if _packed_nanoseconds(t):
-        return np.ascontiguousarray(t).view(np.int64)
-    return np.rint(t.astype(np.float64) * 1e9).astype(np.int64)
-
-
+# With no header stamp to compare with, larger float values are taken as nanoseconds (1e7 s is 116 days).
+_NS_WITHOUT_STAMP_ABOVE = 1e7
 _INT64_NS = 2**63 - 2**10  # the int64 range, as float64 rounds it
 
 
-def _checked_times(t: np.ndarray, topic: str) -> np.ndarray:
-    if t.dtype.kind == "f" and len(t) and not _packed_nanoseconds(t):
-        if not np.isfinite(t).all():
-            raise ConversionError(topic, "event times contain NaN or inf")
-        if np.abs(t).max() >= _INT64_NS / 1e9:
-            raise ConversionError(topic, f"event times up to {np.abs(t).max():.3g} s are beyond the int64 nanosecond range")
-    return event_times_ns(t)
+def resolve_event_time(t: np.ndarray, stamp_ns: int) -> EventTime:
+    """The ``auto`` rule for a float time field: which convention ``t`` is in.
+
+    1. A FLOAT64 field whose bytes are all int64 within ±2^61 (``_packed_nanoseconds``): int64
+       nanoseconds (CARLA's native ROS 2 publisher, the world's bags).
+    2. Otherwise the values are real numbers in seconds or in nanoseconds (the carla-ros-bridge packs
+       CARLA's int64 ns as a double value). Events lie within a fraction of a second of their
+       message's header stamp, so the reading of the median value that lands nearer the stamp wins.
+    3. Without a header stamp (0), values above 1e7 are nanoseconds.
+    """
+    if _packed_nanoseconds(t):
+        return EventTime.INT64_NS
+    median = float(np.median(t))
+    if stamp_ns == 0:
+        return EventTime.FLOAT_NS if abs(median) > _NS_WITHOUT_STAMP_ABOVE else EventTime.FLOAT_S
+    stamp_s = stamp_ns / 1e9
+    return EventTime.FLOAT_NS if abs(median * 1e-9 - stamp_s) < abs(median - stamp_s) else EventTime.FLOAT_S
 
 
-def event_packet(msg, topic: str, width: int, height: int) -> EventPacket:
+def event_times_ns(t: np.ndarray, stamp_ns: int, convention: EventTime = EventTime.AUTO) -> np.ndarray:
+    """Absolute event times in ns from a PointCloud2 time field (``convention``: see EventTime;
+    integer fields always hold nanoseconds). ValueError if the field cannot hold the convention or
+    the times are NaN, inf or beyond the int64 nanosecond range."""
+    if t.dtype.kind in "iu":
+        return t.astype(np.int64)
+    if len(t) == 0:
+        return np.zeros(0, np.int64)
+    if convention is EventTime.AUTO:
+        convention = resolve_event_time(t, stamp_ns)
+    if convention is EventTime.INT64_NS:
+        if t.dtype.itemsize != 8:
+            raise ValueError(f"int64 nanoseconds need an 8-byte field, the time field is {t.dtype.name}")
+        return np.ascontiguousarray(t).view(np.int64)
+    values = t.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("event times contain NaN or inf")
+    unit = 1.0 if convention is EventTime.FLOAT_NS else 1e9
+    if np.abs(values).max() >= _INT64_NS / unit:  # (checked before scaling: no overflow warning)
+        raise ValueError(f"event times up to {np.abs(values).max():.3g} are beyond the int64 nanosecond range")
+    return np.rint(values * unit).astype(np.int64)
+
+
+def event_packet(msg, topic: str, width: int, height: int, time_convention: EventTime = EventTime.AUTO) -> EventPacket:
     """Events as a PointCloud2 (x, y, t absolute, polarity) -> EventPacket with time relative to the
     header stamp; polarity 0/negative -> -1, positive -> +1. Coordinates must fit uint16 (events
     outside the sensor's grid are kept; the encodings skip them)."""
@@ -321,8 +343,11 @@ def event_packet(msg, topic: str, width: int, height: int) -> EventPacket:
             raise ConversionError(topic, f"event '{name}' coordinates contain NaN or inf")
         if len(values) and (values.min() < 0 or values.max() > 65535):
             raise ConversionError(topic, f"event '{name}' coordinates outside 0..65535 ({values.min():g} to {values.max():g})")
-    times = _checked_times(t, topic)
     stamp = stamp_ns(msg.header)
+    try:
+        times = event_times_ns(t, stamp, time_convention)
+    except ValueError as err:
+        raise ConversionError(topic, f"{err} (inputs.event_time: {time_convention})") from None
     if len(times) and not (-_INT64_NS <= int(times.min()) - stamp and int(times.max()) - stamp <= _INT64_NS):
         raise ConversionError(topic, "event times are too far from the header stamp to be relative nanoseconds")
     relative = times - np.int64(stamp)
@@ -350,21 +375,21 @@ class SensorInput:
 
 
 def sensor_inputs(config: NodeConfig) -> dict[Modality, SensorInput]:
-    """The inputs the node subscribes to, as its parameters select them (shared with the offline replay)."""
+    """The inputs the node subscribes to, as its parameters select them (topics, events source and
+    time convention, LiDAR intensity scale); shared with the offline replay."""
     events = config.rig.intrinsics_of(Modality.EVENTS)
-    scale = config.inputs.lidar_intensity_scale
-    table = {
-        Modality.CAMERA: SensorInput(Modality.CAMERA, "camera/image", Image, camera_frame),
-        Modality.DEPTH: SensorInput(Modality.DEPTH, "depth/image", Image, depth_frame),
-        Modality.LIDAR: SensorInput(Modality.LIDAR, "lidar/points", PointCloud2,
-                                    lambda msg, topic: point_cloud(msg, topic, scale)),
+    inputs = config.inputs
+    scale = inputs.lidar_intensity_scale
+    readers: dict[Modality, tuple[type, Callable[[object, str], Payload]]] = {
+        Modality.CAMERA: (Image, camera_frame),
+        Modality.DEPTH: (Image, depth_frame),
+        Modality.LIDAR: (PointCloud2, lambda msg, topic: point_cloud(msg, topic, scale)),
         Modality.EVENTS: (
-            SensorInput(Modality.EVENTS, "events/points", PointCloud2,
-                        lambda msg, topic: event_packet(msg, topic, events.width, events.height))
-            if config.inputs.events_source == "points" else SensorInput(Modality.EVENTS, "events/image", Image, event_frame)
+            (PointCloud2, lambda msg, topic: event_packet(msg, topic, events.width, events.height, inputs.event_time))
+            if inputs.events_source == "points" else (Image, event_frame)
         ),
     }  # fmt: skip
-    return {m: table[m] for m in config.inputs.modalities}
+    return {m: SensorInput(m, config.topics.sensor(m, inputs.events_source), *readers[m]) for m in inputs.modalities}
 
 
 # --- Outbound: numpy -> messages -------------------------------------------------------------------

@@ -21,6 +21,7 @@ from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.types import HealthLevel, Modality
 from modseg_ros.data.bags import Bag
 from modseg_ros.data.playback import CLOCK_TOPIC, Outgoing, play, window
+from modseg_ros.data.recording import RecordingWriter
 from modseg_ros.errors import ModsegError
 from modseg_ros.eval.offline import node_inputs, node_topics, playback_options
 from modseg_ros.eval.run import HealthRecord, MaskRecord, ReplayOptions, RunOutputs
@@ -33,7 +34,7 @@ from modseg_ros.ros.recorder import TopicRecorder
 READY_TIMEOUT_S = 180.0  # node start-up: imports, network construction, checkpoint
 QUIET_S = 1.5  # the node is done when no output arrived for this long after playback
 DRAIN_TIMEOUT_S = 60.0
-# What the evaluation needs of the node's outputs (issue 9's recording adds the rest).
+# What the evaluation needs of the node's outputs; a recording takes the rest too.
 OUTPUTS = {
     "segmentation/mask": "sensor_msgs/msg/Image",
     "segmentation/overlay": "sensor_msgs/msg/Image",
@@ -41,6 +42,9 @@ OUTPUTS = {
     "sensor_health": "modseg_ros/msg/SensorHealthArray",
     "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
 }
+RECORDED_OUTPUTS = {**OUTPUTS, "segmentation/color_mask": "sensor_msgs/msg/Image",
+                    "segmentation/points": "sensor_msgs/msg/PointCloud2"}  # fmt: skip
+TF_TOPICS = ("/tf_static", "/tf")  # copied from the bag into a recording, for RViz's frames
 
 
 class ReplayError(ModsegError):
@@ -57,13 +61,16 @@ def run_live(bag_path: Path, options: ReplayOptions, progress: Callable[[float],
         topics = node_topics(bag, config)
         if not topics:
             raise ReplayError(f"{bag.path}: none of the node's input topics ({', '.join(node_inputs(config))}) is in the bag")
-        playback = playback_options(options, topics)
+        playback = playback_options(options, topics, config)
         begin, end = window(bag, playback)
         published: dict[tuple[str, int], float] = {}
+        recording = RecordingWriter(options.record) if options.record is not None else None
 
         def on_publish(item: Outgoing, wall: float) -> None:
             if item.stamp_ns is not None:
                 published[(item.topic, item.stamp_ns)] = wall
+            if recording is not None and item.raw is not None:  # the inputs as the node received them
+                recording.write(item.topic, bag.topics[item.topic].msgtype, item.bag_ns, item.raw)
             if progress is not None:
                 progress(min(1.0, (item.bag_ns - begin) / max(end - begin, 1)))
 
@@ -75,7 +82,7 @@ def run_live(bag_path: Path, options: ReplayOptions, progress: Callable[[float],
             node = rclpy.create_node("modseg_replay", context=context,
                                      parameter_overrides=[Parameter("use_sim_time", value=True)])  # fmt: skip
             sink = BagPublisher(node, [bag.topics[t] for t in topics], clock=True, on_publish=on_publish)
-            recorder = TopicRecorder(node, OUTPUTS)
+            recorder = TopicRecorder(node, RECORDED_OUTPUTS if recording is not None else OUTPUTS)
             executor = SingleThreadedExecutor(context=context)
             executor.add_node(node)
             spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -88,7 +95,11 @@ def run_live(bag_path: Path, options: ReplayOptions, progress: Callable[[float],
             stats = play(bag, topics, playback, sink)
             _drain(recorder, node_process)
             outputs = _decode(recorder, config, published)
+            if recording is not None:
+                _record_rest(recording, bag, recorder, node, config, (begin, end))
         finally:
+            if recording is not None:
+                recording.close()
             code = node_process.stop()
             if executor is not None:
                 executor.shutdown()
@@ -103,6 +114,19 @@ def run_live(bag_path: Path, options: ReplayOptions, progress: Callable[[float],
                              f"for this machine's failure injection)")  # fmt: skip
     outputs.counters["player_messages"] = sum(n for t, n in stats.published.items() if t != CLOCK_TOPIC)
     return outputs
+
+
+def _record_rest(recording: RecordingWriter, bag: Bag, recorder: TopicRecorder, node, config: NodeConfig,
+                 window_ns: tuple[int, int]) -> None:  # fmt: skip
+    """Into the recording: every output of the node (log time: its arrival on sim time) and the bag's
+    TF and ground truth over the played window."""
+    for topic in recorder.subscriptions:
+        name = node.resolve_topic_name(topic)
+        for record in recorder.messages(topic):
+            recording.write(name, record.msgtype, record.log_ns, record.raw)
+    copied = [t for t in (*TF_TOPICS, config.ground_truth.topic) if t in bag.topics]
+    for message in bag.messages(copied, window_ns[0], window_ns[1] + 1):
+        recording.write(message.topic, message.msgtype, message.log_ns, message.raw, latched=message.topic == "/tf_static")
 
 
 def _drain(recorder: TopicRecorder, node: NodeProcess) -> None:

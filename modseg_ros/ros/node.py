@@ -94,6 +94,7 @@ class _Topic:
 
     modality: Modality
     name: str  # resolved (remapped) name
+    camera_info: bool = False  # the camera's CameraInfo (not a sensor stream of its own)
     rejected: int = 0
     last_warning_s: float = -1e9
     suppressed: int = 0
@@ -173,15 +174,17 @@ class Any2SegNode(Node):
                              durability=qos_profile_sensor_data.durability, history=qos_profile_sensor_data.history)  # fmt: skip
         else:
             qos = QoSProfile(depth=cfg.qos_depth, reliability=ReliabilityPolicy.RELIABLE)
+        topics = self.config.topics
         for source in convert.sensor_inputs(self.config).values():
             self._subscribe(source.modality, source.msg_type, source.topic, qos, lambda msg, s=source: self._on_sensor(s, msg))
         if Modality.CAMERA in cfg.modalities:
-            self._subscribe(Modality.CAMERA, CameraInfo, "camera/camera_info", qos, self._on_camera_info)
+            self._subscribe(Modality.CAMERA, CameraInfo, topics.camera_info, qos, self._on_camera_info, info=True)
 
-    def _subscribe(self, modality: Modality, msg_type: type, topic: str, qos: QoSProfile, callback: Callable) -> None:
+    def _subscribe(self, modality: Modality, msg_type: type, topic: str, qos: QoSProfile, callback: Callable,
+                   info: bool = False) -> None:  # fmt: skip
         events = SubscriptionEventCallbacks(incompatible_qos=lambda info, t=topic: self._on_requested_incompatible(t, info))
         subscription = self.create_subscription(msg_type, topic, callback, qos, event_callbacks=events)
-        self._topics[topic] = _Topic(modality, subscription.topic_name)
+        self._topics[topic] = _Topic(modality, subscription.topic_name, camera_info=info)
 
     # --- receiving ----------------------------------------------------------------------------------
 
@@ -201,7 +204,7 @@ class Any2SegNode(Node):
         self._hand_over(intake.bundles)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        topic = self._topics["camera/camera_info"]
+        topic = self._topics[self.config.topics.camera_info]
         try:
             intrinsics = convert.camera_intrinsics(msg, topic.name)
         except ConversionError as err:
@@ -340,7 +343,7 @@ class Any2SegNode(Node):
         array.header.stamp = self.get_clock().now().to_msg()
         name = self.get_name()
         for topic in self._topics.values():
-            if topic.name.endswith("camera_info"):
+            if topic.camera_info:
                 continue
             state = self.perception.health.states[topic.modality]
             message = state.reason or "OK"
@@ -410,11 +413,13 @@ def _status(name: str, level: HealthLevel, message: str, hardware_id: str, value
                             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])  # fmt: skip
 
 
-def spin(ros_args: Sequence[str] = (), params_file: str | None = None) -> None:
+def spin(ros_args: Sequence[str] = (), params_file: str | None = None, foxglove=None) -> None:
     """Run the node until shut down (Ctrl-C, SIGTERM or rclpy shutdown).
 
     ``params_file`` is checked before anything starts (ConfigError naming the file and the
     parameter) and passed to rclpy as ``--params-file``; ``ros_args`` are further ROS arguments.
+    ``foxglove`` (ros/foxglove_live.py FoxgloveOptions): also serve the outputs and the camera over
+    Foxglove's WebSocket protocol.
     """
     args = list(ros_args)
     if params_file is not None:
@@ -423,10 +428,18 @@ def spin(ros_args: Sequence[str] = (), params_file: str | None = None) -> None:
         except ConfigError as err:
             raise ConfigError(f"{params_file}: {err}") if str(params_file) not in str(err) else err from None
         args = ["--ros-args", "--params-file", str(params_file), *(args[1:] if args[:1] == ["--ros-args"] else args)]
+    if foxglove is not None:
+        foxglove.validate()
     rclpy.init(args=[NODE_NAME, *args])
     node = None
+    relay = None
     try:
         node = Any2SegNode()
+        if foxglove is not None:
+            from modseg_ros.ros.foxglove_live import OUTPUT_TOPICS, FoxgloveRelay
+
+            relay = FoxgloveRelay(node, {**OUTPUT_TOPICS, node.config.topics.camera: "sensor_msgs/msg/Image"}, foxglove)
+            node.get_logger().info(f"foxglove: serving {len(relay.channels)} topics on ws://{foxglove.host}:{relay.port}")
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
@@ -436,6 +449,8 @@ def spin(ros_args: Sequence[str] = (), params_file: str | None = None) -> None:
         # A second Ctrl-C (a terminal signals launch and the node, then launch signals the node
         # again) must not interrupt the teardown.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if relay is not None:
+            relay.close()
         if node is not None:
             node.close()
         rclpy.try_shutdown()

@@ -31,10 +31,10 @@ class Resources:
 
 
 class NodeProcess:
-    """``modseg run --params FILE [--ros-args ...]`` in a child process."""
+    """``modseg run --params FILE [RUN_ARGS] [--ros-args ...]`` in a child process."""
 
-    def __init__(self, params: str | Path, ros_args: Sequence[str] = ()) -> None:
-        args = [sys.executable, "-m", "modseg_ros.cli", "run", "--params", str(params)]
+    def __init__(self, params: str | Path, ros_args: Sequence[str] = (), run_args: Sequence[str] = ()) -> None:
+        args = [sys.executable, "-m", "modseg_ros.cli", "run", "--params", str(params), *run_args]
         if ros_args:
             args += ["--ros-args", *ros_args]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -19,6 +19,14 @@ topic                                 type                             rate    f
 
 ``BagRecorder`` turns payloads into these messages and writes them in log-time order; the drive
 itself (which sensor samples when, failures, stamps) is ``generate.generate_bag``.
+
+``BagStyle.carla`` writes the same drive as the carla-ros-bridge (ROS 2) publishes CARLA's sensors,
+under the topic names of a parameter file (config/carla.yaml): camera ``bgra8``; depth ``32FC1``;
+LiDAR x, y, z, intensity float32 (point_step 16, no ring); DVS events x, y uint16, t FLOAT64
+holding the nanoseconds as a double value (the bridge's ``create_cloud`` struct-packs CARLA's int64
+``t``), pol int8 0/1 (point_step 13); the bridge's DVS ``image`` (bgr8, 255 in channel ``2 * pol``);
+the semantic camera as the parameter file's ``ground_truth`` encoding (the bridge: CityScapes
+colours, bgra8); no LiDAR ground truth.
 """
 from __future__ import annotations
 
@@ -30,7 +38,7 @@ import numpy as np
 
 from modseg_ros.core.encoding import EncodingConfig, render_events
 from modseg_ros.core.geometry import Intrinsics, Rig, Transform
-from modseg_ros.core.types import CameraFrame, DepthFrame, EventPacket, Modality, PointCloud
+from modseg_ros.core.types import CameraFrame, DepthFrame, EventFrame, EventPacket, Modality, PointCloud
 from modseg_ros.errors import BagError
 
 TOPICS: dict[str, tuple[str, str]] = {  # topic -> (message type, what it carries)
@@ -47,6 +55,47 @@ TOPICS: dict[str, tuple[str, str]] = {  # topic -> (message type, what it carrie
 }
 MAP_FRAME = "map"
 BASE_FRAME = "base_link"
+# role -> the world's topic (BagStyle.topics maps the same roles)
+WORLD_TOPICS = {"camera": "/camera/image", "camera_info": "/camera/camera_info", "depth": "/depth/image",
+                "lidar": "/lidar/points", "events": "/events/points", "events_image": "/events/image",
+                "labels": "/ground_truth/labels", "lidar_labels": "/ground_truth/lidar_points", "tf_static": "/tf_static",
+                "tf": "/tf"}  # fmt: skip
+ROLE_TYPES = {role: TOPICS[topic][0] for role, topic in WORLD_TOPICS.items()}
+TOPIC_PRESETS = ("world", "carla")
+
+
+@dataclass(frozen=True)
+class BagStyle:
+    """What a bag looks like: topic names, the base frame and the message layouts of a preset."""
+
+    preset: str = "world"  # world | carla
+    topics: dict[str, str] = field(default_factory=lambda: dict(WORLD_TOPICS))  # role -> topic
+    base_frame: str = BASE_FRAME
+    labels_encoding: str = "deliver"  # core/carla.py GT_ENCODINGS
+    carla_tags: str = "0.9.13"
+
+    @classmethod
+    def carla(cls, config) -> BagStyle:
+        """The carla-ros-bridge's layouts under the topics of a NodeConfig (config/carla.yaml)."""
+        from modseg_ros.core.config import resolved_topic as resolved
+
+        t, gt = config.topics, config.ground_truth
+        names = {"camera": t.camera, "camera_info": t.camera_info, "depth": t.depth, "lidar": t.lidar, "events": t.events,
+                 "events_image": t.events_image, "labels": gt.topic}  # fmt: skip
+        topics = {role: resolved(name) for role, name in names.items()} | {"tf_static": "/tf_static", "tf": "/tf"}
+        return cls("carla", topics, str(config.parameters.get("rig.base_frame", BASE_FRAME)), gt.encoding, gt.carla_tags)
+
+    def describe(self) -> dict[str, dict[str, str]]:
+        """topic -> {type, content} (the sidecar's table)."""
+        if self.preset == "world":
+            return {topic: {"type": msgtype, "content": what} for topic, (msgtype, what) in TOPICS.items()}
+        content = {"camera": "bgra8 camera image", "camera_info": "camera intrinsics, same stamp as the image",
+                   "depth": "32FC1 metres", "lidar": "x, y, z, intensity float32 (point_step 16)",
+                   "events": "x, y uint16, t FLOAT64 = ns as a double value, pol int8 (point_step 13)",
+                   "events_image": "bgr8, 255 in channel 2 * pol (the bridge's rendering)",
+                   "labels": f"semantic camera, {self.labels_encoding} (CARLA {self.carla_tags} tags)",
+                   "tf_static": f"{self.base_frame} -> each sensor frame", "tf": f"map -> {self.base_frame}"}  # fmt: skip
+        return {topic: {"type": ROLE_TYPES[role], "content": content[role]} for role, topic in self.topics.items()}
 
 # PointCloud2 layouts: (name, offset, sensor_msgs/PointField datatype, numpy type)
 FLOAT32, FLOAT64, UINT16, UINT8, INT8 = 7, 8, 4, 2, 1
@@ -58,6 +107,10 @@ LIDAR_STEP = 20
 # it as '<i8' (the node's converter does).
 EVENT_FIELDS = (("x", 0, UINT16, "<u2"), ("y", 2, UINT16, "<u2"), ("t", 4, FLOAT64, "<i8"), ("polarity", 12, INT8, "<i1"))
 EVENT_STEP = 13
+# The carla-ros-bridge's DVS layout: the same bytes, t written as a double holding nanoseconds, 'pol' 0/1.
+BRIDGE_EVENT_FIELDS = (("x", 0, UINT16, "<u2"), ("y", 2, UINT16, "<u2"), ("t", 4, FLOAT64, "<f8"), ("pol", 12, INT8, "<i1"))
+BRIDGE_LIDAR_FIELDS = LIDAR_FIELDS[:4]
+BRIDGE_LIDAR_STEP = 16
 LABEL_FIELDS = (("x", 0, FLOAT32, "<f4"), ("y", 4, FLOAT32, "<f4"), ("z", 8, FLOAT32, "<f4"), ("label", 12, UINT8, "<u1"))
 LABEL_STEP = 16
 
@@ -153,9 +206,13 @@ class BagRecorder:
     sample can precede.
     """
 
-    def __init__(self, path: Path, rig: Rig, depth_encoding: str = "32FC1", encoding: EncodingConfig = EncodingConfig()) -> None:
+    def __init__(self, path: Path, rig: Rig, depth_encoding: str = "32FC1", encoding: EncodingConfig = EncodingConfig(),
+                 style: BagStyle = BagStyle()) -> None:  # fmt: skip
         from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 
+        self.style = style
+        self.topics = style.topics
+        self.carla = style.preset == "carla"
         self.rig = rig
         self.depth_encoding = depth_encoding
         self.encoding = encoding
@@ -167,9 +224,9 @@ class BagRecorder:
         except (WriterError, OSError) as err:
             raise BagError(f"cannot create bag {path}: {err}") from None
         self._connections = {
-            topic: self._writer.add_connection(topic, msgtype, typestore=self.msgs.store,
-                                               offered_qos_profiles=[_qos(transient_local=topic == "/tf_static")])
-            for topic, (msgtype, _) in TOPICS.items()
+            topic: self._writer.add_connection(topic, ROLE_TYPES[role], typestore=self.msgs.store,
+                                               offered_qos_profiles=[_qos(transient_local=role == "tf_static")])
+            for role, topic in style.topics.items()
         }  # fmt: skip
         self._pending: list[_Pending] = []
         self._count = 0
@@ -197,39 +254,86 @@ class BagRecorder:
     # --- one method per message kind ------------------------------------------------------------
 
     def tf_static(self, log_ns: int) -> None:
-        pairs = [(BASE_FRAME, self.frame_ids[m], self.rig.base_from[m]) for m in Modality]
-        self._record(log_ns, "/tf_static", self.msgs.tf(log_ns, pairs))
+        pairs = [(self.style.base_frame, self.frame_ids[m], self.rig.base_from[m]) for m in Modality]
+        self._record(log_ns, self.topics["tf_static"], self.msgs.tf(log_ns, pairs))
 
     def ego_pose(self, log_ns: int, stamp: int, map_from_base: Transform) -> None:
-        self._record(log_ns, "/tf", self.msgs.tf(stamp, [(MAP_FRAME, BASE_FRAME, map_from_base)]))
+        self._record(log_ns, self.topics["tf"], self.msgs.tf(stamp, [(MAP_FRAME, self.style.base_frame, map_from_base)]))
 
     def camera(self, log_ns: int, stamp: int, frame: CameraFrame) -> None:
         frame_id = self.frame_ids[Modality.CAMERA]
-        self._record(log_ns, "/camera/image", self.msgs.image(stamp, frame_id, frame.image, "rgb8"))
-        self._record(log_ns, "/camera/camera_info", self.msgs.camera_info(stamp, frame_id, self.rig.camera))
+        image, encoding = (bgra(frame.image), "bgra8") if self.carla else (frame.image, "rgb8")
+        self._record(log_ns, self.topics["camera"], self.msgs.image(stamp, frame_id, image, encoding))
+        self._record(log_ns, self.topics["camera_info"], self.msgs.camera_info(stamp, frame_id, self.rig.camera))
 
     def labels(self, log_ns: int, stamp: int, labels: np.ndarray) -> None:
-        self._record(log_ns, "/ground_truth/labels", self.msgs.image(stamp, self.frame_ids[Modality.CAMERA], labels, "mono8"))
+        frame_id = self.frame_ids[Modality.CAMERA]
+        if self.style.labels_encoding == "deliver":
+            msg = self.msgs.image(stamp, frame_id, labels, "mono8")
+        else:  # a CARLA semantic camera as the bridge publishes it (CityScapes) or raw (tag in red)
+            from modseg_ros.core.carla import TAG_SETS, cityscapes_from_labels, tags_from_labels
+
+            tag_set = TAG_SETS[self.style.carla_tags]
+            if self.style.labels_encoding == "carla_cityscapes":
+                rgb = cityscapes_from_labels(labels, tag_set)
+            else:
+                rgb = np.zeros((*labels.shape, 3), np.uint8)
+                rgb[..., 0] = tags_from_labels(labels, tag_set)
+            msg = self.msgs.image(stamp, frame_id, bgra(rgb), "bgra8")
+        self._record(log_ns, self.topics["labels"], msg)
 
     def depth(self, log_ns: int, stamp: int, depth: DepthFrame) -> None:
         msg = depth_image(self.msgs, stamp, self.frame_ids[Modality.DEPTH], depth, self.depth_encoding)
-        self._record(log_ns, "/depth/image", msg)
+        self._record(log_ns, self.topics["depth"], msg)
 
     def lidar(self, log_ns: int, stamp: int, cloud: PointCloud) -> None:
-        self._record(log_ns, "/lidar/points", lidar_cloud(self.msgs, stamp, self.frame_ids[Modality.LIDAR], cloud))
+        frame_id = self.frame_ids[Modality.LIDAR]
+        if self.carla:
+            columns = {"x": cloud.points[:, 0], "y": cloud.points[:, 1], "z": cloud.points[:, 2], "intensity": cloud.intensity}
+            msg = self.msgs.cloud(stamp, frame_id, BRIDGE_LIDAR_FIELDS, BRIDGE_LIDAR_STEP, columns)
+        else:
+            msg = lidar_cloud(self.msgs, stamp, frame_id, cloud)
+        self._record(log_ns, self.topics["lidar"], msg)
 
     def lidar_labels(self, log_ns: int, stamp: int, points: np.ndarray, labels: np.ndarray) -> None:
+        if "lidar_labels" not in self.topics:
+            return
         columns = {"x": points[:, 0], "y": points[:, 1], "z": points[:, 2], "label": labels}
         msg = self.msgs.cloud(stamp, self.frame_ids[Modality.LIDAR], LABEL_FIELDS, LABEL_STEP, columns)
-        self._record(log_ns, "/ground_truth/lidar_points", msg)
+        self._record(log_ns, self.topics["lidar_labels"], msg)
 
     def events(self, log_ns: int, stamp: int, packet: EventPacket) -> None:
         """The packet as a point cloud with absolute times, and its rendered event frame."""
         frame_id = self.frame_ids[Modality.EVENTS]
         nominal = self.rig.intrinsics_of(Modality.EVENTS)
-        cloud = event_cloud(self.msgs, stamp, frame_id, packet, (nominal.width, nominal.height))
-        self._record(log_ns, "/events/points", cloud)
-        self._record(log_ns, "/events/image", self.msgs.image(stamp, frame_id, render_events(packet, self.encoding), "rgb8"))
+        cloud = event_cloud(self.msgs, stamp, frame_id, packet, (nominal.width, nominal.height), bridge=self.carla)
+        self._record(log_ns, self.topics["events"], cloud)
+        if self.carla:
+            image, encoding = bridge_event_image(packet), "bgr8"
+        else:
+            image, encoding = render_events(packet, self.encoding), "rgb8"
+        self._record(log_ns, self.topics["events_image"], self.msgs.image(stamp, frame_id, image, encoding))
+
+
+    def event_frame(self, log_ns: int, stamp: int, frame: EventFrame) -> None:
+        """A rendered event frame alone (no packet), e.g. a DELIVER event PNG."""
+        image = self.msgs.image(stamp, self.frame_ids[Modality.EVENTS], frame.image, "rgb8")
+        self._record(log_ns, self.topics["events_image"], image)
+
+
+def bgra(rgb: np.ndarray) -> np.ndarray:
+    """H×W×3 RGB -> H×W×4 BGRA with opaque alpha (CARLA's camera buffers)."""
+    out = np.full((*rgb.shape[:2], 4), 255, np.uint8)
+    out[..., :3] = rgb[..., ::-1]
+    return out
+
+
+def bridge_event_image(packet: EventPacket) -> np.ndarray:
+    """The carla-ros-bridge's DVS image: bgr8, 255 in channel ``2 * pol`` of each event's pixel."""
+    image = np.zeros((packet.height, packet.width, 3), np.uint8)
+    ok = (packet.x < packet.width) & (packet.y < packet.height)
+    image[packet.y[ok], packet.x[ok], (packet.polarity[ok] > 0).astype(np.int64) * 2] = 255
+    return image
 
 
 # --- payload -> message builders (the recorder above, and the bag player for messages it rewrites) ---
@@ -250,14 +354,19 @@ def lidar_cloud(msgs: Messages, stamp: int, frame_id: str, cloud: PointCloud):
     return msgs.cloud(stamp, frame_id, LIDAR_FIELDS, LIDAR_STEP, columns)
 
 
-def event_cloud(msgs: Messages, stamp: int, frame_id: str, packet: EventPacket, grid: tuple[int, int]):
+def event_cloud(msgs: Messages, stamp: int, frame_id: str, packet: EventPacket, grid: tuple[int, int], bridge: bool = False):
     """Events with absolute times. A low-resolution packet's pixels map to the centres of their blocks
-    on the nominal sensor ``grid`` (width, height), so the topic's coordinates always mean one grid."""
+    on the nominal sensor ``grid`` (width, height), so the topic's coordinates always mean one grid.
+    ``bridge``: the carla-ros-bridge's layout (t as a double in ns, 'pol' 0/1) instead of the world's."""
     x, y = packet.x.astype(np.int64), packet.y.astype(np.int64)
     width, height = grid
     if packet.width != width:
         fx, fy = width / packet.width, height / packet.height
         x = np.minimum((x * fx + fx / 2).astype(np.int64), width - 1)
         y = np.minimum((y * fy + fy / 2).astype(np.int64), height - 1)
-    columns = {"x": x.astype(np.uint16), "y": y.astype(np.uint16), "t": packet.t_ns + np.int64(stamp), "polarity": packet.polarity}
+    t = packet.t_ns + np.int64(stamp)
+    if bridge:
+        columns = {"x": x.astype(np.uint16), "y": y.astype(np.uint16), "t": t.astype(np.float64), "pol": (packet.polarity > 0)}
+        return msgs.cloud(stamp, frame_id, BRIDGE_EVENT_FIELDS, EVENT_STEP, columns)
+    columns = {"x": x.astype(np.uint16), "y": y.astype(np.uint16), "t": t, "polarity": packet.polarity}
     return msgs.cloud(stamp, frame_id, EVENT_FIELDS, EVENT_STEP, columns)

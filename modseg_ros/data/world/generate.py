@@ -33,7 +33,7 @@ from modseg_ros.core.geometry import Rig
 from modseg_ros.core.palette import CLASSES, NUM_CLASSES
 from modseg_ros.core.types import MODALITIES, Modality, Payload
 from modseg_ros.data.world import deliver_writer
-from modseg_ros.data.world.bag_writer import TOPICS, BagRecorder
+from modseg_ros.data.world.bag_writer import TOPIC_PRESETS, BagRecorder, BagStyle
 from modseg_ros.data.world.conditions import CONDITIONS, make_condition
 from modseg_ros.data.world.drive import DEFAULT_CLOCKS, NS, SensorClock
 from modseg_ros.data.world.simulator import SensorModels, Simulator, scaled_rig
@@ -44,6 +44,12 @@ from modseg_ros.paths import config_file
 SPLITS = ("train", "val", "test")
 FORMATS = ("deliver", "bag")
 CAMERA_RATE_HZ = DEFAULT_CLOCKS[Modality.CAMERA].rate_hz  # saved frames and bag length count camera periods
+# CARLA in synchronous mode at 20 Hz: every sensor samples at the tick and carries its stamp
+# (simulation time since the episode began, here 5 s), the LiDAR turns once per tick; the bag is
+# recorded on simulation time (ros2 bag record --use-sim-time), a few ms after each tick.
+CARLA_CLOCKS = {m: SensorClock(20.0, 0.0, 0.0, 0.0, latency) for m, latency in
+                zip(MODALITIES, (0.008, 0.010, 0.012, 0.006))}  # fmt: skip
+CARLA_START_NS = 5 * NS
 
 Progress = Callable[[int], None]  # called with the number of frames just finished
 
@@ -68,7 +74,8 @@ class WorldOptions:
     threads: int = 0  # open3d ray-casting threads per process (0 = all)
     workers: int = 1  # deliver: sequences rendered in parallel processes
     overwrite: bool = False
-    parameters: Path | None = None  # parameter file with the rig (default: config/any2seg.yaml)
+    parameters: Path | None = None  # parameter file with the rig (default: config/<topic_preset>.yaml)
+    topic_preset: str = "world"  # bag: world (the world's topics) | carla (the carla-ros-bridge's, config/carla.yaml)
 
     def validate(self) -> None:
         if self.format not in FORMATS:
@@ -93,10 +100,23 @@ class WorldOptions:
             raise ConfigError(f"--depth-encoding must be 32FC1 or 16UC1, got {self.depth_encoding}")
         if self.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {self.workers}")
+        if self.topic_preset not in TOPIC_PRESETS:
+            raise ConfigError(f"--topic-preset must be one of {', '.join(TOPIC_PRESETS)}, got '{self.topic_preset}'")
+        if self.topic_preset != "world" and self.format != "bag":
+            raise ConfigError("--topic-preset applies to --format bag")
+
+    def parameter_file(self) -> Path:
+        return self.parameters or config_file("carla.yaml" if self.topic_preset == "carla" else "any2seg.yaml")
 
     def rig(self) -> Rig:
-        params = load_parameters(self.parameters or config_file("any2seg.yaml"))
-        return scaled_rig(rig_from_parameters(params), self.width, self.height)
+        return scaled_rig(rig_from_parameters(load_parameters(self.parameter_file())), self.width, self.height)
+
+    def bag_style(self) -> BagStyle:
+        if self.topic_preset == "carla":
+            from modseg_ros.core.config import NodeConfig
+
+            return BagStyle.carla(NodeConfig.load(self.parameter_file()))
+        return BagStyle()
 
 
 @dataclass(frozen=True)
@@ -338,13 +358,14 @@ def generate_bag(options: WorldOptions, progress: Progress | None = None) -> Sum
     condition = make_condition(options.conditions[0], np.random.default_rng(seed + 1))
     sim = Simulator(town, condition, rig, options.models, seed=seed, threads=options.threads)
     injector = FailureInjector(options.failures, seed=seed)
-    clocks = dict(DEFAULT_CLOCKS)
+    style = options.bag_style()
+    clocks = dict(CARLA_CLOCKS if style.preset == "carla" else DEFAULT_CLOCKS)
     stamp_rng = {m: np.random.default_rng([seed, 17, i]) for i, m in enumerate(MODALITIES)}
-    start = options.start_ns
+    start = CARLA_START_NS if style.preset == "carla" else options.start_ns
     summary = Summary(sequences=1)
     to_ns = lambda t: start + int(round(t * NS))  # noqa: E731  world time -> bag time
 
-    with closing(sim), BagRecorder(bag, rig, options.depth_encoding) as record:
+    with closing(sim), BagRecorder(bag, rig, options.depth_encoding, style=style) as record:
         record.tf_static(start)
         for t, m in sensor_schedule(clocks, duration):
             log_ns = to_ns(t + clocks[m].latency_s)
@@ -391,7 +412,8 @@ def generate_bag(options: WorldOptions, progress: Progress | None = None) -> Sum
         "sensors": options.models.to_dict(),
         "timing": {m.value: clocks[m].to_dict() for m in MODALITIES},
         "depth_encoding": options.depth_encoding,
-        "topics": {topic: {"type": msgtype, "content": what} for topic, (msgtype, what) in TOPICS.items()},
+        "topic_preset": style.preset,
+        "topics": style.describe(),
         "class_pixel_share": summary.class_share(),
     }
     (bag / "world.yaml").write_text(dump_yaml(sidecar))
