@@ -138,6 +138,8 @@ def _sample_grid(image: np.ndarray, max_side: int = 128) -> np.ndarray:
 
 
 def check_camera(image: np.ndarray, checks: CameraChecks) -> tuple[Finding, dict[str, float]]:
+    if image.size == 0:  # (conversion refuses empty images; a driver calling the core directly may not)
+        return Finding(ERROR, "empty image"), {}
     grey = _sample_grid(image).astype(np.float32).mean(axis=2)
     rows, cols = checks.grid
     h, w = grey.shape[0] // rows * rows, grey.shape[1] // cols * cols
@@ -162,6 +164,8 @@ def check_camera(image: np.ndarray, checks: CameraChecks) -> tuple[Finding, dict
 
 
 def check_depth(depth_m: np.ndarray, checks: DepthChecks) -> tuple[Finding, dict[str, float]]:
+    if depth_m.size == 0:
+        return Finding(ERROR, "empty depth image"), {}
     valid = float(np.isfinite(_sample_grid(depth_m[..., None])[..., 0]).mean())
     finding = _graded(valid, checks.warn_valid_fraction, checks.error_valid_fraction,
                       f"only {valid:.0%} of pixels have a depth")  # fmt: skip
@@ -212,7 +216,7 @@ def check_events(data: EventPacket | EventFrame, checks: EventChecks) -> tuple[F
         active = np.count_nonzero(np.bincount(lin, minlength=pixels)) / pixels
         numbers = {"events": float(len(data.x)), "active_fraction": active}
     else:
-        active = float(_sample_grid(data.image).any(axis=2).mean())
+        active = float(_sample_grid(data.image).any(axis=2).mean()) if data.image.size else 0.0
         numbers = {"active_fraction": active}
     if active == 0.0:
         return Finding(ERROR, "no events"), numbers

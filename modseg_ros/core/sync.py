@@ -260,9 +260,11 @@ class Synchronizer:
         self, trigger: SensorSample, partners: Mapping[Modality, SensorSample], alive: Set[Modality], now_ns: int
     ) -> Bundle:
         samples = {trigger.modality: trigger, **partners}
-        for modality, sample in partners.items():
-            if not self.config.inputs[modality].reuse:
-                self._queues[modality].remove(sample)
+        consumed = [s for m, s in samples.items() if not self.config.inputs[m].reuse]
+        for sample in consumed:  # (the trigger too: once the trigger changes, it could be a partner)
+            self._queues[sample.modality].remove(sample)
+        # A partner that is itself a pending trigger (the trigger changed while it waited) is used up.
+        self._pending = [p for p in self._pending if not any(p.sample is s for s in consumed)]
         missing = frozenset(m for m in self.config.priority if m not in samples)
         expected = [m for m in self.config.priority if m in alive]
         self.stats.bundles += 1
