@@ -9,12 +9,13 @@ say what happened, and masks keep coming from whatever is alive.
 """
 from __future__ import annotations
 
-import random
 import time
 
 import numpy as np
 import pytest
 from harness import HERE, NodeProcess, Outputs, play, stamp_ns
+
+from modseg_ros.ros.stream import flapping
 
 PARAMS = HERE / "params" / "node_test.yaml"
 RATES = {"camera": 10, "depth": 10, "lidar": 5, "events": 10}
@@ -77,16 +78,8 @@ def check_made_of_sent_messages(outputs, played) -> None:
 
 
 def test_sensors_flapping_at_random(node, outputs, memory):
-    rng = random.Random(7)
     duration = 10.0
-    silences = {}
-    for modality in RATES:
-        t, spans = rng.uniform(0.8, 2.0), []
-        while t < duration - 1.0:
-            length = rng.uniform(0.5, 1.5)
-            spans.append([t, min(t + length, duration)])
-            t += length + rng.uniform(0.8, 2.0)
-        silences[modality] = spans
+    silences = flapping(7, list(RATES), duration)
     outputs.clear()
     start = 1000.0
     played = stream({"duration_s": duration, "silent": silences}, start)

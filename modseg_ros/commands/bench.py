@@ -15,6 +15,9 @@ TARGETS: dict[str, tuple[str, str]] = {
     "convert": ("modseg_ros.bench.convert", "message -> numpy conversions against cv_bridge / sensor_msgs_py's approach"),
     "world": ("modseg_ros.bench.world", "frames/s of the embedded world's four-sensor rig, and where the time goes"),
     "model": ("modseg_ros.bench.model", "network speed per number of modalities, torch against ONNX Runtime"),
+    "scale": ("modseg_ros.bench.scale", "latency and memory against LiDAR point count and image size"),
+    "soak": ("modseg_ros.bench.soak", "20 000 bundles with flapping sensors through the live node: RSS, queues, drops"),
+    "all": ("modseg_ros.bench.all", "every target above, cut to about ten minutes (soak: 2 000 bundles)"),
 }
 
 

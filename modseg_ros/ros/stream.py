@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -154,6 +155,21 @@ def stream_schedule(scenario: Scenario) -> list[tuple[float, str, int]]:
             times += [start + j / (rate * factor) for j in range(int((end - start) * rate * factor))]
         schedule += [(t, m, k) for k, t in enumerate(sorted(times))]
     return sorted(schedule)
+
+
+def flapping(seed: int, modalities: Sequence[str], duration_s: float, up_s=(0.8, 2.0), down_s=(0.5, 1.5)) -> dict[str, list[list[float]]]:
+    """Silences for sensors flapping at random (a ``silent`` mapping): each sensor independently up
+    for ``up_s`` then down for ``down_s`` seconds (uniform ranges), until a second before the end."""
+    rng = random.Random(seed)
+    silences = {}
+    for modality in modalities:
+        t, spans = rng.uniform(*up_s), []
+        while t < duration_s - 1.0:
+            length = rng.uniform(*down_s)
+            spans.append([t, min(t + length, duration_s)])
+            t += length + rng.uniform(*up_s)
+        silences[modality] = spans
+    return silences
 
 
 def jumped_back(scenario: Scenario, t: float) -> float:
