@@ -70,7 +70,8 @@ class ApproximateTimeProductSearch:
     (stamp -> message, the oldest evicted beyond ``queue_size``); on each message, every other
     queue's stamps within ``slop`` of it are sorted by distance and every combination of one per
     input is tried (``itertools.product``) until one spans less than ``slop``; that set is emitted
-    and removed. Every input must deliver: a silent sensor stalls it."""
+    and removed (at most one set per incoming message). Every input must deliver: a silent sensor
+    stalls it. test_sync.py checks our synchronizer against it; ``modseg bench sync`` races them."""
 
     def __init__(self, inputs: int, queue_size: int, slop_ns: int) -> None:
         self.queues: list[dict[int, object]] = [{} for _ in range(inputs)]
@@ -89,10 +90,10 @@ class ApproximateTimeProductSearch:
         for i, queue in enumerate(self.queues):
             if i == index:
                 continue
-            near = sorted((abs(s - stamp_ns), s) for s in queue if abs(s - stamp_ns) <= self.slop_ns)
+            near = sorted((s for s in queue if abs(s - stamp_ns) <= self.slop_ns), key=lambda s: abs(s - stamp_ns))
             if not near:
                 return None
-            candidates.append([s for _, s in near])
+            candidates.append(near)
         for combination in itertools.product(*candidates):
             stamps = [*combination[:index], stamp_ns, *combination[index:]]
             if max(stamps) - min(stamps) < self.slop_ns:
