@@ -7,13 +7,16 @@
   and depth images, the four encodings, the network (fixed input size: only the resizing in and
   the upsampling of the logits out grow) and the outputs (colour mask, overlay).
 
-Latency is the median of ``--repeat`` runs; memory is the peak resident memory above the level
-before the step (Linux: VmHWM after resetting it through /proc/self/clear_refs), so numpy's and
-torch's allocations both count. Sizes run smallest first.
+Latency is the median of ``--repeat`` runs. Memory, two ways: the peak resident memory added by
+the step (Linux: VmHWM after resetting it through /proc/self/clear_refs; torch's allocations count,
+memory the allocator kept from earlier steps is reused and not counted again), and the peak of
+Python and numpy allocations in one traced run (tracemalloc; torch's tensors are not traced).
+Sizes run smallest first.
 """
 from __future__ import annotations
 
 import argparse
+import tracemalloc
 from pathlib import Path
 from statistics import median
 from time import perf_counter
@@ -25,7 +28,7 @@ EVENTS_PER_PACKET = 50_000
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=10, help="timed runs per size (default 10)")
-    parser.add_argument("--threads", type=int, default=2, help="model threads (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="model threads (default 1, as the node benchmark)")
 
 
 def _status_kb(field: str) -> int:
@@ -35,9 +38,10 @@ def _status_kb(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def _measure(step, repeat: int) -> tuple[float, float]:
-    """(median ms, peak MB above the resident memory before) of ``step()``; the first run is
-    not timed (caches, torch kernels) but its memory counts."""
+def _measure(step, repeat: int) -> tuple[float, float, float]:
+    """(median ms, peak MB above the resident memory before, peak MB of Python and numpy
+    allocations) of ``step()``; the first run is not timed (caches, torch kernels) but its
+    memory counts. Freed memory the allocator keeps is reused, not counted again."""
     Path("/proc/self/clear_refs").write_text("5")  # resets the peak resident memory (VmHWM)
     before = _status_kb("VmRSS")
     step()
@@ -46,7 +50,12 @@ def _measure(step, repeat: int) -> tuple[float, float]:
         start = perf_counter()
         step()
         times.append((perf_counter() - start) * 1e3)
-    return median(times), max(0, _status_kb("VmHWM") - before) / 1024
+    resident = max(0, _status_kb("VmHWM") - before) / 1024
+    tracemalloc.start()  # (a separate, untimed run: tracing slows allocation)
+    step()
+    allocated = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return median(times), resident, allocated
 
 
 def _cloud_msg(count: int):
@@ -69,7 +78,7 @@ def _cloud_msg(count: int):
     return cloud_msg(points, Header())
 
 
-def _lidar_rows(repeat: int) -> list[tuple[str, float, float]]:
+def _lidar_rows(repeat: int) -> list[tuple[str, float, float, float]]:
     import numpy as np
 
     from modseg_ros.core.config import NodeConfig
@@ -97,12 +106,11 @@ def _lidar_rows(repeat: int) -> list[tuple[str, float, float]]:
 
         if not rows:
             scan()  # once before measuring: first-call costs are no cost of the size
-        ms, mb = _measure(scan, repeat)
-        rows.append((f"{count:,}", ms, mb))
+        rows.append((f"{count:,}", *_measure(scan, repeat)))
     return rows
 
 
-def _image_rows(repeat: int, threads: int) -> list[tuple[str, float, float]]:
+def _image_rows(repeat: int, threads: int) -> list[tuple[str, float, float, float]]:
     import numpy as np
     from std_msgs.msg import Header
 
@@ -137,8 +145,7 @@ def _image_rows(repeat: int, threads: int) -> list[tuple[str, float, float]]:
 
         if not rows:
             bundle()  # once before measuring: torch's one-time set-up is no cost of the size
-        ms, mb = _measure(bundle, repeat)
-        rows.append((f"{width}×{height}", ms, mb))
+        rows.append((f"{width}×{height}", *_measure(bundle, repeat)))
     return rows
 
 
@@ -155,9 +162,9 @@ def run(args: argparse.Namespace) -> int:
          "camera grid", _image_rows(args.repeat, args.threads)),
     ):  # fmt: skip
         table = Table(title=f"{title}, median of {args.repeat}")
-        for column in (first, "ms", "× smallest", "peak MB above baseline"):
+        for column in (first, "ms", "× smallest", "peak RSS added MB", "peak allocated MB (numpy, Python)"):
             table.add_column(column, justify="right")
-        for name, ms, mb in rows:
-            table.add_row(name, f"{ms:.1f}", f"{ms / rows[0][1]:.1f}", f"{mb:.0f}")
+        for name, ms, resident, allocated in rows:
+            table.add_row(name, f"{ms:.1f}", f"{ms / rows[0][1]:.1f}", f"{resident:.0f}", f"{allocated:.1f}")
         console.print(table)
     return 0

@@ -71,12 +71,13 @@ def soak(args: argparse.Namespace, print_progress=print) -> dict:
         with (tmp / "stream.jsonl").open("w") as sent:
             stream = subprocess.Popen([sys.executable, "-m", "modseg_ros.ros.stream", json.dumps(scenario)], stdout=sent,
                                       stderr=subprocess.PIPE, text=True)  # fmt: skip
+            stopped = False
             while stream.poll() is None:
                 time.sleep(args.sample_s)
                 if int(recorder.pipeline.get("bundles_offered", 0)) >= args.bundles:
                     stream.terminate()
                     stream.wait()
-                    break
+                    stopped = True
                 if not node.alive():
                     raise RuntimeError(f"the node died during the soak:\n{node.tail()}")
                 resources, counters = node.resources(), dict(recorder.pipeline)
@@ -85,7 +86,7 @@ def soak(args: argparse.Namespace, print_progress=print) -> dict:
                 if len(samples) % 30 == 0:
                     print_progress(f"  {samples[-1]['wall_s']:.0f} s: {counters.get('bundles_offered', 0)} bundles offered, "
                                    f"RSS {samples[-1]['rss_mb']:.0f} MB")  # fmt: skip
-        if stream.returncode not in (0, -15):  # (-15: stopped here once enough bundles were offered)
+        if stream.returncode != 0 and not stopped:
             raise RuntimeError(f"the stream failed: {stream.stderr.read()}")
         time.sleep(2.0)  # the last bundle segmented, one more diagnostics period
         final = dict(recorder.pipeline)
