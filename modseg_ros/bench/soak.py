@@ -69,7 +69,8 @@ def soak(args: argparse.Namespace, print_progress=print) -> dict:
         node.wait_ready(lambda: recorder.node.count_publishers("/segmentation/info") > 0)
         started = time.monotonic()
         with (tmp / "stream.jsonl").open("w") as sent:
-            stream = subprocess.Popen([sys.executable, "-m", "modseg_ros.ros.stream", json.dumps(scenario)], stdout=sent,
+            (tmp / "scenario.json").write_text(json.dumps(scenario))
+            stream = subprocess.Popen([sys.executable, "-m", "modseg_ros.ros.stream", f"@{tmp / 'scenario.json'}"], stdout=sent,
                                       stderr=subprocess.PIPE, text=True)  # fmt: skip
             stopped = False
             while stream.poll() is None:

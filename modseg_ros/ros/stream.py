@@ -3,6 +3,7 @@ tests and benchmarks (sensors that fall silent, black out, send malformed messag
 of their rate, run on sim time whose clock jumps back as a looping bag's does).
 
     python -m modseg_ros.ros.stream '{"duration_s": 5, "silent": {"camera": [[2, 3]]}}'
+    python -m modseg_ros.ros.stream @scenario.json
 
 Prints one JSON line per published sensor message, {"m": modality, "stamp": ns, "ok": bool}, so the
 caller knows exactly what was sent. Frames are rendered before timing starts (a loop of distinct
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -255,9 +257,10 @@ def play(node: Node, scenario: Scenario, report: Callable[[dict], None] = lambda
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print("usage: python -m modseg_ros.ros.stream '<scenario JSON>'", file=sys.stderr)
+        print("usage: python -m modseg_ros.ros.stream '<scenario JSON>' | @scenario.json", file=sys.stderr)
         return 2
-    scenario = Scenario.from_dict(json.loads(args[0]))
+    text = Path(args[0][1:]).read_text() if args[0].startswith("@") else args[0]  # @FILE: a long scenario
+    scenario = Scenario.from_dict(json.loads(text))
     rclpy.init()
     node = rclpy.create_node("sensor_stream")
     try:
