@@ -39,7 +39,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("preset", default_value="any2seg", description="Parameter preset: config/<preset>.yaml (any2seg, carla)"),
         DeclareLaunchArgument(
             "params_file",
-            default_value=PathJoinSubstitution([share, "config", [LaunchConfiguration("preset"), ".yaml"]]),
+            default_value=[PathJoinSubstitution([share, "config", LaunchConfiguration("preset")]), ".yaml"],
             description="Node parameter file (default: the preset's)",
         ),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="Follow /clock"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import rclpy
@@ -46,6 +47,19 @@ class Listener:
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
         self._thread.start()
+
+    def settle(self, quiet_s: float = 1.0, timeout_s: float = 15.0) -> None:
+        """Wait until no message has arrived for ``quiet_s``: what a finished player sent has been
+        delivered (a loaded machine can hold the last ones back for longer than a fixed pause)."""
+        deadline = time.monotonic() + timeout_s
+        seen, since = self._received(), time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
+            time.sleep(0.05)
+            if self._received() != seen:
+                seen, since = self._received(), time.monotonic()
+
+    def _received(self) -> int:
+        return sum(self.recorder.count(topic) for topic in self.recorder.subscriptions)
 
     def close(self) -> None:
         self.executor.shutdown()

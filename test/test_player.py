@@ -68,7 +68,7 @@ def test_recorded_timing_clock_and_injected_gaps_over_dds(bag):
         result = modseg("play", str(bag), "--topics", "/camera/image", "/lidar/points", "--clock", "100", "--wait-for-subscribers", "30",
                         "--delay", "0.3", "--fail", "lidar:silent@0.4-0.9s,camera:blackout@0.2-0.5s")  # fmt: skip
         assert result.returncode == 0, result.stderr
-        time.sleep(0.3)
+        listener.settle()
         camera = listener.recorder.messages("/camera/image")
         lidar = listener.recorder.messages("/lidar/points")
         clock = listener.recorder.messages(CLOCK_TOPIC)
@@ -115,7 +115,7 @@ def test_rate_start_and_duration_select_and_scale_the_window(bag):
         result = modseg("play", str(bag), "--topics", "/depth/image", "--rate", "2", "--start", "0.5", "--duration", "0.5",
                         "--wait-for-subscribers", "30", "--delay", "0.3")  # fmt: skip
         assert result.returncode == 0, result.stderr
-        time.sleep(0.3)
+        listener.settle()
         depth = listener.recorder.messages("/depth/image")
     finally:
         listener.close()
@@ -242,7 +242,7 @@ def test_sqlite3_bag_with_an_unknown_type_plays_the_rest_with_one_warning(tmp_pa
     try:
         result = modseg("play", str(path), "--wait-for-subscribers", "30", "--delay", "0.3", "--sensor-topic", "camera=/front/image_raw",
                         "--fail", "camera:blackout@0.2-5s")  # fmt: skip
-        time.sleep(0.3)
+        listener.settle()
         received = listener.recorder.messages("/front/image_raw")
     finally:
         listener.close()

@@ -24,6 +24,7 @@ from modseg_ros.data.bags import Bag, Qos, TopicInfo
 from modseg_ros.data.playback import CLOCK_TOPIC, NS, Outgoing, PlaybackOptions, PlaybackStats, play, select_topics
 from modseg_ros.errors import BagError
 
+FLUSH_S = 0.5  # rmw_fastrtps publishes asynchronously: the last samples need a moment to leave before shutdown
 NODE_NAME = "modseg_player"
 # rclcpp's ClockQoS: the newest time is all a clock subscriber needs
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -119,6 +120,8 @@ def run(bag_path: str, options: PlaybackOptions, warn: Callable[[str], None] = p
             sink = BagPublisher(node, [bag.topics[t] for t in topics], clock=options.clock_hz > 0)
             if wait_for_subscribers_s > 0 and not sink.wait_for_subscribers(topics, wait_for_subscribers_s):
                 warn(f"not every topic has a subscriber after {wait_for_subscribers_s:g} s; playing anyway")
-            return play(bag, topics, options, sink)
+            stats = play(bag, topics, options, sink)
+            time.sleep(FLUSH_S)
+            return stats
         finally:
             rclpy.try_shutdown(context=context)
