@@ -6,7 +6,6 @@ The node runs in its own process (``modseg run``), sensor streams come from anot
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, PointCloud2
 
 from modseg_ros.msg import SegmentationInfo, SensorHealthArray
+from modseg_ros.ros import node_process
 
 HERE = Path(__file__).parent
 MODSEG = Path(sys.executable).parent / "modseg"
@@ -116,49 +116,14 @@ class Outputs:
         rclpy.shutdown(context=self.context)
 
 
-class NodeProcess:
-    """``modseg run`` in a child process, its log lines collected."""
-
-    def __init__(self, params: Path, ros_args: list[str] = (), run_args: list[str] = ()):
-        args = [str(MODSEG), "run", "--params", str(params), *run_args]
-        if ros_args:
-            args += ["--ros-args", *ros_args]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def log(self) -> str:
-        return "\n".join(self.lines)
+class NodeProcess(node_process.NodeProcess):
+    """``modseg run`` in a child process (modseg_ros/ros/node_process.py), ready once its outputs reach a recorder."""
 
     def wait_ready(self, outputs: Outputs, timeout_s: float = 90.0) -> None:
-        """Until the node has set up (it logs what it segments) and its outputs reach the recorder."""
-
-        def up() -> bool:
-            return self.proc.poll() is not None or (
-                any(line.startswith("[INFO]") and "segmenting " in line for line in self.lines)
-                and outputs.node.count_publishers(outputs.info_topic) > 0
-            )
-
-        ready = outputs.wait_for(up, timeout_s)
-        if self.proc.poll() is not None or not ready:
-            self.stop()
-            raise RuntimeError(f"node did not come up (exit {self.proc.poll()}):\n{self.log()}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(timeout=2)
-        return self.proc.returncode
+        try:
+            super().wait_ready(lambda: outputs.node.count_publishers(outputs.info_topic) > 0, timeout_s)
+        except node_process.NodeStartError as err:
+            raise RuntimeError(f"{err}\n{self.log()}") from None
 
 
 def play(scenario: dict, timeout_s: float = 60.0) -> list[dict]:

@@ -113,6 +113,7 @@ def test_ros_parameters_are_not_ours_to_validate():
         ("health.camera.grid", [4], "'health.camera.grid' must be [rows, columns]"),
         ("health.depth.warn_valid_fraction", 1.5, "'health.depth.warn_valid_fraction' must be <= 1"),
         ("health.lidar.timeout_s", 0, "'health.lidar.timeout_s' must be > 0"),
+        ("health.max_rate_factor", 0.5, "'health.max_rate_factor' must be 0 (off) or above 1"),
         ("model.backend", "tensorrt", "'model.backend' must be one of torch, onnx"),
         ("model.threads", 1.5, "'model.threads' must be an integer"),
         ("encoding.far_m", 0.1, "'encoding.far_m' must exceed 'encoding.near_m'"),

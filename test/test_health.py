@@ -254,3 +254,12 @@ def test_recovery_after_timeout_needs_recover_count_messages(street):
     states = feed(monitor, C, [street.camera(3 * S + k * 50 * MS) for k in range(4)], start_ns=3 * S)
     assert [s.alive for s in states] == [False, False, True, True]
     assert states[0].reason == "recovering after a timeout"
+
+
+def test_rate_above_the_maximum_warns_and_keeps_the_sensor_alive(street):
+    fast = replace(CONFIG, streams={**CONFIG.streams, C: replace(CONFIG.streams[C], max_rate_hz=40.0)})
+    monitor = HealthMonitor(fast, RATES)
+    events = schedule(3.0, rates={C: 20.0 * 10}, jitter_ms=0)  # a burst: ten times the nominal rate
+    state = run(monitor, street, events, 3 * S)[-1][1][C]
+    assert state.level == HealthLevel.WARN and state.alive and "above 40.0 Hz" in state.reason
+    assert abs(state.rate_hz - 200.0) < 10

@@ -13,7 +13,7 @@ from rosbags.highlevel import AnyReader
 
 from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.perception import Perception
-from modseg_ros.core.types import MODALITIES, HealthLevel, Modality, SensorSample
+from modseg_ros.core.types import MODALITIES, HealthLevel, Modality
 from modseg_ros.ros import convert
 
 WIDTH, HEIGHT = 128, 64
@@ -36,12 +36,7 @@ def node_config() -> NodeConfig:
     return NodeConfig.from_parameters({"rig.camera.width": WIDTH, "rig.camera.height": HEIGHT})
 
 
-CONVERT = {
-    "/camera/image": (Modality.CAMERA, convert.camera_frame),
-    "/depth/image": (Modality.DEPTH, convert.depth_frame),
-    "/lidar/points": (Modality.LIDAR, convert.point_cloud),
-    "/events/points": (Modality.EVENTS, lambda msg, topic: convert.event_packet(msg, topic, WIDTH, HEIGHT)),
-}
+INPUTS = {f"/{source.topic}": source for source in convert.sensor_inputs(node_config()).values()}  # as the node
 
 
 def replay(bag: Path):
@@ -50,7 +45,7 @@ def replay(bag: Path):
     perception = Perception(node_config(), engine=None)
     ticks, bundles, samples = [], [], []
     with AnyReader([bag]) as reader:
-        connections = [c for c in reader.connections if c.topic in CONVERT]
+        connections = [c for c in reader.connections if c.topic in INPUTS]
         start = None
         next_tick = None
         for connection, log_ns, raw in reader.messages(connections=connections):
@@ -61,12 +56,11 @@ def replay(bag: Path):
                 ticks.append((next_tick, states))
                 bundles += done
                 next_tick += TICK_NS
-            modality, converter = CONVERT[connection.topic]
-            msg = reader.deserialize(raw, connection.msgtype)
-            sample = SensorSample(modality, convert.stamp_ns(msg.header), log_ns, msg.header.frame_id,
-                                  converter(msg, connection.topic))  # fmt: skip
-            samples.append(sample)
-            bundles += perception.observe(sample, log_ns)
+            source, msg = INPUTS[connection.topic], reader.deserialize(raw, connection.msgtype)
+            intake = perception.receive(source.modality, lambda: source.sample(msg, connection.topic, log_ns), log_ns)
+            assert intake.sample is not None, intake.problem
+            samples.append(intake.sample)
+            bundles += intake.bundles
     return start, ticks, bundles, samples
 
 

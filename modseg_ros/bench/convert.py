@@ -3,7 +3,9 @@
 Each row converts the same rclpy message both ways (bench/reference.py restates cv_bridge's and
 sensor_msgs_py's code paths) and reports the median time and the ratio reference / ours. Ours
 returns views where the layout allows; the "+ contiguous" rows add the one copy the node's encoding
-makes anyway, so the comparison is like for like.
+makes anyway, so the comparison is like for like. A second table times the per-frame work after
+conversion that has no reference: LiDAR -> camera projection (the LiDAR encoding on the default
+rig) and event-frame rendering.
 """
 from __future__ import annotations
 
@@ -81,13 +83,48 @@ def run(args: argparse.Namespace) -> int:
         compare(f"PointCloud2 {lidar_rows}×{columns} -> structured view", lambda m=cloud: convert.cloud_array(m, "t"),
                 lambda m=cloud: ref.read_points(m))  # fmt: skip
 
+    per_frame = _per_frame(args.repeat)
     table = Table(title=f"conversions: median of {args.repeat}, reference approach / ours")
     for column in ("conversion", "ours (ms)", "reference (ms)", "ratio ×"):
         table.add_column(column, justify="left" if column == "conversion" else "right")
     for name, t_ours, t_ref in rows:
         table.add_row(name, f"{t_ours * 1e3:.3f}", f"{t_ref * 1e3:.3f}", f"{t_ref / t_ours:.1f}")
-    Console(width=180).print(table)
+    console = Console(width=180)
+    console.print(table)
+    frames = Table(title=f"per-frame work on the default rig, median of {args.repeat}")
+    for column in ("step", "ms / frame"):
+        frames.add_column(column, justify="left" if column == "step" else "right")
+    for name, seconds in per_frame:
+        frames.add_row(name, f"{seconds * 1e3:.2f}")
+    console.print(frames)
     return 0
+
+
+def _per_frame(repeat: int) -> list[tuple[str, float]]:
+    """LiDAR -> camera projection and event-frame rendering, ms per frame, on the default rig."""
+    import numpy as np
+
+    from modseg_ros.core.config import NodeConfig
+    from modseg_ros.core.encoding import encode_lidar, render_events
+    from modseg_ros.core.types import EventPacket, Modality
+    from modseg_ros.ros import convert
+
+    config = NodeConfig.load()
+    rig, cfg = config.rig, config.encoding
+    rows = []
+    for lidar_rows, columns in ((32, 1024), (128, 2048)):
+        cloud = convert.point_cloud(_cloud(lidar_rows, columns), "t")
+        rows.append((f"LiDAR {lidar_rows}×{columns} -> camera {rig.camera.width}×{rig.camera.height} (project, z-buffer, encode)",
+                     _time(lambda c=cloud: encode_lidar(c, rig, cfg), repeat)))  # fmt: skip
+    events = rig.intrinsics_of(Modality.EVENTS)
+    rng = np.random.default_rng(0)
+    for count in (10_000, 100_000):
+        packet = EventPacket(x=rng.integers(0, events.width, count).astype(np.uint16),
+                             y=rng.integers(0, events.height, count).astype(np.uint16),
+                             t_ns=np.sort(rng.integers(-50_000_000, 0, count)), polarity=rng.choice([-1, 1], count).astype(np.int8),
+                             width=events.width, height=events.height)  # fmt: skip
+        rows.append((f"events {count:,} -> event frame {events.width}×{events.height}", _time(lambda p=packet: render_events(p, cfg), repeat)))
+    return rows
 
 
 def _invalid_to_nan(depth):

@@ -2,7 +2,8 @@
 
 For each subset size (1..4 modalities, the first subset of that size in canonical order: C, CD, CDL,
 CDLE) it times the network forward (prepared inputs -> logits) in torch and, if the checkpoint's
-``.onnx`` graph exists (``modseg export --onnx``), in ONNX Runtime, and ``SegmentationEngine.predict``
+``.onnx`` graph exists (``modseg export --onnx``; ``--export`` writes one beside a temporary copy of
+the checkpoint when it is missing), in ONNX Runtime, and ``SegmentationEngine.predict``
 end to end (uint8 encodings at the camera size -> labels at the camera size). Median of ``--repeat``
 runs after one warm-up.
 """
@@ -18,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, help="model .safetensors (default: the shipped model; else an untrained Any2Seg)")
     parser.add_argument("--repeat", type=int, default=10, help="timed runs per figure (default 10)")
     parser.add_argument("--threads", type=int, default=2, help="threads for torch and ORT (default 2)")
+    parser.add_argument("--export", action="store_true", help="export the ONNX graph to a temporary folder if it is missing")
     parser.add_argument("--camera", type=int, nargs=2, default=(256, 512), metavar=("H", "W"), help="encoding size (default 256 512)")
 
 
@@ -29,6 +31,21 @@ def _median_ms(fn, repeat: int) -> float:
         fn()
         times.append((perf_counter() - start) * 1e3)
     return statistics.median(times)
+
+
+def _exported_copy(checkpoint: Path) -> Path:
+    """The checkpoint and its sidecar copied to a temporary folder, with the ONNX graph exported beside them."""
+    import shutil
+    import tempfile
+
+    from modseg_ros.model.export import export_onnx
+
+    folder = Path(tempfile.mkdtemp(prefix="modseg-bench-model-"))
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(checkpoint.with_suffix(suffix), folder)
+    copy = folder / checkpoint.with_suffix(".safetensors").name
+    export_onnx(copy)
+    return copy
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     path = args.checkpoint or default_checkpoint()
+    if path is not None and args.export and not Path(path).with_suffix(".onnx").is_file():
+        path = _exported_copy(Path(path))
     if path is not None and Path(path).with_suffix(".safetensors").is_file():
         engine = SegmentationEngine.load(path, threads=args.threads)
         onnx_engine = SegmentationEngine.load(path, "onnx", args.threads) if Path(path).with_suffix(".onnx").is_file() else None

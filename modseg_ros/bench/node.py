@@ -9,6 +9,8 @@
    bundle wins: drops are counted, latency stays flat).
 3. From ``segmentation/info`` (end-to-end latency: last input in -> mask out, measured by the node)
    and the pipeline's ``/diagnostics`` counters (bundles offered, masks published), per phase.
+   The node's CPU (user + system seconds per wall second over the stream: 100 % is one core) and
+   resident memory at the end of the phase come from psutil (ros/node_process.py).
 4. After the node has stopped, the bare forward is timed again on the very bundles the node
    segmented (same frames, same modality subsets), and the latency ratios are printed.
 """
@@ -27,6 +29,7 @@ from statistics import median
 import numpy as np
 
 from modseg_ros.core.types import Modality
+from modseg_ros.ros.node_process import NodeProcess
 
 LIDAR_DIVIDER = 2  # the LiDAR runs at half the camera rate, as on the default rig
 
@@ -96,7 +99,9 @@ class _Bundles:
         return SensorSample(modality, stamp_ns, 0, modality.value, data)
 
 
-class _Recorder:
+class PipelineRecorder:
+    """Records ``segmentation/info`` and keeps the latest pipeline counters from ``/diagnostics``."""
+
     def __init__(self):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
@@ -152,42 +157,40 @@ def _bare_forward_ms(engine, perception, bundles) -> list[float]:
     return times
 
 
-def _phase(args: argparse.Namespace, name: str, rate: float, tmp: Path, recorder: _Recorder) -> dict:
+def _phase(args: argparse.Namespace, name: str, rate: float, tmp: Path, recorder: PipelineRecorder) -> dict:
     """One phase: a node configured for this rate, the stream, what the node published."""
     deadline = time.monotonic() + 15
     while recorder.node.count_publishers("/segmentation/info") and time.monotonic() < deadline:
         time.sleep(0.1)  # the previous phase's node leaves the graph
     params_file = tmp / f"params-{rate:.2f}.yaml"
     _write_params(_node_parameters(args, rate), params_file)
-    log_path = tmp / f"node-{rate:.2f}.log"
-    with log_path.open("w") as log:
-        node = subprocess.Popen([str(Path(sys.executable).parent / "modseg"), "run", "--params", str(params_file)],
-                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-        try:
-            deadline = time.monotonic() + 120
-            while recorder.node.count_publishers("/segmentation/info") == 0:
-                if node.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the node did not start; see {log_path}")
-                time.sleep(0.1)
-            rates = {"camera": rate, "depth": rate, "events": rate, "lidar": rate / LIDAR_DIVIDER}
-            scenario = {"duration_s": args.warmup + args.seconds, "rate_hz": rates, "width": args.width, "height": args.height}
-            recorder.infos.clear()
-            recorder.pipeline = {}
-            stream = subprocess.run([sys.executable, "-m", "modseg_ros.ros.stream", json.dumps(scenario)],
-                                    capture_output=True, text=True, timeout=args.warmup + args.seconds + 120)  # fmt: skip
-            if stream.returncode != 0:
-                raise RuntimeError(f"the stream failed: {stream.stderr}")
-            time.sleep(1.0)
-            offered, published = recorder.counters()
-        finally:
-            node.send_signal(2)
-            node.wait(timeout=30)
+    node = NodeProcess(params_file)
+    try:
+        deadline = time.monotonic() + 120
+        while recorder.node.count_publishers("/segmentation/info") == 0:
+            if not node.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the node did not start:\n{node.tail()}")
+            time.sleep(0.1)
+        rates = {"camera": rate, "depth": rate, "events": rate, "lidar": rate / LIDAR_DIVIDER}
+        scenario = {"duration_s": args.warmup + args.seconds, "rate_hz": rates, "width": args.width, "height": args.height}
+        recorder.infos.clear()
+        recorder.pipeline = {}
+        before, wall = node.resources(), time.monotonic()
+        stream = subprocess.run([sys.executable, "-m", "modseg_ros.ros.stream", json.dumps(scenario)],
+                                capture_output=True, text=True, timeout=args.warmup + args.seconds + 120)  # fmt: skip
+        if stream.returncode != 0:
+            raise RuntimeError(f"the stream failed: {stream.stderr}")
+        after, wall = node.resources(), time.monotonic() - wall
+        time.sleep(1.0)
+        offered, published = recorder.counters()
+    finally:
+        node.stop(timeout_s=30)
     sent = [json.loads(line) for line in stream.stdout.splitlines()]
     start = min(r["stamp"] for r in sent)
     measured_from = start + int(args.warmup * 1e9)
     infos = [i for i in recorder.infos if i.header.stamp.sec * 10**9 + i.header.stamp.nanosec >= measured_from]
     return {"name": name, "rate": rate, "start": start, "infos": infos, "offered": offered, "published": published,
-            "scenario": scenario}  # fmt: skip
+            "scenario": scenario, "cpu": (after.cpu_s - before.cpu_s) / wall, "rss_mb": after.rss_bytes / 2**20}  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -217,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     if args.overload:
         phases.append((f"overload ({args.overload:g} R)", args.overload * rate))
     tmp = Path(tempfile.mkdtemp(prefix="modseg-bench-node-"))
-    recorder = _Recorder()
+    recorder = PipelineRecorder()
     results = []
     try:
         for name, phase_rate in phases:
@@ -227,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
 
     table = Table(title=f"node benchmark: {args.width}×{args.height}, {args.threads} model thread(s), {args.seconds:.0f} s per phase")
     for column in ("phase", "camera Hz", "masks / bundles offered", "e2e p50 ms", "e2e p99 ms", "in-node forward p50 ms",
-                   "bare p50 ms", "bare p99 ms", "p50 ratio", "p99 ratio", "p50 first → last third"):  # fmt: skip
+                   "bare p50 ms", "bare p99 ms", "p50 ratio", "p99 ratio", "p50 first → last third", "node CPU", "node RSS MB"):  # fmt: skip
         table.add_column(column, justify="right" if column != "phase" else "left")
     for result in results:  # the counters cover the warm-up too: the ratio is over the whole phase
         offered, published = result["offered"], result["published"]
@@ -244,7 +247,8 @@ def run(args: argparse.Namespace) -> int:
                       f"{np.median([i.inference_ms for i in infos]):.1f}", f"{np.percentile(bare, 50):.1f}", f"{np.percentile(bare, 99):.1f}",
                       f"{np.percentile(e2e, 50) / np.percentile(bare, 50):.3f}",
                       f"{np.percentile(e2e, 99) / np.percentile(bare, 99):.3f}",
-                      f"{np.median(thirds[0]):.0f} → {np.median(thirds[-1]):.0f}")  # fmt: skip
+                      f"{np.median(thirds[0]):.0f} → {np.median(thirds[-1]):.0f}", f"{100 * result['cpu']:.0f} %",
+                      f"{result['rss_mb']:.0f}")  # fmt: skip
     console.print(table)
     console.print("targets: e2e / bare ≤ 1.15 at p50 and p99 in the latency phase; masks / bundles offered ≥ 0.95 "
                   "in the model-limited phase; latency flat from the first to the last third (no backlog) in every phase")

@@ -63,3 +63,41 @@ def read_points(msg) -> np.ndarray:
 
 def read_points_numpy(msg, field_names: tuple[str, ...]) -> np.ndarray:
     return structured_to_unstructured(read_points(msg)[list(field_names)])
+
+
+class ApproximateTimeProductSearch:
+    """message_filters' Python ``ApproximateTimeSynchronizer.add``, restated: one queue per input
+    (stamp -> message, the oldest evicted beyond ``queue_size``); on each message, every other
+    queue's stamps within ``slop`` of it are sorted by distance and every combination of one per
+    input is tried (``itertools.product``) until one spans less than ``slop``; that set is emitted
+    and removed (at most one set per incoming message). Every input must deliver: a silent sensor
+    stalls it. test_sync.py checks our synchronizer against it; ``modseg bench sync`` races them."""
+
+    def __init__(self, inputs: int, queue_size: int, slop_ns: int) -> None:
+        self.queues: list[dict[int, object]] = [{} for _ in range(inputs)]
+        self.queue_size = queue_size
+        self.slop_ns = slop_ns
+        self.bundles = 0
+
+    def add(self, index: int, stamp_ns: int, msg: object) -> tuple | None:
+        import itertools
+
+        own = self.queues[index]
+        own[stamp_ns] = msg
+        while len(own) > self.queue_size:
+            del own[min(own)]
+        candidates = []
+        for i, queue in enumerate(self.queues):
+            if i == index:
+                continue
+            near = sorted((s for s in queue if abs(s - stamp_ns) <= self.slop_ns), key=lambda s: abs(s - stamp_ns))
+            if not near:
+                return None
+            candidates.append(near)
+        for combination in itertools.product(*candidates):
+            stamps = [*combination[:index], stamp_ns, *combination[index:]]
+            if max(stamps) - min(stamps) < self.slop_ns:
+                bundle = tuple(q.pop(s) for q, s in zip(self.queues, stamps))
+                self.bundles += 1
+                return bundle
+        return None

@@ -416,17 +416,22 @@ class NodeConfig:
 
 def _health_config(r: _Reader, modalities: tuple[Modality, ...]) -> HealthConfig:
     streams = {}
+    max_rate_factor = r.number("health.max_rate_factor", 0.0)
+    if 0.0 < max_rate_factor <= 1.0:
+        raise ConfigError(f"parameter 'health.max_rate_factor' must be 0 (off) or above 1, got {max_rate_factor:g}")
     for m in modalities:
         p = f"health.{m.value}"
         warn, error = r.number(f"{p}.warn_rate_hz", 0.0), r.number(f"{p}.error_rate_hz", 0.0)
         if error > warn:
             raise ConfigError(f"parameter '{p}.error_rate_hz' ({error:g}) must not exceed '{p}.warn_rate_hz' ({warn:g})")
+        rate_hz = r.positive(f"{p}.rate_hz")
         streams[m] = StreamLimits(
-            rate_hz=r.positive(f"{p}.rate_hz"),
+            rate_hz=rate_hz,
             timeout_ns=r.seconds(f"{p}.timeout_s", allow_zero=False),
             warn_rate_hz=warn,
             error_rate_hz=error,
             frozen_count=r.integer(f"{p}.frozen_count", 0),
+            max_rate_hz=max_rate_factor * rate_hz,
         )
     grid = r._get("health.camera.grid")
     if not (isinstance(grid, (list, tuple)) and len(grid) == 2 and all(isinstance(g, int) and g > 0 for g in grid)):

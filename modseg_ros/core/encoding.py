@@ -79,6 +79,7 @@ def encode_camera(frame: CameraFrame, rig: Rig) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+@np.errstate(over="ignore", invalid="ignore")  # absurd depths overflow to inf: coded as far / no normal
 def encode_depth(frame: DepthFrame, rig: Rig, cfg: EncodingConfig) -> np.ndarray:
     depth = frame.depth_m
     intr = _intrinsics_for_image(rig.intrinsics_of(Modality.DEPTH), depth.shape)
@@ -100,6 +101,7 @@ def encode_depth(frame: DepthFrame, rig: Rig, cfg: EncodingConfig) -> np.ndarray
     return out
 
 
+@np.errstate(over="ignore", invalid="ignore")  # absurd coordinates land outside the image
 def encode_lidar(cloud: PointCloud, rig: Rig, cfg: EncodingConfig) -> np.ndarray:
     cam = rig.camera
     out = np.zeros((cam.height, cam.width, 3), dtype=np.uint8)

@@ -50,13 +50,14 @@ class Intrinsics:
         Returns (u, v, index) where index selects the input points that land inside the image.
         """
         z = points[:, 2]
-        front = z > min_depth
+        front = z > min_depth  # NaN is not in front
         zf = np.where(front, z, 1.0)
-        u = np.floor(self.fx * points[:, 0] / zf + self.cx).astype(np.int64)
-        v = np.floor(self.fy * points[:, 1] / zf + self.cy).astype(np.int64)
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite or huge points land nowhere
+            u = self.fx * points[:, 0] / zf + self.cx
+            v = self.fy * points[:, 1] / zf + self.cy
         inside = front & (u >= 0) & (u < self.width) & (v >= 0) & (v < self.height)
         index = np.flatnonzero(inside)
-        return u[index], v[index], index
+        return np.floor(u[index]).astype(np.int64), np.floor(v[index]).astype(np.int64), index
 
     def pixel_rays(self) -> np.ndarray:
         """H×W×3 camera-frame ray directions with z = 1 through each pixel centre."""

@@ -4,7 +4,8 @@ Pure and clock-injected: every input carries the node-clock time ``now_ns`` (ROS
 works) and nothing here reads a clock. Two kinds of evidence (ros.md §2):
 
 - **Stream checks**, on ``tick(now)``: never received (STALE), no valid message for longer than the
-  timeout (ERROR), message rate over a sliding window below the warn / error rates.
+  timeout (ERROR), message rate over a sliding window below the warn / error rates or above the
+  maximum (WARN: a second publisher on the topic, a burst).
 - **Message checks**, on each ``observe`` (or ``reject`` for a malformed message): zero, future,
   stale and non-monotonic stamps; a frozen payload (the same hash of sampled bytes several times in
   a row); and content: camera exposure and blockage from block statistics, depth valid-pixel fraction,
@@ -53,6 +54,7 @@ class StreamLimits:
     warn_rate_hz: float  # measured rate below this over the window: WARN
     error_rate_hz: float  # ... below this: ERROR
     frozen_count: int = 3  # this many identical payloads in a row: ERROR (0 disables)
+    max_rate_hz: float = 0.0  # measured rate above this over the window: WARN (0 disables)
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,8 @@ def _sample_grid(image: np.ndarray, max_side: int = 128) -> np.ndarray:
 
 
 def check_camera(image: np.ndarray, checks: CameraChecks) -> tuple[Finding, dict[str, float]]:
+    if image.size == 0:  # (conversion refuses empty images; a driver calling the core directly may not)
+        return Finding(ERROR, "empty image"), {}
     grey = _sample_grid(image).astype(np.float32).mean(axis=2)
     rows, cols = checks.grid
     h, w = grey.shape[0] // rows * rows, grey.shape[1] // cols * cols
@@ -165,6 +169,8 @@ def check_camera(image: np.ndarray, checks: CameraChecks) -> tuple[Finding, dict
 
 
 def check_depth(depth_m: np.ndarray, checks: DepthChecks) -> tuple[Finding, dict[str, float]]:
+    if depth_m.size == 0:
+        return Finding(ERROR, "empty depth image"), {}
     valid = float(np.isfinite(_sample_grid(depth_m[..., None])[..., 0]).mean())
     finding = _graded(valid, checks.warn_valid_fraction, checks.error_valid_fraction,
                       f"only {valid:.0%} of pixels have a depth")  # fmt: skip
@@ -183,6 +189,7 @@ def _widest_empty_run(occupied: np.ndarray) -> int:
     return int((edges[1::2] - edges[0::2]).max()) if len(edges) else 0
 
 
+@np.errstate(over="ignore", invalid="ignore")  # absurd coordinates (a corrupt driver) count as returns, not warnings
 def check_lidar(cloud: PointCloud, checks: LidarChecks) -> tuple[Finding, dict[str, float]]:
     points = cloud.points
     total = len(points)
@@ -214,7 +221,7 @@ def check_events(data: EventPacket | EventFrame, checks: EventChecks) -> tuple[F
         active = np.count_nonzero(np.bincount(lin, minlength=pixels)) / pixels
         numbers = {"events": float(len(data.x)), "active_fraction": active}
     else:
-        active = float(_sample_grid(data.image).any(axis=2).mean())
+        active = float(_sample_grid(data.image).any(axis=2).mean()) if data.image.size else 0.0
         numbers = {"active_fraction": active}
     if active == 0.0:
         return Finding(ERROR, "no events"), numbers
@@ -299,7 +306,8 @@ class _Stream:
     received: int = 0
     rejected: int = 0
     last_arrival_ns: int | None = None
-    last_stamp_ns: int | None = None
+    last_stamp_ns: int | None = None  # newest stamp consistent with the node clock (not zero, future or stale)
+    stamp_usable: bool = True  # was the newest message's stamp fit for time matching?
     window_start_ns: int | None = None  # since when the stream has been continuously present
     arrivals: deque[int] = field(default_factory=deque)
     timed_out: bool = False
@@ -336,7 +344,7 @@ class HealthMonitor:
     def observe(self, sample: SensorSample, now_ns: int) -> HealthState:
         """A converted message arrived: run the message checks and update the stream."""
         stream = self._streams[sample.modality]
-        stamp_finding = self._check_stamp(stream, sample.stamp_ns, now_ns)
+        stamp_finding, on_clock = self._check_stamp(stream, sample.stamp_ns, now_ns)
         content, numbers = check_content(sample, self.config)
         digest = payload_digest(sample.data)
         stream.identical_run = stream.identical_run + 1 if digest == stream.last_digest else 0
@@ -344,17 +352,34 @@ class HealthMonitor:
         frozen = _FINE
         if stream.limits.frozen_count and stream.identical_run + 1 >= stream.limits.frozen_count:
             frozen = Finding(ERROR, f"frozen: {stream.identical_run + 1} identical payloads in a row")
-        if stream.timed_out or stream.window_start_ns is None:
+        gap = stream.last_arrival_ns is not None and now_ns - stream.last_arrival_ns > stream.limits.timeout_ns
+        if stream.timed_out or stream.window_start_ns is None or gap:  # (a gap no tick judged: a stall, a clock jump)
             stream.window_start_ns = now_ns
             stream.arrivals.clear()
             stream.timed_out = False
         stream.received += 1
         stream.last_arrival_ns = now_ns
-        stream.last_stamp_ns = sample.stamp_ns
+        stream.stamp_usable = stamp_finding.level is OK
+        if on_clock:  # a glitch (zero, far future or past) does not move the reference for the next stamp
+            stream.last_stamp_ns = sample.stamp_ns
         stream.arrivals.append(now_ns)
         stream.numbers = numbers
         stream.hysteresis.update(_worst([stamp_finding, content, frozen]))  # content names the fault best
         return self._update(sample.modality, now_ns)
+
+    def stamp_usable(self, modality: Modality) -> bool:
+        """Was the stamp of this modality's newest message fit for time matching (not zero, in the
+        future, stale, or behind the previous one)? Such messages are judged, not synchronised."""
+        return self._streams[modality].stamp_usable
+
+    def clock_jumped_back(self, now_ns: int) -> None:
+        """The node clock went back (a bag loop on sim time): rates, timeouts and stamp order start
+        again from ``now_ns``; levels and their hysteresis are kept."""
+        for stream in self._streams.values():
+            stream.arrivals.clear()
+            stream.last_stamp_ns = None
+            if stream.received:
+                stream.window_start_ns = stream.last_arrival_ns = now_ns
 
     def reject(self, modality: Modality, now_ns: int, problem: str) -> HealthState:
         """A message of this modality could not be used (malformed): it counts as a bad message."""
@@ -379,17 +404,18 @@ class HealthMonitor:
 
     # --- internals ---------------------------------------------------------------------------
 
-    def _check_stamp(self, stream: _Stream, stamp_ns: int, now_ns: int) -> Finding:
+    def _check_stamp(self, stream: _Stream, stamp_ns: int, now_ns: int) -> tuple[Finding, bool]:
+        """The stamp's finding, and whether it is consistent with the node clock at all."""
         cfg = self.config
         if stamp_ns <= 0:
-            return Finding(ERROR, "zero stamp")
+            return Finding(ERROR, "zero stamp"), False
         if cfg.max_future_ns and stamp_ns > now_ns + cfg.max_future_ns:
-            return Finding(ERROR, f"stamp {(stamp_ns - now_ns) / 1e9:.2f} s in the future")
+            return Finding(ERROR, f"stamp {(stamp_ns - now_ns) / 1e9:.2f} s in the future"), False
         if cfg.max_delay_ns and stamp_ns < now_ns - cfg.max_delay_ns:
-            return Finding(ERROR, f"stale stamp, {(now_ns - stamp_ns) / 1e9:.2f} s old")
+            return Finding(ERROR, f"stale stamp, {(now_ns - stamp_ns) / 1e9:.2f} s old"), False
         if stream.last_stamp_ns is not None and stamp_ns <= stream.last_stamp_ns:
-            return Finding(ERROR, f"stamp not increasing ({(stamp_ns - stream.last_stamp_ns) / 1e9:+.3f} s)")
-        return _FINE
+            return Finding(ERROR, f"stamp not increasing ({(stamp_ns - stream.last_stamp_ns) / 1e9:+.3f} s)"), True
+        return _FINE, True
 
     def _timeout(self, stream: _Stream, now_ns: int) -> Finding:
         age = now_ns - stream.last_arrival_ns
@@ -406,6 +432,8 @@ class HealthMonitor:
             return _FINE  # not observed for a whole window yet (start, or resumed after a timeout)
         limits = stream.limits
         rate = len(stream.arrivals) / (window / 1e9)
+        if limits.max_rate_hz and rate > limits.max_rate_hz:  # a second publisher on the topic, a burst, a flood
+            return Finding(WARN, f"rate {rate:.1f} Hz above {limits.max_rate_hz:.1f} Hz")
         bound = limits.error_rate_hz if rate < limits.error_rate_hz else limits.warn_rate_hz
         return _graded(rate, limits.warn_rate_hz, limits.error_rate_hz, f"rate {rate:.1f} Hz below {bound:.1f} Hz")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -25,7 +25,7 @@ from modseg_ros.core.health import HealthMonitor
 from modseg_ros.core.postprocess import color_mask, labelled_points, overlay_image
 from modseg_ros.core.sync import Synchronizer
 from modseg_ros.core.types import Bundle, HealthState, Modality, PointCloud, SensorSample
-from modseg_ros.errors import ConfigError
+from modseg_ros.errors import ConfigError, ConversionError
 
 
 class Engine(Protocol):
@@ -67,6 +67,19 @@ class Rendering:
     points: np.ndarray | None  # labelled LiDAR points (postprocess.LABELLED_POINT) when LiDAR is in the bundle
 
 
+@dataclass(frozen=True, eq=False)
+class Intake:
+    """What became of one sensor message."""
+
+    sample: SensorSample | None  # the converted message; None when it was rejected
+    bundles: list[Bundle]  # the bundles it completed
+    problem: str = ""  # why it was rejected ("" when it was used)
+
+
+# The node clock going back by more than this is a jump (a bag looping on sim time, a reset clock).
+CLOCK_JUMP_BACK_NS = 200_000_000
+
+
 class Perception:
     # Encodings kept per modality: enough for the partners a pending trigger can still take.
     ENCODINGS_KEPT = 4
@@ -82,30 +95,69 @@ class Perception:
             m: OrderedDict() for m in config.inputs.modalities
         }
         self._encoded_lock = threading.Lock()
+        self._latest_ns: int | None = None  # the latest node clock seen (receiving side)
+        self.clock_jumps_back = 0
 
     # --- receiving side ------------------------------------------------------------------------
+
+    def receive(self, modality: Modality, read: Callable[[], SensorSample], now_ns: int) -> Intake:
+        """One raw message of ``modality``: ``read()`` converts it (raising ``ConversionError`` when it
+        is malformed), then it is observed. A message that cannot be converted or judged is rejected
+        and counted against its sensor; nothing about a message's content raises out of here."""
+        try:
+            sample = read()
+        except ConversionError as err:
+            self.reject(modality, now_ns, err.problem)
+            return Intake(None, [], err.problem)
+        try:
+            return Intake(sample, self.observe(sample, now_ns))
+        except (ValueError, TypeError, IndexError, FloatingPointError) as err:  # content beyond what conversion checks
+            problem = f"unusable content ({err})"
+            self.reject(modality, now_ns, problem)
+            return Intake(None, [], problem)
 
     def observe(self, sample: SensorSample, now_ns: int) -> list[Bundle]:
         """A converted message: judge it, encode it if its sensor is alive (``inputs.encode_on_arrival``:
         the worker then only runs the network), then synchronise it with what is alive."""
+        self._follow_clock(now_ns)
         self.health.observe(sample, now_ns)
         alive = self.health.alive
+        if not self.health.stamp_usable(sample.modality):
+            return self.sync.poll(now_ns, alive)  # judged (it counts against its sensor), never matched
         if self.config.inputs.encode_on_arrival and sample.modality in alive:
             self.encode(sample, self.rig)
         return self.sync.push(sample, now_ns, alive)
 
     def reject(self, modality: Modality, now_ns: int, problem: str) -> HealthState:
         """A message that could not be converted: it counts against its sensor."""
+        self._follow_clock(now_ns)
         return self.health.reject(modality, now_ns, problem)
 
     def tick(self, now_ns: int) -> tuple[dict[Modality, HealthState], list[Bundle]]:
         """Timeouts and rates at ``now_ns``, then the bundles that max-wait or a verdict completed."""
+        self._follow_clock(now_ns)
         states = self.health.tick(now_ns)
         return states, self.sync.poll(now_ns, self.health.alive)
 
     def poll(self, now_ns: int) -> list[Bundle]:
         """Bundles completed by max-wait since the last call (between health ticks)."""
+        self._follow_clock(now_ns)
         return self.sync.poll(now_ns, self.health.alive)
+
+    def _follow_clock(self, now_ns: int) -> None:
+        """On a jump back of the node clock (a bag loop on sim time), start time matching and the
+        stream statistics again from ``now_ns``: sensors keep their levels, nothing is declared
+        failed for it, and ``clock_jumps_back`` counts it."""
+        if self._latest_ns is not None and now_ns < self._latest_ns - CLOCK_JUMP_BACK_NS:
+            self.clock_jumps_back += 1
+            self.sync.clear()
+            self.health.clock_jumped_back(now_ns)
+            with self._encoded_lock:
+                for cache in self._encoded.values():
+                    cache.clear()
+            self._latest_ns = now_ns
+        else:
+            self._latest_ns = now_ns if self._latest_ns is None else max(self._latest_ns, now_ns)
 
     def set_camera(self, intrinsics: Intrinsics) -> bool:
         """Camera intrinsics from CameraInfo; True if they changed the rig (the output grid)."""
@@ -131,6 +183,13 @@ class Perception:
             while len(cache) > self.ENCODINGS_KEPT:
                 cache.popitem(last=False)
         return encoded
+
+    def backlog(self) -> dict[str, int]:
+        """What the pipeline holds between messages: all of it is bounded (the soak test watches it)."""
+        queued, pending = self.sync.backlog()
+        with self._encoded_lock:
+            encodings = sum(len(cache) for cache in self._encoded.values())
+        return {"sync_queued": sum(queued.values()), "sync_pending": pending, "encodings_cached": encodings}
 
     # --- worker side -----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ for. With every input alive, equal rates and ``reuse`` off, the sets formed are 
 message_filters' ApproximateTimeSynchronizer with the same slop; with a slower input, its complete
 sets are among ours and the other triggers are emitted without that input (or reuse its message).
 
-Bundles leave in trigger-stamp order. Queues are bounded by count and by stamp age; everything is a
+Bundles leave in trigger-stamp order (an input whose stamps jump back restarts on its own). Queues are bounded by count and by stamp age; everything is a
 deterministic function of the samples (stamps and arrival times), the injected ``now`` and the alive
 set, so sim time and offline replay give the same bundles.
 """
@@ -63,7 +63,7 @@ class SyncStats:
     partial: int = 0  # of which some alive input was missing at max_wait
     triggers_dropped: int = 0  # trigger messages never emitted (trigger died, out of order, overflow)
     evicted: int = 0  # messages dropped from the queues by the count or age bound
-    resets: int = 0  # stamps jumped back by more than the queue duration (bag loop, clock reset)
+    resets: int = 0  # an input's stamps jumped back by more than the queue duration (its queue restarted)
 
 
 @dataclass
@@ -142,8 +142,7 @@ class Synchronizer:
             return []
         queue = self._queues[modality]
         if queue.watermark_ns is not None and sample.stamp_ns < queue.watermark_ns - self.config.queue_duration_ns:
-            self._reset()  # stamps jumped back: a looped bag or a reset clock
-            queue = self._queues[modality]
+            queue = self._restart(modality)  # its stamps jumped back: a looped bag or a reset sensor clock
         queue.insert(sample)
         self.stats.evicted += queue.bound(self.config.queue_size, self.config.queue_duration_ns)
         self._switch_trigger(alive)
@@ -156,6 +155,10 @@ class Synchronizer:
         self._switch_trigger(alive)
         return self._emit_ready(now_ns, alive)
 
+    def backlog(self) -> tuple[dict[Modality, int], int]:
+        """Messages held per input and triggers waiting (both bounded by ``queue_size``)."""
+        return {m: len(q.stamps) for m, q in self._queues.items()}, len(self._pending)
+
     def clear(self) -> None:
         """Forget every message and pending trigger (keeps the statistics)."""
         self._queues = {m: _Queue() for m in self.config.priority}
@@ -165,10 +168,17 @@ class Synchronizer:
 
     # --- internals ---------------------------------------------------------------------------
 
-    def _reset(self) -> None:
+    def _restart(self, modality: Modality) -> _Queue:
+        """Forget one input's messages; when it is the trigger, its pending triggers and the order of
+        emitted stamps go too. The other inputs keep theirs: one sensor's clock must not cost the
+        others their bundles (their own jump, if it comes, restarts them)."""
         self.stats.resets += 1
-        self.stats.triggers_dropped += len(self._pending)
-        self.clear()
+        self._queues[modality] = _Queue()
+        if modality is self._trigger:
+            self.stats.triggers_dropped += len(self._pending)
+            self._pending.clear()
+            self._last_emitted_ns = None
+        return self._queues[modality]
 
     def _switch_trigger(self, alive: Set[Modality]) -> None:
         trigger = self.trigger(alive)
@@ -250,9 +260,11 @@ class Synchronizer:
         self, trigger: SensorSample, partners: Mapping[Modality, SensorSample], alive: Set[Modality], now_ns: int
     ) -> Bundle:
         samples = {trigger.modality: trigger, **partners}
-        for modality, sample in partners.items():
-            if not self.config.inputs[modality].reuse:
-                self._queues[modality].remove(sample)
+        consumed = [s for m, s in samples.items() if not self.config.inputs[m].reuse]
+        for sample in consumed:  # (the trigger too: once the trigger changes, it could be a partner)
+            self._queues[sample.modality].remove(sample)
+        # A partner that is itself a pending trigger (the trigger changed while it waited) is used up.
+        self._pending = [p for p in self._pending if not any(p.sample is s for s in consumed)]
         missing = frozenset(m for m in self.config.priority if m not in samples)
         expected = [m for m in self.config.priority if m in alive]
         self.stats.bundles += 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,42 +22,23 @@ import numpy as np
 from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.config import resolved_topic as resolved
 from modseg_ros.core.perception import Perception, load_calibration, load_engine
-from modseg_ros.core.types import Bundle, HealthState, Modality, Payload, SensorSample
+from modseg_ros.core.types import Bundle, HealthState, Modality
 from modseg_ros.data.bags import Bag, BagMessage
 from modseg_ros.data.playback import CLOCK_TOPIC, MessageInjector, PlaybackOptions, schedule, topic_roles, window
 from modseg_ros.errors import ConversionError
 from modseg_ros.eval.run import HealthRecord, MaskRecord, ReplayOptions, RunOutputs
 
-@dataclass(frozen=True)
-class NodeInput:
-    topic: str  # as the node resolves its name in the root namespace (the launch default)
-    modality: Modality
-    convert: Callable[[object, str], Payload]
-
-
-def node_inputs(config: NodeConfig) -> dict[str, NodeInput]:
-    """The node's input topics and converters, as ros/node.py subscribes them."""
+def node_inputs(config: NodeConfig) -> dict:
+    """The node's inputs (ros/convert.py ``SensorInput``) by the absolute topic the node resolves
+    them to in the root namespace (the launch default), as recorded in bags."""
     from modseg_ros.ros import convert  # message-field readers; they take rosbags messages as well
 
-    events = config.rig.intrinsics_of(Modality.EVENTS)
-    inputs = config.inputs
-    scale = inputs.lidar_intensity_scale
-    converters: dict[Modality, Callable[[object, str], Payload]] = {
-        Modality.CAMERA: convert.camera_frame,
-        Modality.DEPTH: convert.depth_frame,
-        Modality.LIDAR: lambda msg, topic: convert.point_cloud(msg, topic, scale),
-        Modality.EVENTS: (
-            (lambda msg, topic: convert.event_packet(msg, topic, events.width, events.height, inputs.event_time))
-            if inputs.events_source == "points" else convert.event_frame
-        ),
-    }  # fmt: skip
-    table = {m: NodeInput(resolved(config.topics.sensor(m, inputs.events_source)), m, converters[m]) for m in inputs.modalities}
-    return {spec.topic: spec for spec in table.values()}
+    return {resolved(source.topic): source for source in convert.sensor_inputs(config).values()}
 
 
 def node_topic_roles(config: NodeConfig) -> dict[str, Modality]:
     """Bag topic -> modality for failure injection: the node's inputs, its camera_info and ground truth."""
-    roles = {topic: spec.modality for topic, spec in node_inputs(config).items()}
+    roles = {topic: source.modality for topic, source in node_inputs(config).items()}
     roles[resolved(config.topics.camera_info)] = Modality.CAMERA
     return roles
 
@@ -117,20 +98,10 @@ class OfflineNode:
             except ConversionError:
                 pass  # the node drops it with a warning
             return
-        spec = self.inputs[topic]
-        try:
-            data = spec.convert(msg, topic)
-            sample = SensorSample(spec.modality, _stamp_ns(msg.header), self.now_ns, str(msg.header.frame_id), data)
-            bundles = self.perception.observe(sample, self.now_ns)
-        except ConversionError as err:
-            self.rejected += 1
-            self.perception.reject(spec.modality, self.now_ns, err.problem)
-            return
-        except (ValueError, TypeError, IndexError, FloatingPointError) as err:
-            self.rejected += 1
-            self.perception.reject(spec.modality, self.now_ns, f"unusable content ({err})")
-            return
-        self._segment(bundles)
+        source, now = self.inputs[topic], self.now_ns
+        intake = self.perception.receive(source.modality, lambda: source.sample(msg, topic, now), now)
+        self.rejected += intake.sample is None
+        self._segment(intake.bundles)
 
     def _segment(self, bundles: list[Bundle]) -> None:
         for bundle in bundles:
@@ -151,10 +122,6 @@ class OfflineNode:
             self.now_ns, {m: s.level for m, s in states.items()}, {m: s.alive for m, s in states.items()},
             {m: s.reason for m, s in states.items()},
         ))  # fmt: skip
-
-
-def _stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 def playback_options(options: ReplayOptions, topics: list[str], config: NodeConfig) -> PlaybackOptions:
@@ -234,7 +201,7 @@ def encode_inputs(bag: Bag, options: ReplayOptions, config: NodeConfig,
         if (spec.modality, item.stamp_ns) not in wanted:
             continue
         try:
-            payload = spec.convert(bag.deserialize(message), item.topic)
+            payload = spec.read(bag.deserialize(message), item.topic)
         except ConversionError:
             continue
         found[(spec.modality, item.stamp_ns)] = encode_payload(spec.modality, payload, rig, config.encoding)

@@ -18,14 +18,17 @@ a size field without checking it against the buffer.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.geometry import Intrinsics
-from modseg_ros.core.types import CameraFrame, DepthFrame, EventFrame, EventPacket, EventTime, PointCloud
+from modseg_ros.core.types import (CameraFrame, DepthFrame, EventFrame, EventPacket, EventTime, Modality, Payload, PointCloud,
+                                   SensorSample)  # fmt: skip
 from modseg_ros.errors import ConversionError
 
 # Beyond these a message is treated as corrupt rather than as data (a 16k × 16k RGB image is 768 MB).
@@ -253,39 +256,48 @@ def point_cloud(msg, topic: str, intensity_scale: float = 1.0) -> PointCloud:
         if axis not in points.dtype.names:
             raise ConversionError(topic, f"point cloud has no '{axis}' field (has {', '.join(points.dtype.names)})")
     xyz = _xyz_view(points)
-    if xyz is None:
-        xyz = np.stack([points[a].reshape(-1) for a in ("x", "y", "z")], axis=1).astype(np.float32)
-    if "intensity" in points.dtype.names:
-        intensity = points["intensity"].reshape(-1)
-        if intensity_scale != 1.0 or intensity.dtype != np.dtype("=f4"):
-            intensity = intensity.astype(np.float32) / np.float32(intensity_scale)
-    else:
-        intensity = np.zeros(points.size, dtype=np.float32)
-    ring = None
-    if "ring" in points.dtype.names:
-        ring = points["ring"].reshape(-1)
-        ring = ring if ring.dtype == np.dtype("=u2") else ring.astype(np.uint16)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and float64 beyond float32 become NaN / inf: no return
+        if xyz is None:
+            xyz = np.stack([points[a].reshape(-1) for a in ("x", "y", "z")], axis=1).astype(np.float32)
+        if "intensity" in points.dtype.names:
+            intensity = points["intensity"].reshape(-1)
+            if intensity_scale != 1.0 or intensity.dtype != np.dtype("=f4"):
+                intensity = intensity.astype(np.float32) / np.float32(intensity_scale)
+        else:
+            intensity = np.zeros(points.size, dtype=np.float32)
+        ring = None
+        if "ring" in points.dtype.names:
+            ring = points["ring"].reshape(-1)
+            ring = ring if ring.dtype == np.dtype("=u2") else ring.astype(np.uint16)
     return PointCloud(points=xyz, intensity=intensity, ring=ring)
 
 
-# Below this magnitude a double is not a time in any unit: it is the bit pattern of an int64 read
-# as a double (any int64 below 2^61 ns, 73 years, reads as a double below 1e-150).
-_INT64_BITS_BELOW = 1e-30
+def _packed_nanoseconds(t: np.ndarray) -> bool:
+    """Does a FLOAT64 field hold int64 nanoseconds in its bytes? Every int64 within ±2^61 ns (±73
+    years) reads as a double below 1e-150 in magnitude, or as NaN for negative values (packets
+    stamped near zero), and no real time in any unit is that small (but zero, the same either way)."""
+    if t.dtype != np.float64 or not len(t):
+        return False
+    as_int = np.ascontiguousarray(t).view(np.int64)
+    return bool(np.all((as_int > -(2**61)) & (as_int < 2**61)))
+
+
 # With no header stamp to compare with, larger float values are taken as nanoseconds (1e7 s is 116 days).
 _NS_WITHOUT_STAMP_ABOVE = 1e7
+_INT64_NS = 2**63 - 2**10  # the int64 range, as float64 rounds it
 
 
 def resolve_event_time(t: np.ndarray, stamp_ns: int) -> EventTime:
     """The ``auto`` rule for a float time field: which convention ``t`` is in.
 
-    1. Every value below 1e-30 in magnitude (a FLOAT64 field): int64 nanoseconds in the field's
-       bytes (CARLA's native ROS 2 publisher, the world's bags).
+    1. A FLOAT64 field whose bytes are all int64 within ±2^61 (``_packed_nanoseconds``): int64
+       nanoseconds (CARLA's native ROS 2 publisher, the world's bags).
     2. Otherwise the values are real numbers in seconds or in nanoseconds (the carla-ros-bridge packs
        CARLA's int64 ns as a double value). Events lie within a fraction of a second of their
        message's header stamp, so the reading of the median value that lands nearer the stamp wins.
     3. Without a header stamp (0), values above 1e7 are nanoseconds.
     """
-    if t.dtype == np.float64 and np.all(np.abs(t) < _INT64_BITS_BELOW):
+    if _packed_nanoseconds(t):
         return EventTime.INT64_NS
     median = float(np.median(t))
     if stamp_ns == 0:
@@ -296,7 +308,8 @@ def resolve_event_time(t: np.ndarray, stamp_ns: int) -> EventTime:
 
 def event_times_ns(t: np.ndarray, stamp_ns: int, convention: EventTime = EventTime.AUTO) -> np.ndarray:
     """Absolute event times in ns from a PointCloud2 time field (``convention``: see EventTime;
-    integer fields always hold nanoseconds). ValueError if the field cannot hold the convention."""
+    integer fields always hold nanoseconds). ValueError if the field cannot hold the convention or
+    the times are NaN, inf or beyond the int64 nanosecond range."""
     if t.dtype.kind in "iu":
         return t.astype(np.int64)
     if len(t) == 0:
@@ -310,12 +323,16 @@ def event_times_ns(t: np.ndarray, stamp_ns: int, convention: EventTime = EventTi
     values = t.astype(np.float64)
     if not np.isfinite(values).all():
         raise ValueError("event times contain NaN or inf")
-    return np.rint(values if convention is EventTime.FLOAT_NS else values * 1e9).astype(np.int64)
+    unit = 1.0 if convention is EventTime.FLOAT_NS else 1e9
+    if np.abs(values).max() >= _INT64_NS / unit:  # (checked before scaling: no overflow warning)
+        raise ValueError(f"event times up to {np.abs(values).max():.3g} are beyond the int64 nanosecond range")
+    return np.rint(values * unit).astype(np.int64)
 
 
 def event_packet(msg, topic: str, width: int, height: int, time_convention: EventTime = EventTime.AUTO) -> EventPacket:
     """Events as a PointCloud2 (x, y, t absolute, polarity) -> EventPacket with time relative to the
-    header stamp; polarity 0/negative -> -1, positive -> +1."""
+    header stamp; polarity 0/negative -> -1, positive -> +1. Coordinates must fit uint16 (events
+    outside the sensor's grid are kept; the encodings skip them)."""
     points = cloud_array(msg, topic)
     x = _field(points, ("x",), topic, "x")
     y = _field(points, ("y",), topic, "y")
@@ -324,15 +341,55 @@ def event_packet(msg, topic: str, width: int, height: int, time_convention: Even
     for name, values in (("x", x), ("y", y)):
         if values.dtype.kind == "f" and len(values) and not np.isfinite(values).all():
             raise ConversionError(topic, f"event '{name}' coordinates contain NaN or inf")
+        if len(values) and (values.min() < 0 or values.max() > 65535):
+            raise ConversionError(topic, f"event '{name}' coordinates outside 0..65535 ({values.min():g} to {values.max():g})")
     stamp = stamp_ns(msg.header)
     try:
-        relative = event_times_ns(t, stamp, time_convention) - stamp
+        times = event_times_ns(t, stamp, time_convention)
     except ValueError as err:
         raise ConversionError(topic, f"{err} (inputs.event_time: {time_convention})") from None
+    if len(times) and not (-_INT64_NS <= int(times.min()) - stamp and int(times.max()) - stamp <= _INT64_NS):
+        raise ConversionError(topic, "event times are too far from the header stamp to be relative nanoseconds")
+    relative = times - np.int64(stamp)
     polarity = np.where(p.astype(np.float64) > 0, 1, -1).astype(np.int8)
     return EventPacket(
         x=x.astype(np.uint16), y=y.astype(np.uint16), t_ns=relative, polarity=polarity, width=width, height=height
     )
+
+
+# --- The node's inputs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SensorInput:
+    """One input of the node: its topic (relative name), message type and converter."""
+
+    modality: Modality
+    topic: str
+    msg_type: type
+    read: Callable[[object, str], Payload]  # (message, resolved topic name) -> payload; ConversionError
+
+    def sample(self, msg, topic: str, now_ns: int) -> SensorSample:
+        """The message as a sample received at ``now_ns`` (ConversionError if it is malformed)."""
+        return SensorSample(self.modality, stamp_ns(msg.header), now_ns, str(msg.header.frame_id), self.read(msg, topic))
+
+
+def sensor_inputs(config: NodeConfig) -> dict[Modality, SensorInput]:
+    """The inputs the node subscribes to, as its parameters select them (topics, events source and
+    time convention, LiDAR intensity scale); shared with the offline replay."""
+    events = config.rig.intrinsics_of(Modality.EVENTS)
+    inputs = config.inputs
+    scale = inputs.lidar_intensity_scale
+    readers: dict[Modality, tuple[type, Callable[[object, str], Payload]]] = {
+        Modality.CAMERA: (Image, camera_frame),
+        Modality.DEPTH: (Image, depth_frame),
+        Modality.LIDAR: (PointCloud2, lambda msg, topic: point_cloud(msg, topic, scale)),
+        Modality.EVENTS: (
+            (PointCloud2, lambda msg, topic: event_packet(msg, topic, events.width, events.height, inputs.event_time))
+            if inputs.events_source == "points" else (Image, event_frame)
+        ),
+    }  # fmt: skip
+    return {m: SensorInput(m, config.topics.sensor(m, inputs.events_source), *readers[m]) for m in inputs.modalities}
 
 
 # --- Outbound: numpy -> messages -------------------------------------------------------------------

@@ -7,9 +7,6 @@ node's outputs (ros/recorder.py) as raw CDR, decoded into ``RunOutputs`` at the 
 """
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +27,7 @@ from modseg_ros.eval.offline import node_inputs, node_topics, playback_options
 from modseg_ros.eval.run import HealthRecord, MaskRecord, ReplayOptions, RunOutputs
 from modseg_ros.ros import convert
 from modseg_ros.ros.env import apply_dds_environment, use_private_domain
+from modseg_ros.ros.node_process import NodeProcess
 from modseg_ros.ros.player import BagPublisher
 from modseg_ros.ros.recorder import TopicRecorder
 
@@ -51,38 +49,6 @@ TF_TOPICS = ("/tf_static", "/tf")  # copied from the bag into a recording, for R
 
 class ReplayError(ModsegError):
     """The node of a live replay did not start or did not answer."""
-
-
-class NodeProcess:
-    """``modseg run`` on sim time in a child process; its log is collected."""
-
-    def __init__(self, params: Path) -> None:
-        args = [sys.executable, "-m", "modseg_ros.cli", "run", "--params", str(params), "--ros-args", "-p", "use_sim_time:=true"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def tail(self, lines: int = 15) -> str:
-        return "\n".join(self.lines[-lines:])
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(timeout=2)
-        return self.proc.returncode
 
 
 def run_live(bag_path: Path, options: ReplayOptions, progress: Callable[[float], None] | None = None) -> RunOutputs:
@@ -108,7 +74,7 @@ def run_live(bag_path: Path, options: ReplayOptions, progress: Callable[[float],
             if progress is not None:
                 progress(min(1.0, (item.bag_ns - begin) / max(end - begin, 1)))
 
-        node_process = NodeProcess(options.params)
+        node_process = NodeProcess(options.params, ["-p", "use_sim_time:=true"])
         context = rclpy.Context()
         rclpy.init(context=context)
         executor = None

@@ -127,6 +127,7 @@ class Any2SegNode(Node):
         self._publisher_qos: dict[str, str] = {}
         self._last_alive: frozenset[Modality] | None = None
         self._last_tick_ns: int | None = None
+        self._clock_jumps_logged = 0
         self._last_levels: dict[Modality, tuple[HealthLevel, bool]] = {}
 
         self._create_publishers()
@@ -175,24 +176,9 @@ class Any2SegNode(Node):
                              durability=qos_profile_sensor_data.durability, history=qos_profile_sensor_data.history)  # fmt: skip
         else:
             qos = QoSProfile(depth=cfg.qos_depth, reliability=ReliabilityPolicy.RELIABLE)
-        rig = self.config.rig
-        events_intr = rig.intrinsics_of(Modality.EVENTS)
-        scale = cfg.lidar_intensity_scale
-        converters: dict[Modality, tuple[type, Callable]] = {
-            Modality.CAMERA: (Image, convert.camera_frame),
-            Modality.DEPTH: (Image, convert.depth_frame),
-            Modality.LIDAR: (PointCloud2, lambda msg, topic: convert.point_cloud(msg, topic, scale)),
-            Modality.EVENTS: (
-                (PointCloud2,
-                 lambda msg, topic: convert.event_packet(msg, topic, events_intr.width, events_intr.height, cfg.event_time))
-                if cfg.events_source == "points" else (Image, convert.event_frame)
-            ),
-        }  # fmt: skip
         topics = self.config.topics
-        for modality in cfg.modalities:
-            msg_type, converter = converters[modality]
-            topic = topics.sensor(modality, cfg.events_source)
-            self._subscribe(modality, msg_type, topic, qos, lambda msg, m=modality, c=converter, t=topic: self._on_sensor(m, c, t, msg))
+        for source in convert.sensor_inputs(self.config).values():
+            self._subscribe(source.modality, source.msg_type, source.topic, qos, lambda msg, s=source: self._on_sensor(s, msg))
         if Modality.CAMERA in cfg.modalities:
             self._subscribe(Modality.CAMERA, CameraInfo, topics.camera_info, qos, self._on_camera_info, info=True)
 
@@ -207,22 +193,17 @@ class Any2SegNode(Node):
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
-    def _on_sensor(self, modality: Modality, converter: Callable, topic: str, msg) -> None:
+    def _on_sensor(self, source: convert.SensorInput, msg) -> None:
         now = self._now_ns()
         wall = time.monotonic()
-        try:
-            data = converter(msg, self._topics[topic].name)
-            sample = SensorSample(modality, convert.stamp_ns(msg.header), now, str(msg.header.frame_id), data)
-        except ConversionError as err:
-            self._reject(topic, now, err.problem)
+        topic = self._topics[source.topic]
+        intake = self.perception.receive(source.modality, lambda: source.sample(msg, topic.name, now), now)
+        if intake.sample is None:
+            topic.rejected += 1
+            self._warn_topic(topic, f"dropped a malformed message: {intake.problem}")
             return
-        self._wall_arrival[sample] = wall
-        try:
-            bundles = self.perception.observe(sample, now)
-        except (ValueError, TypeError, IndexError, FloatingPointError) as err:  # content beyond what convert checks
-            self._reject(topic, now, f"unusable content ({err})")
-            return
-        self._hand_over(bundles)
+        self._wall_arrival[intake.sample] = wall
+        self._hand_over(intake.bundles)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         topic = self._topics[self.config.topics.camera_info]
@@ -234,12 +215,6 @@ class Any2SegNode(Node):
         if self.perception.set_camera(intrinsics):
             self.get_logger().info(f"camera intrinsics from {topic.name}: {intrinsics.width}×{intrinsics.height}, "
                                    f"fx={intrinsics.fx:.1f}; masks are published on this grid")  # fmt: skip
-
-    def _reject(self, topic_key: str, now: int, problem: str) -> None:
-        topic = self._topics[topic_key]
-        topic.rejected += 1
-        self.perception.reject(topic.modality, now, problem)
-        self._warn_topic(topic, f"dropped a malformed message: {problem}")
 
     def _warn_topic(self, topic: _Topic, text: str) -> None:
         wall = time.monotonic()
@@ -274,6 +249,10 @@ class Any2SegNode(Node):
             # rather than call their sensors silent. The next tick judges.
             return
         states, bundles = self.perception.tick(now)
+        if self.perception.clock_jumps_back > self._clock_jumps_logged:
+            self._clock_jumps_logged = self.perception.clock_jumps_back
+            self.get_logger().warning(f"the clock jumped back (now {now / 1e9:.3f} s; a bag loop?): time matching and "
+                                      f"stream statistics restarted, sensors keep their health")  # fmt: skip
         self._report_changes(states)
         self._hand_over(bundles)
 
@@ -412,6 +391,9 @@ class Any2SegNode(Node):
             "triggers_dropped": sync.triggers_dropped,
             "sync_evicted": sync.evicted,
             "segmentation_failures": failures,
+            "sync_resets": sync.resets,
+            "clock_jumps_back": self.perception.clock_jumps_back,
+            **self.perception.backlog(),
             "end_to_end_ms_p50": f"{np.percentile(latencies, 50):.1f}",
             "end_to_end_ms_p99": f"{np.percentile(latencies, 99):.1f}",
             "inference_ms_p50": f"{np.percentile(inference, 50):.1f}",

@@ -1,7 +1,9 @@
 """Synthetic sensor streams over DDS, from core/synthetic.py's street: scenarios for the node's
-tests and benchmarks (sensors that fall silent, black out, send malformed messages, run on sim time).
+tests and benchmarks (sensors that fall silent, black out, send malformed messages, burst at a multiple
+of their rate, run on sim time whose clock jumps back as a looping bag's does).
 
     python -m modseg_ros.ros.stream '{"duration_s": 5, "silent": {"camera": [[2, 3]]}}'
+    python -m modseg_ros.ros.stream @scenario.json
 
 Prints one JSON line per published sensor message, {"m": modality, "stamp": ns, "ok": bool}, so the
 caller knows exactly what was sent. Frames are rendered before timing starts (a loop of distinct
@@ -11,10 +13,12 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -54,6 +58,8 @@ class Scenario:
     silent: Mapping[str, Sequence[Sequence[float]]] = field(default_factory=dict)  # no messages in [start, end) s
     blackout: Mapping[str, Sequence[Sequence[float]]] = field(default_factory=dict)  # black camera frames
     malformed: Sequence[Mapping] = ()  # {"modality", "kind", "at_s"}: a broken message instead of a good one
+    bursts: Mapping[str, Sequence[Sequence[float]]] = field(default_factory=dict)  # [start, end, factor]: factor × the rate
+    jumps: Sequence[Sequence[float]] = ()  # [at_s, back_s]: stamps (and /clock) jump back by back_s (a bag loop)
     topics: Mapping[str, str] = field(default_factory=dict)  # modality -> topic (default: the node's inputs)
     camera_info_topic: str = "camera/camera_info"
     events_source: str = "points"  # events/points (PointCloud2) or events/image
@@ -140,6 +146,39 @@ class Frames:
                            data=records.view(np.uint8).tobytes())  # fmt: skip
 
 
+def stream_schedule(scenario: Scenario) -> list[tuple[float, str, int]]:
+    """(stream time, modality, frame index) of every message: each sensor at its rate, and at
+    ``factor`` times its rate inside its bursts (frame indices keep counting, so payloads differ)."""
+    schedule = []
+    for m, rate in scenario.rate_hz.items():
+        times = [k / rate for k in range(int(scenario.duration_s * rate))]
+        for start, end, factor in scenario.bursts.get(m, ()):
+            times = [t for t in times if not start <= t < end]
+            times += [start + j / (rate * factor) for j in range(int((end - start) * rate * factor))]
+        schedule += [(t, m, k) for k, t in enumerate(sorted(times))]
+    return sorted(schedule)
+
+
+def flapping(seed: int, modalities: Sequence[str], duration_s: float, up_s=(0.8, 2.0), down_s=(0.5, 1.5)) -> dict[str, list[list[float]]]:
+    """Silences for sensors flapping at random (a ``silent`` mapping): each sensor independently up
+    for ``up_s`` then down for ``down_s`` seconds (uniform ranges), until a second before the end."""
+    rng = random.Random(seed)
+    silences = {}
+    for modality in modalities:
+        t, spans = rng.uniform(*up_s), []
+        while t < duration_s - 1.0:
+            length = rng.uniform(*down_s)
+            spans.append([t, min(t + length, duration_s)])
+            t += length + rng.uniform(*up_s)
+        silences[modality] = spans
+    return silences
+
+
+def jumped_back(scenario: Scenario, t: float) -> float:
+    """Seconds the stamps (and /clock) have jumped back by stream time ``t``."""
+    return sum(back for at, back in scenario.jumps if at <= t)
+
+
 def break_message(msg, modality: str, kind: str):
     """A copy of a good message with one kind of damage."""
     bad = copy.deepcopy(msg)
@@ -185,7 +224,7 @@ def play(node: Node, scenario: Scenario, report: Callable[[dict], None] = lambda
         time.sleep(0.05)
     time.sleep(0.5)  # let every reader of the subscriber match
 
-    schedule = sorted((k / rate, m, k) for m, rate in rates.items() for k in range(int(scenario.duration_s * rate)))
+    schedule = stream_schedule(scenario)
     broken = sorted(scenario.malformed, key=lambda b: b["at_s"])
     sim_start = int(scenario.sim_start_s * 1e9)
     wall_start = time.monotonic()
@@ -195,14 +234,14 @@ def play(node: Node, scenario: Scenario, report: Callable[[dict], None] = lambda
         while True:  # wait for t_rel of stream time, publishing /clock meanwhile
             elapsed = (time.monotonic() - wall_start) * scenario.sim_rate
             if clock is not None and elapsed >= next_clock:
-                clock.publish(Clock(clock=_time(sim_start + int(elapsed * 1e9))))
+                clock.publish(Clock(clock=_time(sim_start + int((elapsed - jumped_back(scenario, elapsed)) * 1e9))))
                 next_clock = elapsed + 0.01
             if elapsed >= t_rel:
                 break
             time.sleep(min(0.005, (t_rel - elapsed) / scenario.sim_rate))
         if _inside(scenario.silent.get(m, ()), t_rel):
             continue
-        stamp = (sim_start if scenario.sim_time else ros_start) + int(t_rel * 1e9)
+        stamp = (sim_start if scenario.sim_time else ros_start) + int((t_rel - jumped_back(scenario, t_rel)) * 1e9)
         msg = frames.message(m, k, stamp)
         ok = True
         if broken and broken[0]["modality"] == m and broken[0]["at_s"] <= t_rel:
@@ -218,9 +257,10 @@ def play(node: Node, scenario: Scenario, report: Callable[[dict], None] = lambda
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print("usage: python -m modseg_ros.ros.stream '<scenario JSON>'", file=sys.stderr)
+        print("usage: python -m modseg_ros.ros.stream '<scenario JSON>' | @scenario.json", file=sys.stderr)
         return 2
-    scenario = Scenario.from_dict(json.loads(args[0]))
+    text = Path(args[0][1:]).read_text() if args[0].startswith("@") else args[0]  # @FILE: a long scenario
+    scenario = Scenario.from_dict(json.loads(text))
     rclpy.init()
     node = rclpy.create_node("sensor_stream")
     try:
