@@ -49,6 +49,13 @@ def test_consistency_scores_and_exclusion(engine):
         engine.predict({Modality.CAMERA: full[Modality.CAMERA]}, exclude={Modality.CAMERA})
 
 
+def test_unasked_consistency_is_not_computed_and_changes_nothing_else(engine):
+    full = encodings(4)
+    scored, unscored = engine.predict(full), engine.predict(full, consistency=False)
+    assert all(np.isnan(c) for c in unscored.modality_consistency.values()) and set(unscored.modality_consistency) == set(MODALITIES)
+    assert np.array_equal(scored.labels, unscored.labels) and scored.modality_weights == unscored.modality_weights
+
+
 def test_output_size_defaults_to_the_input_grid(engine):
     p = engine.predict({Modality.EVENTS: encodings()[Modality.EVENTS]})
     assert p.labels.shape == (96, 160)

@@ -121,7 +121,7 @@ class ConsistencyCalibration:
 class ConsistencySettings:
     """The node's parameters of the check (``health.consistency.*``)."""
 
-    enabled: bool = True  # judge the scores (they are published either way)
+    enabled: bool = True  # compute and judge the scores (off: not computed, NaN in info and diagnostics)
     calibration: str = ""  # thresholds file; "" = <checkpoint>.consistency.json beside the checkpoint
     exclude: bool = True  # leave a sensor below exclude_below out of the fusion
     enter_s: float = 0.5  # below a threshold this long: WARN / excluded

@@ -34,7 +34,7 @@ class Engine(Protocol):
     name: str
 
     def predict(self, encoded: Mapping[Modality, np.ndarray], output_size: tuple[int, int],
-                exclude: Collection[Modality] = ()): ...  # fmt: skip
+                exclude: Collection[Modality] = (), consistency: bool = True): ...  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,7 +203,8 @@ class Perception:
         excluded = self.consistency.excluded & frozenset(bundle.modalities)
         if excluded == frozenset(bundle.modalities):
             excluded = frozenset()  # a mask from doubtful sensors beats no mask
-        prediction = self.engine.predict(encoded, output_size=(rig.camera.height, rig.camera.width), exclude=excluded)
+        prediction = self.engine.predict(encoded, output_size=(rig.camera.height, rig.camera.width), exclude=excluded,
+                                         consistency=self.config.consistency.enabled)  # fmt: skip
         self.health.judge_consistency(self.consistency.update(bundle.stamp_ns, prediction.modality_consistency))
         return Segmentation(bundle, prediction.labels, encoded, rig, prediction.modality_weights, encode_ms,
                             prediction.inference_ms, prediction.modality_consistency, excluded)  # fmt: skip
@@ -267,7 +268,7 @@ def load_calibration(settings: ConsistencySettings, model: ModelConfig, engine) 
     how to calibrate).
     """
     if not settings.enabled:
-        return None, "consistency check off (health.consistency.enabled: false): scores are published, not judged"
+        return None, "consistency check off (health.consistency.enabled: false): scores are not computed"
     explicit = bool(settings.calibration)
     checkpoint = checkpoint_path(model)
     path = Path(settings.calibration) if explicit else calibration_path(checkpoint)

@@ -67,7 +67,9 @@ class _SubsetProbe:
         self.name = engine.name
         self.frames: list[dict[str, Mapping[Modality, float]]] = []  # per segmented frame: subset -> scores
 
-    def predict(self, encoded: Mapping[Modality, np.ndarray], output_size: tuple[int, int], exclude: Collection[Modality] = ()):
+    def predict(self, encoded: Mapping[Modality, np.ndarray], output_size: tuple[int, int], exclude: Collection[Modality] = (),
+                consistency: bool = True):  # fmt: skip
+        # scored whatever the parameter file says: scoring is what a calibration is for
         prediction = self.engine.predict(encoded, output_size=output_size, exclude=exclude)
         present = tuple(m for m in MODALITIES if m in encoded)
         scores = {subset_name(present): prediction.modality_consistency}

@@ -61,9 +61,10 @@ class _TorchBackend:
         self.frame_model = FrameModel(model).eval()
 
     @torch.inference_mode()
-    def run(self, images: np.ndarray, modality_index: np.ndarray, fused: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    def run(self, images: np.ndarray, modality_index: np.ndarray, fused: np.ndarray,
+            score: bool) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:  # fmt: skip
         logits, weights, consistency = self.frame_model(torch.from_numpy(images), torch.from_numpy(modality_index),
-                                                        torch.from_numpy(fused))  # fmt: skip
+                                                        torch.from_numpy(fused), score)  # fmt: skip
         return logits, weights.numpy(), consistency.numpy()
 
 
@@ -84,12 +85,14 @@ class _OnnxBackend:
             raise CheckpointError(f"ONNX graph {onnx_path} predates the consistency output (inputs: {', '.join(sorted(inputs))}); "
                                   f"export it again with 'modseg export --onnx'")  # fmt: skip
 
-    def run(self, images: np.ndarray, modality_index: np.ndarray, fused: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    def run(self, images: np.ndarray, modality_index: np.ndarray, fused: np.ndarray,
+            score: bool) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:  # fmt: skip
+        # the exported graph always computes the scores; unasked, they are not reported
         logits, weights, consistency = self.session.run(
             ["logits", "modality_weights", "modality_consistency"],
             {"images": images, "modality_index": modality_index, "fused": fused},
         )
-        return torch.from_numpy(logits), weights, consistency
+        return torch.from_numpy(logits), weights, consistency if score else np.full_like(consistency, np.nan)
 
 
 class SegmentationEngine:
@@ -149,13 +152,15 @@ class SegmentationEngine:
         output_size: tuple[int, int] | None = None,
         absent: str = "drop",
         exclude: Collection[Modality] = (),
+        consistency: bool = True,
     ) -> Prediction:
         """Segment one frame from the present modalities' H×W×3 uint8 encodings.
 
         ``output_size`` (H, W) defaults to the size of the first encoding. ``absent``: ``drop``
         (default) or ``zero`` (zero-fill absent modalities, the benchmark protocol). ``exclude``:
         present modalities left out of the labels' fusion (still encoded and scored for
-        consistency); at least one present modality must remain.
+        consistency); at least one present modality must remain. ``consistency=False`` skips the
+        consistency scores (NaN) and their cost with the torch backend.
         """
         start = time.perf_counter()
         if absent not in ("drop", "zero"):
@@ -170,8 +175,8 @@ class SegmentationEngine:
         fused = np.array([m not in exclude for m in slots])
         if not fused.any():
             raise ValueError(f"every present modality is excluded ({', '.join(m.value for m in slots)}): nothing to fuse")
-        logits, weights, consistency = self._backend.run(images, index, fused)
+        logits, weights, scores_m = self._backend.run(images, index, fused, consistency)
         labels = upsample(logits, tuple(output_size))[0].argmax(dim=0).to(torch.uint8).numpy()
         fed = {m: float(w) for m, w in zip(slots, weights.tolist())}
-        scores = {m: float(c) for m, c in zip(slots, consistency.tolist()) if m in encoded}
+        scores = {m: float(c) for m, c in zip(slots, scores_m.tolist()) if m in encoded}
         return Prediction(labels, fed, (time.perf_counter() - start) * 1e3, present, scores)

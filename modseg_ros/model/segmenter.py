@@ -167,11 +167,14 @@ class FrameModel(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor, modality_index: torch.Tensor,
-                fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+                fused: torch.Tensor, score: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        """``score=False`` skips the consistency decode (NaN scores; a third of the network's time)."""
         if not self.model.late_fusion:  # fuses inside its encoder: an unfused modality is not fed at all
             out = self.model(ModalBatch(images[fused][:, None], modality_index[fused]))
             weights = torch.zeros(fused.shape, dtype=out.modality_weights.dtype).masked_scatter(fused, out.modality_weights[:, 0])
             return out.logits, weights, torch.full_like(weights, float("nan"))
         features = self.model.encode(ModalBatch(images[:, None], modality_index))
         logits, weights = self.model.decode(features, fused[:, None])  # present: (M, 1), one sample
+        if not score:
+            return logits, weights[:, 0], torch.full_like(weights[:, 0], float("nan"))
         return logits, weights[:, 0], modality_consistency(self.model.decode, features)
