@@ -175,8 +175,8 @@ class SegmentationEngine:
         fused = np.array([m not in exclude for m in slots])
         if not fused.any():
             raise ValueError(f"every present modality is excluded ({', '.join(m.value for m in slots)}): nothing to fuse")
-        logits, weights, scores_m = self._backend.run(images, index, fused, consistency)
+        logits, weights, slot_scores = self._backend.run(images, index, fused, consistency)
         labels = upsample(logits, tuple(output_size))[0].argmax(dim=0).to(torch.uint8).numpy()
         fed = {m: float(w) for m, w in zip(slots, weights.tolist())}
-        scores = {m: float(c) for m, c in zip(slots, scores_m.tolist()) if m in encoded}
+        scores = {m: float(c) for m, c in zip(slots, slot_scores.tolist()) if m in encoded}
         return Prediction(labels, fed, (time.perf_counter() - start) * 1e3, present, scores)
