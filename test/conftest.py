@@ -14,6 +14,19 @@ os.environ[DISCOVERY_RANGE] = "LOCALHOST"  # tests never leave the machine, what
 apply_dds_environment()
 use_private_domain()
 
+# --- the node's outputs over DDS, recorded in this process (one recorder per test module) --------------
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def outputs():
+    from harness import Outputs  # imports rclpy: only after the DDS environment above
+
+    recorder = Outputs()
+    yield recorder
+    recorder.close()
+
+
 # --- hypothesis: modest example counts (the suite runs on 2 shared cores); no per-example deadline,
 # since a loaded machine makes timings meaningless. HYPOTHESIS_PROFILE=ci replays a fixed set of
 # examples (reproducible in CI); =thorough searches far longer, by hand.
@@ -36,8 +49,6 @@ def pytest_addoption(parser):
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--soak"):
         return
-    import pytest
-
     skip = pytest.mark.skip(reason="soak test: run with --soak (or modseg bench soak)")
     for item in items:
         if "soak" in item.keywords:

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from harness import HERE, NodeProcess, Outputs, play, sky_brightness, stamp_ns
+from harness import HERE, NodeProcess, play, sky_brightness, stamp_ns
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import Image
 
@@ -18,13 +18,6 @@ from sensor_msgs.msg import Image
 PARAMS = HERE / "params" / "node_test.yaml"
 RATES = {"camera": 10, "depth": 10, "lidar": 5, "events": 10}
 PERIOD_S = {m: 1.0 / r for m, r in RATES.items()}
-
-
-@pytest.fixture(scope="module")
-def outputs():
-    recorder = Outputs()
-    yield recorder
-    recorder.close()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from harness import HERE, NodeProcess, Outputs, play, stamp_ns
+from harness import HERE, NodeProcess, play, stamp_ns
 
 from modseg_ros.ros.stream import flapping
 
@@ -22,13 +22,6 @@ RATES = {"camera": 10, "depth": 10, "lidar": 5, "events": 10}
 TIMEOUT_S = {"camera": 0.23, "depth": 0.23, "lidar": 0.43, "events": 0.23}  # node_test.yaml
 S = 1_000_000_000
 MB = 1 << 20
-
-
-@pytest.fixture(scope="module")
-def outputs():
-    recorder = Outputs()
-    yield recorder
-    recorder.close()
 
 
 @pytest.fixture(scope="module")

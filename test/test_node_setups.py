@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from harness import HERE, NodeProcess, Outputs, make_world_bag, play, replay_bag, stamp_ns
+from harness import HERE, NodeProcess, make_world_bag, play, replay_bag, stamp_ns
 
 from modseg_ros.paths import config_file
 
@@ -20,13 +20,6 @@ any2seg:
     outputs:
       frame_id: front_camera_optical
 """
-
-
-@pytest.fixture(scope="module")
-def outputs():
-    recorder = Outputs()
-    yield recorder
-    recorder.close()
 
 
 def test_parameters_from_yaml_remapping_and_reliable_inputs(outputs, tmp_path):

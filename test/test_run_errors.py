@@ -14,17 +14,10 @@ import time
 
 import pytest
 import yaml
-from harness import MODSEG, Outputs
+from harness import MODSEG
 
 from modseg_ros.model.checkpoint import sidecar_path
 from modseg_ros.model.runtime import default_checkpoint
-
-
-@pytest.fixture(scope="module")
-def outputs():
-    recorder = Outputs()
-    yield recorder
-    recorder.close()
 
 
 def _params(tmp_path, values: dict):
