@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from harness import HERE, NodeProcess, make_world_bag, play, replay_bag, stamp_ns
 
 from modseg_ros.paths import config_file
