@@ -4,6 +4,7 @@ import torch
 
 from modseg_ros.core.types import MODALITIES, Modality, all_subsets
 from modseg_ros.model.runtime import SegmentationEngine
+from modseg_ros.model.segmenter import labels_at, upsample
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +96,9 @@ def test_untrained_weights_depend_only_on_the_seed():
     assert torch.equal(state, torch.get_rng_state())  # the global RNG is left alone
     x = encodings(2)
     assert np.array_equal(a.predict(x).labels, b.predict(x).labels)
+
+
+def test_labels_equal_upsampled_logits_argmax():
+    logits = torch.randn(2, 25, 16, 32, generator=torch.Generator().manual_seed(0)) * 3
+    expected = upsample(logits, (256, 512)).argmax(dim=1).to(torch.uint8)
+    assert torch.equal(labels_at(logits, (256, 512)), expected)

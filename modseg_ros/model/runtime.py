@@ -31,7 +31,7 @@ from modseg_ros.core.types import MODALITIES, Modality
 from modseg_ros.errors import CheckpointError, ConfigError
 from modseg_ros.model.checkpoint import CheckpointInfo, load_checkpoint, read_sidecar
 from modseg_ros.model.inputs import prepare
-from modseg_ros.model.segmenter import FrameModel, SegmenterConfig, build, upsample
+from modseg_ros.model.segmenter import FrameModel, SegmenterConfig, build, labels_at
 
 BACKENDS = ("torch", "onnx")
 DEFAULT_CHECKPOINT = "any2seg_b0.safetensors"
@@ -138,8 +138,11 @@ class SegmentationEngine:
         return cls(_OnnxBackend(onnx_path, threads), read_sidecar(weights), backend)
 
     @classmethod
-    def untrained(cls, arch: str = "any2seg", input_size: tuple[int, int] = (128, 256), seed: int = 0) -> SegmentationEngine:
+    def untrained(cls, arch: str = "any2seg", input_size: tuple[int, int] = (128, 256), seed: int = 0,
+                  threads: int | None = None) -> SegmentationEngine:  # fmt: skip
         """The real architecture with its initial weights (for plumbing and tests; predictions are noise)."""
+        if threads:
+            torch.set_num_threads(threads)
         config = SegmenterConfig(arch=arch, input_size=tuple(input_size))
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -176,7 +179,7 @@ class SegmentationEngine:
         if not fused.any():
             raise ValueError(f"every present modality is excluded ({', '.join(m.value for m in slots)}): nothing to fuse")
         logits, weights, slot_scores = self._backend.run(images, index, fused, consistency)
-        labels = upsample(logits, tuple(output_size))[0].argmax(dim=0).to(torch.uint8).numpy()
+        labels = labels_at(logits, tuple(output_size))[0].numpy()
         fed = {m: float(w) for m, w in zip(slots, weights.tolist())}
         scores = {m: float(c) for m, c in zip(slots, slot_scores.tolist()) if m in encoded}
         return Prediction(labels, fed, (time.perf_counter() - start) * 1e3, present, scores)

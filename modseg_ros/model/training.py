@@ -16,7 +16,6 @@ same sequence.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,7 +34,7 @@ from modseg_ros.data.transforms import EvalTransform, TrainAugmentation
 from modseg_ros.errors import CheckpointError, ConfigError
 from modseg_ros.model.checkpoint import save_checkpoint
 from modseg_ros.model.losses import lscd_loss, ohem_cross_entropy, random_teacher_split, sgm_loss
-from modseg_ros.model.segmenter import ModalBatch, Segmenter, SegmenterConfig, build, upsample
+from modseg_ros.model.segmenter import ModalBatch, Segmenter, SegmenterConfig, build, labels_at, upsample
 
 NUM_MODALITIES = len(MODALITIES)
 
@@ -215,7 +214,7 @@ def quick_validation(model: Segmenter, frames: DeliverDataset, count: int, size:
                 continue
             images = torch.stack([torch.from_numpy(inputs[MODALITIES[s]]) for s in present])[:, None]
             out = model(ModalBatch(images, torch.tensor(present)))
-            pred = upsample(out.logits, label.shape)[0].argmax(dim=0).numpy()
+            pred = labels_at(out.logits, label.shape)[0].numpy()
             matrices[name].update(pred, label)
     model.train()
     return {name: m.miou() for name, m in matrices.items()}
