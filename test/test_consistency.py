@@ -138,7 +138,7 @@ def checkpoint(tmp_path_factory):
 
 def test_calibration_file_round_trip_and_loading_beside_the_checkpoint(checkpoint):
     engine = SegmentationEngine.load(checkpoint)
-    model = ModelConfig(path=str(checkpoint), arch="any2seg", backend="torch", threads=1)
+    model = ModelConfig(path=str(checkpoint), arch="any2seg", backend="torch", threads=1, process=False)
     settings = ConsistencySettings()
     none, note = load_calibration(settings, model, engine)
     assert none is None and "no consistency calibration" in note and "modseg calibrate" in note
@@ -156,7 +156,7 @@ def test_calibration_file_round_trip_and_loading_beside_the_checkpoint(checkpoin
 
 def test_a_calibration_for_other_weights_is_refused(checkpoint, tmp_path):
     engine = SegmentationEngine.load(checkpoint)
-    model = ModelConfig(path=str(checkpoint), arch="any2seg", backend="torch", threads=1)
+    model = ModelConfig(path=str(checkpoint), arch="any2seg", backend="torch", threads=1, process=False)
     other = tmp_path / "other.consistency.json"
     calibration("0" * 64).save(other)
     with pytest.raises(ConfigError, match=r"'health.consistency.calibration'.*other weights.*recalibrate: modseg calibrate"):
@@ -182,7 +182,7 @@ def test_calibrate_replays_nominal_bags_and_writes_thresholds_for_every_judgeabl
         assert set(written.thresholds) == {"CDLE", "CDL", "CDE", "CLE", "DLE"}  # what the node sees when one sensor dies
         assert set(written.thresholds["CLE"]) == {C, L, E} and written.provenance["frames"] >= 25
         engine = SegmentationEngine.load(checkpoint)
-        model = ModelConfig(path=str(checkpoint), arch="any2seg", backend="torch", threads=1)
+        model = ModelConfig(path=str(checkpoint), arch="any2seg", backend="torch", threads=1, process=False)
         loaded, _ = load_calibration(ConsistencySettings(), model, engine)
         assert loaded is not None and loaded.thresholds == written.thresholds
     finally:

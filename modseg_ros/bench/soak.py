@@ -147,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(column, justify="left" if column == "figure" else "right")
     cpu = (samples[-1]["cpu_s"] - samples[0]["cpu_s"]) / max(samples[-1]["wall_s"] - samples[0]["wall_s"], 1e-9)
     for key in ("bundles_offered", "masks_published", "bundles_dropped_newer_arrived", "bundles_partial", "triggers_dropped",
-                "sync_evicted", "sync_resets", "segmentation_failures", "end_to_end_ms_p50", "end_to_end_ms_p99"):  # fmt: skip
+                "sync_evicted", "sync_resets", "segmentation_failures", "renders_skipped_newer_mask", "render_failures",
+                "end_to_end_ms_p50", "end_to_end_ms_p99"):  # fmt: skip
         table.add_row(key, str(final.get(key, "-")), "")
     table.add_row("node CPU (one core = 100 %)", f"{100 * cpu:.0f} %", "")
     checks = _checks(result, args.warmup, args.bundles)

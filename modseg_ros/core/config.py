@@ -277,6 +277,7 @@ class ModelConfig:
     arch: str
     backend: str
     threads: int  # 0 = library default
+    process: bool  # the live node runs the network in a child process (model/engine_process.py)
 
 
 @dataclass(frozen=True)
@@ -355,6 +356,7 @@ class NodeConfig:
             arch=r.string("model.arch"),
             backend=r.string("model.backend", BACKENDS),
             threads=r.integer("model.threads", 0),
+            process=r.boolean("model.process"),
         )
         consistency = ConsistencySettings(
             enabled=r.boolean("health.consistency.enabled"),

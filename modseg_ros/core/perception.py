@@ -4,6 +4,7 @@ The ROS node (ros/node.py) is a thin shell around this class, and the offline re
 same class straight from a bag, so live and offline runs give the same masks for the same bundles.
 Two threads use it: the receiving side (``observe``, ``reject``, ``tick``, ``set_camera``) and one
 worker (``segment``); they share nothing mutable but the rig, which is replaced, never modified.
+``render`` reads only its segmentation and the configuration, so the node draws on a third thread.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -231,32 +233,36 @@ def checkpoint_path(model: ModelConfig) -> Path:
     return (Path(model.path) if model.path else model_file(DEFAULT_CHECKPOINT)).with_suffix(".safetensors")
 
 
-def load_engine(model: ModelConfig, camera: Intrinsics) -> tuple[Engine, str]:
+def load_engine(model: ModelConfig, camera: Intrinsics, isolate: bool = False) -> tuple[Engine, str]:
     """The segmentation engine the parameters ask for, and a sentence saying what was loaded.
 
     An empty ``model.path`` means the shipped checkpoint; if none is shipped, the real architecture
     with initial weights runs instead (the sentence says so: its masks are noise), at the camera
     grid when that is smaller than its default input. An explicit path that does not exist is an error.
+    ``isolate``: run it in a child process (model/engine_process.py; the live node's ``model.process``).
     """
-    import torch
-
     from modseg_ros.model.runtime import SegmentationEngine
 
     path = checkpoint_path(model)
+    threads = model.threads or None
     if model.path and not path.with_suffix(".safetensors").is_file():
         raise ConfigError(f"parameter 'model.path': no checkpoint at {path.with_suffix('.safetensors')}")
     if path.with_suffix(".safetensors").is_file():
-        engine = SegmentationEngine.load(path, backend=model.backend, threads=model.threads or None)
-        return engine, f"model {engine.name} from {path} ({model.backend}, {torch.get_num_threads()} threads)"
-    if model.threads:
-        torch.set_num_threads(model.threads)
-    grid = (camera.height, camera.width)
-    fits = all(g <= d and g % 32 == 0 for g, d in zip(grid, UNTRAINED_INPUT))
-    engine = SegmentationEngine.untrained(model.arch, input_size=grid if fits else UNTRAINED_INPUT)
-    return engine, (
-        f"no checkpoint at {path}: running {engine.name}, the {model.arch} architecture with initial "
-        f"weights (masks are noise until a trained checkpoint is installed)"
-    )
+        factory = partial(SegmentationEngine.load, path, backend=model.backend, threads=threads)
+        note = f"model {{name}} from {path} ({model.backend}, {model.threads or 'default'} threads{{where}})"
+    else:
+        grid = (camera.height, camera.width)
+        fits = all(g <= d and g % 32 == 0 for g, d in zip(grid, UNTRAINED_INPUT))
+        factory = partial(SegmentationEngine.untrained, model.arch, input_size=grid if fits else UNTRAINED_INPUT, threads=threads)
+        note = (f"no checkpoint at {path}: running {{name}}, the {model.arch} architecture with initial weights "
+                f"(masks are noise until a trained checkpoint is installed){{where}}")  # fmt: skip
+    if isolate:
+        from modseg_ros.model.engine_process import EngineProcess
+
+        engine = EngineProcess(factory)
+        return engine, note.format(name=engine.name, where=f", in process {engine.pid}")
+    engine = factory()
+    return engine, note.format(name=engine.name, where="")
 
 
 def load_calibration(settings: ConsistencySettings, model: ModelConfig, engine) -> tuple[ConsistencyCalibration | None, str]:

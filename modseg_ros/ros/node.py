@@ -1,8 +1,10 @@
 """The any2seg ROS 2 node: a thin shell around core/perception.py.
 
 Subscriptions convert messages (ros/convert.py) and hand them to the health monitor and the
-synchronizer; completed bundles go to a newest-wins mailbox; one worker thread encodes, runs the
-network and publishes. Timers re-check health, complete waiting bundles and publish
+synchronizer; completed bundles go to a newest-wins mailbox; the inference thread encodes, runs the
+network and publishes the mask and ``segmentation/info``, then hands the segmentation to the
+rendering thread (colour mask, overlay, labelled points), so that drawing for people never holds up
+the next bundle's forward. Timers re-check health, complete waiting bundles and publish
 ``sensor_health`` and ``/diagnostics``. A malformed message never raises out of a callback: it is
 counted against its sensor and logged at most every few seconds per topic.
 
@@ -17,6 +19,7 @@ import os
 # they preempt each other (a 3×3 transform of a depth image took 10× longer). Set before numpy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import gc
 import signal
 import sys
 import threading
@@ -25,6 +28,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import numpy as np
 import rclpy
@@ -37,9 +41,10 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from modseg_ros.core.config import NodeConfig, default_parameters, load_parameters
-from modseg_ros.core.perception import Perception, load_calibration, load_engine
+from modseg_ros.core.perception import Perception, Segmentation, load_calibration, load_engine
 from modseg_ros.core.types import MODALITIES, Bundle, HealthLevel, HealthState, Modality, SensorSample, subset_name
 from modseg_ros.errors import ConfigError, ConversionError, ModsegError
+from modseg_ros.model.engine_process import EngineProcess
 from modseg_ros.msg import SegmentationInfo, SensorHealth, SensorHealthArray
 from modseg_ros.ros import convert
 
@@ -48,6 +53,7 @@ try:  # Iron and later
 except ImportError:  # Humble
     from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
 
+T = TypeVar("T")
 NODE_NAME = "any2seg"
 WARN_EVERY_S = 5.0  # per-topic limit for repeated warnings (malformed messages)
 LATENCY_WINDOW = 200  # published masks the latency figures in /diagnostics cover
@@ -57,17 +63,17 @@ def _time_msg(ns: int) -> Time:
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
-class Mailbox:
-    """A one-slot, newest-wins hand-over between the callbacks and the worker."""
+class Mailbox(Generic[T]):
+    """A one-slot, newest-wins hand-over between threads (callbacks -> inference -> rendering)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._item: Bundle | None = None
+        self._item: T | None = None
         self._closed = False
         self.offered = 0
-        self.replaced = 0  # bundles overwritten before the worker took them
+        self.replaced = 0  # items overwritten before the taker took them
 
-    def put(self, item: Bundle) -> None:
+    def put(self, item: T) -> None:
         with self._cond:
             self.offered += 1
             if self._item is not None:
@@ -75,7 +81,7 @@ class Mailbox:
             self._item = item
             self._cond.notify()
 
-    def take(self, timeout_s: float) -> Bundle | None:
+    def take(self, timeout_s: float) -> T | None:
         with self._cond:
             if self._item is None and not self._closed:
                 self._cond.wait(timeout_s)
@@ -108,19 +114,21 @@ class _PipelineStats:
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     inference_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     last_used: str = ""
-    failures: int = 0  # bundles the worker could not segment (logged)
+    failures: int = 0  # bundles that could not be segmented (logged)
+    render_failures: int = 0  # masks whose colour mask, overlay or points could not be drawn (logged)
 
 
 class Any2SegNode(Node):
     def __init__(self, **node_kwargs) -> None:
         super().__init__(NODE_NAME, automatically_declare_parameters_from_overrides=True, **node_kwargs)
         self.config = NodeConfig.from_parameters(self._declared_parameters())
-        engine, engine_note = load_engine(self.config.model, self.config.rig.camera)
+        engine, engine_note = load_engine(self.config.model, self.config.rig.camera, isolate=self.config.model.process)
         calibration, consistency_note = load_calibration(self.config.consistency, self.config.model, engine)
         self.perception = Perception(self.config, engine, calibration)
         self.get_logger().info(engine_note)
         self.get_logger().info(consistency_note)
-        self._mailbox = Mailbox()
+        self._mailbox: Mailbox[Bundle] = Mailbox()
+        self._renders: Mailbox[tuple[Segmentation, Header]] = Mailbox()
         self._stats = _PipelineStats()
         self._wall_arrival: weakref.WeakKeyDictionary[SensorSample, float] = weakref.WeakKeyDictionary()
         self._topics: dict[str, _Topic] = {}
@@ -138,8 +146,10 @@ class Any2SegNode(Node):
         self.create_timer(1.0 / cfg.outputs.health_rate_hz, self._publish_health)
         self.create_timer(1.0 / cfg.outputs.diagnostics_rate_hz, self._publish_diagnostics)
         self._running = True
-        self._worker = threading.Thread(target=self._work, name="any2seg-inference", daemon=True)
-        self._worker.start()
+        self._threads = [threading.Thread(target=self._infer, name="any2seg-inference", daemon=True),
+                         threading.Thread(target=self._render, name="any2seg-rendering", daemon=True)]  # fmt: skip
+        for thread in self._threads:
+            thread.start()
         inputs = ", ".join(f"{t.modality.value}: {t.name}" for t in self._topics.values())
         self.get_logger().info(f"segmenting {subset_name(cfg.inputs.modalities)} ({inputs}); trigger order "
                                f"{' > '.join(m.value for m in cfg.sync.priority)}")  # fmt: skip
@@ -287,33 +297,29 @@ class Any2SegNode(Node):
         if changed:
             self._publish_health()
 
-    # --- worker -------------------------------------------------------------------------------------
+    # --- inference and rendering threads -----------------------------------------------------------
 
-    def _work(self) -> None:
+    def _infer(self) -> None:
         while self._running:
             bundle = self._mailbox.take(timeout_s=0.1)
             if bundle is None:
                 continue
             try:
                 self._segment_and_publish(bundle)
-            except Exception as err:  # the worker must outlive any one bundle; the error is reported
+            except Exception as err:  # the thread must outlive any one bundle; the error is reported
                 with self._stats.lock:
                     self._stats.failures += 1
                 self.get_logger().error(f"bundle at {bundle.stamp_ns / 1e9:.3f} s could not be segmented: {err!r}",
                                         throttle_duration_sec=WARN_EVERY_S)  # fmt: skip
 
     def _segment_and_publish(self, bundle: Bundle) -> None:
-        """The mask first (its latency is the node's), then what is drawn from it."""
+        """The mask (its latency is the node's) and its info; what is drawn from it goes to rendering."""
         seg = self.perception.segment(bundle)
         header = Header(stamp=_time_msg(bundle.stamp_ns), frame_id=self.config.outputs.frame_id)
         self._pub_mask.publish(convert.image_msg(seg.labels, "mono8", header))
         arrivals = [self._wall_arrival.get(s) for s in bundle.samples.values()]
         end_to_end_ms = (time.monotonic() - max(a for a in arrivals if a is not None)) * 1e3 if any(arrivals) else 0.0
-        rendering = self.perception.render(seg)
-        self._pub_color.publish(convert.image_msg(rendering.color, "rgb8", header))
-        self._pub_overlay.publish(convert.image_msg(rendering.overlay, "rgb8", header))
-        if rendering.points is not None:
-            self._pub_points.publish(convert.cloud_msg(rendering.points, header))
+        self._renders.put((seg, header))
         used, excluded = seg.fused, [m for m in bundle.modalities if m in seg.excluded]
         info = SegmentationInfo(header=header, model=self.perception.engine.name)
         info.modalities_used = [m.value for m in used]
@@ -330,6 +336,24 @@ class Any2SegNode(Node):
             self._stats.latencies_ms.append(end_to_end_ms)
             self._stats.inference_ms.append(seg.inference_ms)
             self._stats.last_used = subset_name(used)
+
+    def _render(self) -> None:
+        while self._running:
+            item = self._renders.take(timeout_s=0.1)
+            if item is None:
+                continue
+            seg, header = item
+            try:
+                rendering = self.perception.render(seg)
+                self._pub_color.publish(convert.image_msg(rendering.color, "rgb8", header))
+                self._pub_overlay.publish(convert.image_msg(rendering.overlay, "rgb8", header))
+                if rendering.points is not None:
+                    self._pub_points.publish(convert.cloud_msg(rendering.points, header))
+            except Exception as err:  # as for inference: report, keep rendering the next ones
+                with self._stats.lock:
+                    self._stats.render_failures += 1
+                self.get_logger().error(f"mask at {seg.bundle.stamp_ns / 1e9:.3f} s could not be rendered: {err!r}",
+                                        throttle_duration_sec=WARN_EVERY_S)  # fmt: skip
 
     # --- health and diagnostics ---------------------------------------------------------------------
 
@@ -368,6 +392,7 @@ class Any2SegNode(Node):
             latencies = np.array(self._stats.latencies_ms) if self._stats.latencies_ms else np.zeros(1)
             inference = np.array(self._stats.inference_ms) if self._stats.inference_ms else np.zeros(1)
             published, failures, last_used = self._stats.published, self._stats.failures, self._stats.last_used
+            render_failures = self._stats.render_failures
         sync = self.perception.sync.stats
         if not alive:
             level, message = HealthLevel.ERROR, "all sensors failed: no masks"
@@ -387,10 +412,12 @@ class Any2SegNode(Node):
             "masks_published": published,
             "bundles_offered": self._mailbox.offered,
             "bundles_dropped_newer_arrived": self._mailbox.replaced,
+            "renders_skipped_newer_mask": self._renders.replaced,
             "bundles_partial": sync.partial,
             "triggers_dropped": sync.triggers_dropped,
             "sync_evicted": sync.evicted,
             "segmentation_failures": failures,
+            "render_failures": render_failures,
             "sync_resets": sync.resets,
             "clock_jumps_back": self.perception.clock_jumps_back,
             **self.perception.backlog(),
@@ -405,7 +432,11 @@ class Any2SegNode(Node):
     def close(self) -> None:
         self._running = False
         self._mailbox.close()
-        self._worker.join(timeout=5.0)
+        self._renders.close()
+        for thread in self._threads:
+            thread.join(timeout=5.0)
+        if isinstance(self.perception.engine, EngineProcess):
+            self.perception.engine.close()
         self.destroy_node()
 
 
@@ -444,6 +475,9 @@ def spin(ros_args: Sequence[str] = (), params_file: str | None = None, foxglove=
     relay = None
     try:
         node = Any2SegNode()
+        # Everything made so far lives as long as the node: keep the collector from walking it at
+        # every full collection (those pause all the node's threads).
+        gc.freeze()
         if foxglove is not None:
             from modseg_ros.ros.foxglove_live import OUTPUT_TOPICS, FoxgloveRelay
 

@@ -26,7 +26,7 @@ class NodeStartError(ModsegError):
 
 @dataclass(frozen=True)
 class Resources:
-    rss_bytes: int  # resident memory
+    rss_bytes: int  # resident memory (shared pages counted in each process)
     cpu_s: float  # user + system CPU time since start
 
 
@@ -74,10 +74,16 @@ class NodeProcess:
             raise NodeStartError(f"the node did not come up (exit code {code}):\n{self.tail()}")
 
     def resources(self) -> Resources:
-        """Memory and CPU time of the node process now."""
-        with self._ps.oneshot():
-            times = self._ps.cpu_times()
-            return Resources(self._ps.memory_info().rss, times.user + times.system)
+        """Memory and CPU time of the node process and its children (the engine process) now."""
+        rss, cpu = 0, 0.0
+        for process in (self._ps, *self._ps.children(recursive=True)):
+            try:
+                with process.oneshot():
+                    times = process.cpu_times()
+                    rss, cpu = rss + process.memory_info().rss, cpu + times.user + times.system
+            except psutil.NoSuchProcess:  # a child that just exited
+                continue
+        return Resources(rss, cpu)
 
     def stop(self, timeout_s: float = 15.0) -> int:
         """SIGINT (as Ctrl-C and launch do), then SIGKILL after ``timeout_s``; the exit code."""
