@@ -196,6 +196,8 @@ def _phase(args: argparse.Namespace, name: str, rate: float, tmp: Path, recorder
     start = min(r["stamp"] for r in sent)
     measured_from = start + int(args.warmup * 1e9)
     infos = [i for i in recorder.infos if i.header.stamp.sec * 10**9 + i.header.stamp.nanosec >= measured_from]
+    if not infos:
+        raise RuntimeError(f"phase {name}: the node published no masks after the warm-up; its log ends:\n{node.tail()}")
     return {"name": name, "rate": rate, "start": start, "infos": infos, "offered": offered, "published": published,
             "scenario": scenario, "cpu": (after.cpu_s - before.cpu_s) / wall, "rss_mb": after.rss_bytes / 2**20}  # fmt: skip
 
