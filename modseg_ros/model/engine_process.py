@@ -12,8 +12,9 @@ node's inference thread only waits on a pipe.
     engine.close()
 
 Bundles cross a socket pair, the arrays' bytes sent as they lie in memory (four 512×256
-encodings: 1.5 MB, about a millisecond each way). An error raised by ``predict`` in the child is raised again here; a child that
-died (killed, out of memory) is started again on the next call, which raises once to say so.
+encodings, 1.5 MB, and the mask back: 3 ms round trip). An error raised by ``predict`` in the child
+is raised again here; a child that died (killed, out of memory) is started again on the next call,
+which raises once to say so.
 """
 from __future__ import annotations
 
