@@ -1,7 +1,8 @@
-"""The shipped default checkpoint: loads, runs on both backends and segments a world frame sensibly."""
+"""The shipped checkpoints: load, run on both backends and segment a world frame sensibly."""
 import numpy as np
 import pytest
 
+from modseg_ros.core.consistency import ConsistencyCalibration, calibration_path
 from modseg_ros.core.palette import CLASS_ID
 from modseg_ros.core.types import MODALITIES, Modality
 from modseg_ros.data.deliver import DeliverDataset
@@ -19,10 +20,20 @@ def frame(tmp_path_factory):
     return DeliverDataset(root, "val")[1]
 
 
-def test_the_default_checkpoint_is_shipped_and_segments_a_world_frame(frame):
-    path = default_checkpoint()
-    assert path is not None, "models/any2seg_b0.safetensors is missing"
+SHIPPED = ("any2seg_b0", "any2seg_b0_128x256")
+
+
+def test_the_default_checkpoint_is_shipped():
+    assert default_checkpoint() is not None, "models/any2seg_b0.safetensors is missing"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_shipped_checkpoint_segments_a_world_frame_and_has_its_calibration(frame, name):
+    path = default_checkpoint().with_name(f"{name}.safetensors")
     engine = SegmentationEngine.load(path, threads=2)
+    assert engine.name == name
+    calibration = ConsistencyCalibration.load(calibration_path(path))
+    assert calibration.weights_sha256 == engine.info.weights_sha256  # made for these weights
     assert engine.config.arch == "any2seg" and len(engine.classes) == 25
     full = engine.predict(frame.encodings, output_size=frame.label.shape)
     cm = ConfusionMatrix()
