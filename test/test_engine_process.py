@@ -29,7 +29,7 @@ def encodings(seed=0, size=(96, 160)):
 
 def test_answers_as_the_engine_in_this_process(remote):
     local = UNTRAINED()
-    assert remote.name == local.name and remote.input_size == local.input_size and remote.backend == "torch"
+    assert remote.name == local.name and remote.info.config == local.config and remote.backend == "torch"
     full = encodings(1)
     for kwargs in ({}, {"exclude": {Modality.LIDAR}}, {"consistency": False}, {"absent": "zero"}):
         inputs = {m: full[m] for m in (Modality.CAMERA, Modality.LIDAR, Modality.EVENTS)}

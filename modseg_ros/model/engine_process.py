@@ -106,10 +106,6 @@ class EngineProcess:
         return self.info.name
 
     @property
-    def input_size(self) -> tuple[int, int]:
-        return self.info.config.input_size
-
-    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
