@@ -243,26 +243,28 @@ def load_engine(model: ModelConfig, camera: Intrinsics, isolate: bool = False) -
     """
     from modseg_ros.model.runtime import SegmentationEngine
 
-    path = checkpoint_path(model)
+    weights = checkpoint_path(model)
+    trained = weights.is_file()
+    if model.path and not trained:
+        raise ConfigError(f"parameter 'model.path': no checkpoint at {weights}")
     threads = model.threads or None
-    if model.path and not path.with_suffix(".safetensors").is_file():
-        raise ConfigError(f"parameter 'model.path': no checkpoint at {path.with_suffix('.safetensors')}")
-    if path.with_suffix(".safetensors").is_file():
-        factory = partial(SegmentationEngine.load, path, backend=model.backend, threads=threads)
-        note = f"model {{name}} from {path} ({model.backend}, {model.threads or 'default'} threads{{where}})"
+    if trained:
+        factory = partial(SegmentationEngine.load, weights, backend=model.backend, threads=threads)
     else:
         grid = (camera.height, camera.width)
         fits = all(g <= d and g % 32 == 0 for g, d in zip(grid, UNTRAINED_INPUT))
         factory = partial(SegmentationEngine.untrained, model.arch, input_size=grid if fits else UNTRAINED_INPUT, threads=threads)
-        note = (f"no checkpoint at {path}: running {{name}}, the {model.arch} architecture with initial weights "
-                f"(masks are noise until a trained checkpoint is installed){{where}}")  # fmt: skip
     if isolate:
         from modseg_ros.model.engine_process import EngineProcess
 
         engine = EngineProcess(factory)
-        return engine, note.format(name=engine.name, where=f", in process {engine.pid}")
-    engine = factory()
-    return engine, note.format(name=engine.name, where="")
+        where = f", in process {engine.pid}"
+    else:
+        engine, where = factory(), ""
+    if trained:
+        return engine, f"model {engine.name} from {weights} ({model.backend}, {model.threads or 'default'} threads{where})"
+    return engine, (f"no checkpoint at {weights}: running {engine.name}, the {model.arch} architecture with initial weights "
+                    f"(masks are noise until a trained checkpoint is installed){where}")  # fmt: skip
 
 
 def load_calibration(settings: ConsistencySettings, model: ModelConfig, engine) -> tuple[ConsistencyCalibration | None, str]:
