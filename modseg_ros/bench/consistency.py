@@ -147,12 +147,14 @@ def _confusion(run: Run, since_ns: int):
 
 def present_miou(cms: Sequence) -> float:
     """mIoU (%) over the classes present in the pooled ground truth or predictions."""
+    from modseg_ros.eval.metrics import ConfusionMatrix
+
     if not cms:
         return math.nan
-    m = sum(c.matrix for c in cms).astype(np.float64)
-    tp = np.diag(m)
-    union = m.sum(0) + m.sum(1) - tp
-    return float((tp[union > 0] / union[union > 0]).mean() * 100.0) if (union > 0).any() else math.nan
+    pooled = ConfusionMatrix()
+    for cm in cms:
+        pooled.merge(cm)
+    return pooled.present_miou()
 
 
 def _alarms(run: Run, modalities) -> list[str]:
@@ -170,7 +172,7 @@ def _alarms(run: Run, modalities) -> list[str]:
 
 
 def _first_at(run: Run, since_ns: int, hit) -> float | None:
-    for stamp, i in zip(run.stamps, range(len(run.stamps))):
+    for i, stamp in enumerate(run.stamps):
         if stamp >= since_ns and hit(i):
             return (int(stamp) - since_ns) / NS
     return None

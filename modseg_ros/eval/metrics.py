@@ -10,6 +10,7 @@ the missing-modality benchmark (models.md §3.7, §6).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -46,6 +47,15 @@ class ConfusionMatrix:
 
     def miou(self) -> float:
         return round(float(self.iou().mean()), 2)
+
+    def present_miou(self) -> float:
+        """mIoU (%) over the classes present in the ground truth or the predictions; NaN if none
+        (``miou`` averages all classes, absent ones as 0, as DELIVER does)."""
+        m = self.matrix.astype(np.float64)
+        tp = np.diag(m)
+        union = m.sum(0) + m.sum(1) - tp
+        present = union > 0
+        return float((tp[present] / union[present]).mean() * 100.0) if present.any() else math.nan
 
     def pixel_accuracy(self) -> float:
         total = self.matrix.sum()

@@ -235,11 +235,7 @@ def frame_miou(prediction: np.ndarray, labels: np.ndarray) -> float:
     """mIoU (%) over the classes present in the frame's ground truth or prediction; NaN if none."""
     cm = ConfusionMatrix()
     cm.update(prediction, labels)
-    m = cm.matrix.astype(np.float64)
-    tp = np.diag(m)
-    union = m.sum(0) + m.sum(1) - tp
-    present = union > 0
-    return float((tp[present] / union[present]).mean() * 100.0) if present.any() else math.nan
+    return cm.present_miou()
 
 
 def _fit(prediction: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
