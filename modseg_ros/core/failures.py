@@ -304,10 +304,10 @@ def _apply_events_flicker(data: EventPacket | EventFrame, p: Mapping[str, float]
     y = np.repeat(ys.astype(np.uint16), len(swings))
     pol = np.tile(pol, len(xs))
     keep = (t <= 0) & (t >= -span)
-    order = np.argsort(np.concatenate([data.t_ns, t[keep]]), kind="stable")
+    t_all = np.concatenate([data.t_ns, t[keep]])
+    order = np.argsort(t_all, kind="stable")
     return EventPacket(np.concatenate([data.x, x[keep]])[order], np.concatenate([data.y, y[keep]])[order],
-                       np.concatenate([data.t_ns, t[keep]])[order], np.concatenate([data.polarity, pol[keep]])[order],
-                       data.width, data.height)  # fmt: skip
+                       t_all[order], np.concatenate([data.polarity, pol[keep]])[order], data.width, data.height)  # fmt: skip
 
 
 # --- the kinds -------------------------------------------------------------------------------------
