@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from modseg_ros.core.types import MODALITIES, Modality
-from modseg_ros.model.inputs import IMAGENET_MEAN, IMAGENET_STD, prepare, resize_encoding
+from modseg_ros.model.inputs import IMAGENET_MEAN, IMAGENET_STD, _block_reduce, _block_starts, prepare, resize_encoding
 
 
 def test_lidar_downscale_keeps_the_nearest_point_whole():
@@ -59,3 +59,18 @@ def test_prepare_rejects_empty_and_malformed_inputs():
         prepare({}, (8, 16))
     with pytest.raises(ValueError, match="lidar encoding must be an H×W×3 uint8"):
         prepare({Modality.LIDAR: np.zeros((16, 32), dtype=np.float32)}, (8, 16))
+
+
+
+@pytest.mark.parametrize("shape", [(256, 512), (250, 500), (37, 91), (64, 100)])
+def test_block_reduce_gives_what_reduceat_gives(shape):
+    """The strided fast path (an axis that divides evenly) and reduceat (any ratio) agree exactly."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    image[rng.random(shape) < 0.3] = 0  # holes, as invalid depth and empty LiDAR pixels
+    for size in [(64, 128), (32, 50), (100, 200), shape]:
+        rows, cols = (_block_starts(n, m) for n, m in zip(shape, size))
+        for ufunc, x in [(np.add, image.astype(np.float32)), (np.maximum, image.astype(np.uint32) << 8)]:
+            expected = ufunc.reduceat(ufunc.reduceat(x, rows, axis=0), cols, axis=1)
+            got = _block_reduce(ufunc, x, size)
+            assert got.dtype == expected.dtype and np.array_equal(got, expected), (ufunc, size)

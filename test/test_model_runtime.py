@@ -99,6 +99,19 @@ def test_untrained_weights_depend_only_on_the_seed():
 
 
 def test_labels_equal_upsampled_logits_argmax():
-    logits = torch.randn(2, 25, 16, 32, generator=torch.Generator().manual_seed(0)) * 3
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 25, 16, 32, generator=generator) * 3
     expected = upsample(logits, (256, 512)).argmax(dim=1).to(torch.uint8)
     assert torch.equal(labels_at(logits, (256, 512)), expected)
+    for trial in range(60):  # any size ratio, either way; smooth fields, noise, exact ties
+        b, c, h, w, out_h, out_w = (int(torch.randint(1, n, (1,), generator=generator)) for n in (3, 30, 40, 40, 200, 200))
+        logits = torch.randn(b, c, h, w, generator=generator) * 10
+        if trial % 3 == 0:
+            logits = upsample(torch.randn(b, c, max(h // 4, 1), max(w // 4, 1), generator=generator), (h, w))
+        if trial % 4 == 0:
+            logits = logits.round()
+        # channels-last interpolation (labels_at's) rounds differently from (B, C, H, W): with exact ties
+        # the two can pick different classes
+        channels_last = logits.contiguous(memory_format=torch.channels_last)
+        expected = upsample(channels_last, (out_h, out_w)).argmax(dim=1).to(torch.uint8)
+        assert torch.equal(labels_at(logits, (out_h, out_w)), expected), (b, c, h, w, out_h, out_w)

@@ -31,6 +31,7 @@ from statistics import median
 import numpy as np
 
 from modseg_ros.core.types import Modality
+from modseg_ros.errors import ConfigError
 from modseg_ros.ros.node_process import NodeProcess
 
 LIDAR_DIVIDER = 2  # the LiDAR runs at half the camera rate, as on the default rig
@@ -47,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="", help="checkpoint (default: the parameter file's choice)")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                         help="model backend in the node and for the bare forward (onnx: the .onnx beside the checkpoint)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="a node parameter for every phase, YAML value (e.g. health.tick_rate_hz=20); repeatable")
 
 
 def _node_parameters(args: argparse.Namespace, rate: float) -> dict:
@@ -60,6 +63,20 @@ def _node_parameters(args: argparse.Namespace, rate: float) -> dict:
         params.update({f"health.{modality}.rate_hz": r, f"health.{modality}.timeout_s": 2.0 / r + 0.03,
                        f"health.{modality}.warn_rate_hz": 0.5 * r, f"health.{modality}.error_rate_hz": 0.2 * r,
                        f"sync.{modality}.slop_s": (0.55 if divider > 1 else 0.5) / r})  # fmt: skip
+    params.update(_overrides(args.overrides))
+    return params
+
+
+def _overrides(pairs: list[str]) -> dict:
+    """``--set KEY=VALUE`` pairs as parameters (values parsed as YAML, as in a parameter file)."""
+    import yaml
+
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. health.tick_rate_hz=20")
+        params[key] = yaml.safe_load(value)
     return params
 
 

