@@ -42,7 +42,8 @@ INPUTS = {f"/{source.topic}": source for source in convert.sensor_inputs(node_co
 def replay(bag: Path):
     """Feed the bag to the node's perception as the node would see it; health is ticked every
     20 ms. Returns the start time, the states after every tick, the bundles, and the samples."""
-    perception = Perception(node_config(), engine=None)
+    config = NodeConfig.from_parameters({"rig.camera.width": WIDTH, "rig.camera.height": HEIGHT, "inputs.encode_on_arrival": False})
+    perception = Perception(config, engine=None)  # health and sync only: nothing is encoded or segmented
     ticks, bundles, samples = [], [], []
     with AnyReader([bag]) as reader:
         connections = [c for c in reader.connections if c.topic in INPUTS]

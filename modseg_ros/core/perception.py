@@ -28,15 +28,17 @@ from modseg_ros.core.postprocess import color_mask, labelled_points, overlay_ima
 from modseg_ros.core.sync import Synchronizer
 from modseg_ros.core.types import Bundle, HealthState, Modality, PointCloud, SensorSample
 from modseg_ros.errors import ConfigError, ConversionError
+from modseg_ros.model.inputs import encode_input
 
 
 class Engine(Protocol):
     """What the pipeline needs of model/runtime.py's SegmentationEngine."""
 
     name: str
+    input_size: tuple[int, int]
 
-    def predict(self, encoded: Mapping[Modality, np.ndarray], output_size: tuple[int, int],
-                exclude: Collection[Modality] = (), consistency: bool = True): ...  # fmt: skip
+    def predict_inputs(self, inputs: Mapping[Modality, np.ndarray], output_size: tuple[int, int],
+                       exclude: Collection[Modality] = (), consistency: bool = True): ...  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,6 +59,16 @@ class Segmentation:
     def fused(self) -> tuple[Modality, ...]:
         """The modalities fused into the labels, canonical order."""
         return tuple(m for m in self.bundle.modalities if m not in self.excluded)
+
+
+@dataclass(frozen=True, eq=False)
+class _Encoding:
+    """One sample encoded for one rig: the camera-grid image and the network's input made from it."""
+
+    sample: SensorSample
+    rig: Rig
+    image: np.ndarray  # H×W×3 uint8 (core/encoding.py)
+    network_input: np.ndarray  # 3×h×w float32 at the engine's input size (model/inputs.py)
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,7 +105,7 @@ class Perception:
         self.health = HealthMonitor(config.health, config.inputs.modalities)
         self.consistency = ConsistencyMonitor(config.consistency, calibration)  # worker side only
         self.sync = Synchronizer(config.sync)
-        self._encoded: dict[Modality, OrderedDict[int, tuple[SensorSample, np.ndarray, Rig]]] = {
+        self._encoded: dict[Modality, OrderedDict[int, _Encoding]] = {
             m: OrderedDict() for m in config.inputs.modalities
         }
         self._encoded_lock = threading.Lock()
@@ -171,20 +183,25 @@ class Perception:
     # --- both sides --------------------------------------------------------------------------------
 
     def encode(self, sample: SensorSample, rig: Rig) -> np.ndarray:
-        """The sample's camera-grid encoding, computed once per sample and rig (a LiDAR scan reused
-        by several bundles, a message encoded on arrival)."""
+        """The sample's camera-grid encoding (computed once per sample and rig, with its network input)."""
+        return self._encoding(sample, rig).image
+
+    def _encoding(self, sample: SensorSample, rig: Rig) -> _Encoding:
+        """The sample's encoding and network input, made once per sample and rig (a LiDAR scan reused
+        by several bundles, a message encoded on arrival: the worker then only runs the network)."""
         key = id(sample)
         cache = self._encoded[sample.modality]
         with self._encoded_lock:
             cached = cache.get(key)
-        if cached is not None and cached[0] is sample and cached[2] is rig:
-            return cached[1]
-        encoded = encode_payload(sample.modality, sample.data, rig, self.config.encoding)
+        if cached is not None and cached.sample is sample and cached.rig is rig:
+            return cached
+        image = encode_payload(sample.modality, sample.data, rig, self.config.encoding)
+        encoding = _Encoding(sample, rig, image, encode_input(sample.modality, image, self.engine.input_size))
         with self._encoded_lock:
-            cache[key] = (sample, encoded, rig)
+            cache[key] = encoding
             while len(cache) > self.ENCODINGS_KEPT:
                 cache.popitem(last=False)
-        return encoded
+        return encoding
 
     def backlog(self) -> dict[str, int]:
         """What the pipeline holds between messages: all of it is bounded (the soak test watches it)."""
@@ -200,14 +217,16 @@ class Perception:
         those judged inconsistent, but never all of them) and judge the consistency scores."""
         rig = self.rig
         start = time.perf_counter()
-        encoded = {m: self.encode(s, rig) for m, s in bundle.samples.items()}
+        encodings = {m: self._encoding(s, rig) for m, s in bundle.samples.items()}
         encode_ms = (time.perf_counter() - start) * 1e3
         excluded = self.consistency.excluded & frozenset(bundle.modalities)
         if excluded == frozenset(bundle.modalities):
             excluded = frozenset()  # a mask from doubtful sensors beats no mask
-        prediction = self.engine.predict(encoded, output_size=(rig.camera.height, rig.camera.width), exclude=excluded,
-                                         consistency=self.config.consistency.enabled)  # fmt: skip
+        prediction = self.engine.predict_inputs({m: e.network_input for m, e in encodings.items()},
+                                                (rig.camera.height, rig.camera.width), exclude=excluded,
+                                                consistency=self.config.consistency.enabled)  # fmt: skip
         self.health.judge_consistency(self.consistency.update(bundle.stamp_ns, prediction.modality_consistency))
+        encoded = {m: e.image for m, e in encodings.items()}
         return Segmentation(bundle, prediction.labels, encoded, rig, prediction.modality_weights, encode_ms,
                             prediction.inference_ms, prediction.modality_consistency, excluded)  # fmt: skip
 

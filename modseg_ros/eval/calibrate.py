@@ -65,17 +65,18 @@ class _SubsetProbe:
     def __init__(self, engine) -> None:
         self.engine = engine
         self.name = engine.name
+        self.input_size = engine.input_size
         self.frames: list[dict[str, Mapping[Modality, float]]] = []  # per segmented frame: subset -> scores
 
-    def predict(self, encoded: Mapping[Modality, np.ndarray], output_size: tuple[int, int], exclude: Collection[Modality] = (),
-                consistency: bool = True):  # fmt: skip
+    def predict_inputs(self, inputs: Mapping[Modality, np.ndarray], output_size: tuple[int, int],
+                       exclude: Collection[Modality] = (), consistency: bool = True):  # fmt: skip
         # scored whatever the parameter file says: scoring is what a calibration is for
-        prediction = self.engine.predict(encoded, output_size=output_size, exclude=exclude)
-        present = tuple(m for m in MODALITIES if m in encoded)
+        prediction = self.engine.predict_inputs(inputs, output_size, exclude=exclude)
+        present = tuple(m for m in MODALITIES if m in inputs)
         scores = {subset_name(present): prediction.modality_consistency}
         for k in range(MIN_MODALITIES, len(present)):
             for subset in itertools.combinations(present, k):
-                probe = self.engine.predict({m: encoded[m] for m in subset}, output_size=PROBE_SIZE)
+                probe = self.engine.predict_inputs({m: inputs[m] for m in subset}, PROBE_SIZE)
                 scores[subset_name(subset)] = probe.modality_consistency
         self.frames.append(scores)
         return prediction

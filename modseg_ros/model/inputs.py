@@ -135,12 +135,24 @@ def prepare(
     zeros after normalisation (the benchmark's protocol, models.md §6); otherwise absent modalities
     are simply not there.
     """
-    order = MODALITIES if zero_fill else tuple(m for m in MODALITIES if m in encoded)
-    if not any(m in encoded for m in MODALITIES):
+    return stack_inputs({m: encode_input(m, image, size) for m, image in encoded.items()}, size, zero_fill)
+
+
+def stack_inputs(
+    inputs: Mapping[Modality, np.ndarray], size: tuple[int, int], zero_fill: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """``prepare`` for network inputs already made by ``encode_input`` (the node makes each one when
+    its message arrives, while the bundle waits for the others)."""
+    order = MODALITIES if zero_fill else tuple(m for m in MODALITIES if m in inputs)
+    if not any(m in inputs for m in MODALITIES):
         raise ValueError("no modality to segment: the encoded inputs are empty")
     images = np.zeros((len(order), 3, size[0], size[1]), dtype=np.float32)
     for slot, modality in enumerate(order):
-        if modality in encoded:
-            images[slot] = encode_input(modality, encoded[modality], size)
+        if modality in inputs:
+            x = inputs[modality]
+            if not isinstance(x, np.ndarray) or x.shape != images.shape[1:]:
+                got = f"shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+                raise ValueError(f"{modality} network input must be 3×{size[0]}×{size[1]} (encode_input), got {got}")
+            images[slot] = x
     index = np.array([MODALITIES.index(m) for m in order], dtype=np.int64)
     return images, index

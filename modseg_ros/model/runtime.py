@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ import torch
 from modseg_ros.core.types import MODALITIES, Modality
 from modseg_ros.errors import CheckpointError, ConfigError
 from modseg_ros.model.checkpoint import CheckpointInfo, load_checkpoint, read_sidecar
-from modseg_ros.model.inputs import prepare
+from modseg_ros.model.inputs import encode_input, stack_inputs
 from modseg_ros.model.segmenter import FrameModel, SegmenterConfig, build, labels_at
 
 BACKENDS = ("torch", "onnx")
@@ -166,14 +166,29 @@ class SegmentationEngine:
         consistency scores (NaN) and their cost with the torch backend.
         """
         start = time.perf_counter()
-        if absent not in ("drop", "zero"):
-            raise ValueError(f"absent must be 'drop' or 'zero', got {absent!r}")
         present = tuple(m for m in MODALITIES if m in encoded)
         if output_size is None:
             if not present:
                 raise ValueError("no modality to segment: the encoded inputs are empty")
             output_size = encoded[present[0]].shape[:2]
-        images, index = prepare(encoded, self.input_size, zero_fill=absent == "zero")
+        inputs = {m: encode_input(m, encoded[m], self.input_size) for m in present}
+        prediction = self.predict_inputs(inputs, output_size, absent, exclude, consistency)
+        return replace(prediction, inference_ms=(time.perf_counter() - start) * 1e3)
+
+    def predict_inputs(
+        self,
+        inputs: Mapping[Modality, np.ndarray],
+        output_size: tuple[int, int],
+        absent: str = "drop",
+        exclude: Collection[Modality] = (),
+        consistency: bool = True,
+    ) -> Prediction:
+        """``predict`` from network inputs already made by model/inputs.py ``encode_input`` (3×h×w
+        float32 at ``input_size``); ``inference_ms`` then covers the network and the labels only."""
+        start = time.perf_counter()
+        if absent not in ("drop", "zero"):
+            raise ValueError(f"absent must be 'drop' or 'zero', got {absent!r}")
+        images, index = stack_inputs(inputs, self.input_size, zero_fill=absent == "zero")
         slots = [MODALITIES[i] for i in index.tolist()]
         fused = np.array([m not in exclude for m in slots])
         if not fused.any():
@@ -181,5 +196,6 @@ class SegmentationEngine:
         logits, weights, slot_scores = self._backend.run(images, index, fused, consistency)
         labels = labels_at(logits, tuple(output_size))[0].numpy()
         fed = {m: float(w) for m, w in zip(slots, weights.tolist())}
-        scores = {m: float(c) for m, c in zip(slots, slot_scores.tolist()) if m in encoded}
+        scores = {m: float(c) for m, c in zip(slots, slot_scores.tolist()) if m in inputs}
+        present = tuple(m for m in MODALITIES if m in inputs)
         return Prediction(labels, fed, (time.perf_counter() - start) * 1e3, present, scores)
