@@ -130,7 +130,7 @@ def test_an_inconsistent_sensor_is_warned_excluded_and_scored_in_info_and_diagno
     calibration = tmp_path / "strict.consistency.json"
     ConsistencyCalibration(info.name, info.weights_sha256, 0.2, {"CDLE": per}).save(calibration)
     overrides = tmp_path / "consistency.yaml"
-    overrides.write_text(f"any2seg:\n  ros__parameters:\n    health:\n      consistency: {{enabled: true, calibration: '{calibration}'}}\n")
+    overrides.write_text(f"any2seg:\n  ros__parameters:\n    health:\n      consistency: {{enabled: true, exclude: true, calibration: '{calibration}'}}\n")
     node = NodeProcess(PARAMS, ["--params-file", str(overrides)])
     try:
         node.wait_ready(outputs)

@@ -186,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
     from modseg_ros.errors import ConfigError
     from modseg_ros.eval.calibrate import CONDITIONS, NominalDrives
 
-    overrides = {"model.threads": args.threads, **({"model.path": str(args.checkpoint)} if args.checkpoint else {})}
+    overrides = {"model.threads": args.threads, "health.consistency.exclude": True,  # what exclusion recovers is measured
+                 **({"model.path": str(args.checkpoint)} if args.checkpoint else {})}  # fmt: skip
     base = NodeConfig.load(args.params, overrides)
     engine, note = load_engine(base.model, base.rig.camera)
     calibration, calibration_note = load_calibration(base.consistency, base.model, engine)
