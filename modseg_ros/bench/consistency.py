@@ -4,7 +4,8 @@ World drives (one per condition, rendered once into ``--cache`` and reused) are 
 through the node's perception core (eval/offline.py) with the checkpoint's calibration:
 
 - **nominal**, every condition: consistency alarms (a sensor entering WARN "inconsistent with
-  other sensors") per 10 minutes of drive;
+  other sensors" from the network's score, or a depth or LiDAR WARN from the depth-LiDAR range
+  agreement, core/range_agreement.py) per 10 minutes of drive;
 - **each quiet fault and magnitude** injected by the player from ``--onset`` on, over the first
   ``--fault-duration`` seconds of the drives of ``--conditions``: detected or not, the delay from onset to WARN and to exclusion, and
   alarms on the healthy sensors;
@@ -116,9 +117,10 @@ def _replay(engine, calibration, params: Path, bag: Path, overrides: dict, spec:
             for bundle in bundles:
                 seg = self.perception.segment(bundle)
                 verdicts = self.perception.consistency.verdicts()
+                ranges = self.perception.range_agreement.verdicts()
                 self.masks.append(SimpleNamespace(stamp_ns=bundle.stamp_ns, labels=seg.labels))
-                levels.append({m: v.level for m, v in verdicts.items()})
-                excluded.append(frozenset(m for m, v in verdicts.items() if v.excluded))
+                levels.append({m: max(v.level, ranges[m].level if m in ranges else v.level) for m, v in verdicts.items()})
+                excluded.append(self.perception.excluded)
                 scores.append({m: v.score for m, v in verdicts.items()})
 
     levels, excluded, scores = [], [], []

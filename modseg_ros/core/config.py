@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 
 from modseg_ros.core.consistency import ConsistencySettings
+from modseg_ros.core.range_agreement import RangeAgreementSettings
 from modseg_ros.core.encoding import EncodingConfig
 from modseg_ros.core.geometry import Intrinsics, Rig, Transform
 from modseg_ros.core.health import CameraChecks, DepthChecks, EventChecks, HealthConfig, LidarChecks, StreamLimits
@@ -302,6 +303,7 @@ class NodeConfig:
     health: HealthConfig
     health_tick_rate_hz: float
     consistency: ConsistencySettings
+    range_agreement: RangeAgreementSettings
     model: ModelConfig
     encoding: EncodingConfig
     outputs: OutputsConfig
@@ -365,6 +367,17 @@ class NodeConfig:
             enter_s=r.number("health.consistency.enter_s", 0.0),
             recover_s=r.number("health.consistency.recover_s", 0.0),
         )
+        range_agreement = RangeAgreementSettings(
+            enabled=r.boolean("health.range_agreement.enabled"),
+            max_shift_codes=r.positive("health.range_agreement.max_shift_codes"),
+            max_off_surface=r.positive("health.range_agreement.max_off_surface"),
+            tolerance_codes=r.integer("health.range_agreement.tolerance_codes", 1),
+            min_pixels=r.integer("health.range_agreement.min_pixels", 1),
+            smoothing_s=r.number("health.range_agreement.smoothing_s", 0.0),
+            enter_s=consistency.enter_s,
+            recover_s=consistency.recover_s,
+            exclude=consistency.exclude,
+        )
         encoding = EncodingConfig(
             near_m=r.positive("encoding.near_m"),
             far_m=r.positive("encoding.far_m"),
@@ -401,6 +414,7 @@ class NodeConfig:
             health=health,
             health_tick_rate_hz=r.positive("health.tick_rate_hz"),
             consistency=consistency,
+            range_agreement=range_agreement,
             model=model,
             encoding=encoding,
             outputs=outputs,

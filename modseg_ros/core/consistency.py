@@ -138,13 +138,13 @@ def smooth(stamps_ns: Sequence[int], scores: Sequence[float], time_constant_s: f
     for i, (stamp, score) in enumerate(zip(stamps_ns, scores)):
         if math.isnan(score):
             continue
-        value = _ema(value, score, None if last is None else (stamp - last) / NS, time_constant_s)
+        value = ema(value, score, None if last is None else (stamp - last) / NS, time_constant_s)
         last = stamp
         out[i] = value
     return out
 
 
-def _ema(value: float, score: float, dt_s: float | None, time_constant_s: float) -> float:
+def ema(value: float, score: float, dt_s: float | None, time_constant_s: float) -> float:
     if dt_s is None or math.isnan(value) or time_constant_s <= 0:
         return score
     alpha = 1.0 - math.exp(-max(dt_s, 0.0) / time_constant_s)
@@ -196,22 +196,22 @@ class Verdict:
 
     def details(self) -> dict[str, float | int | str]:
         """Key-values for /diagnostics."""
-        out: dict[str, float | int | str] = {"consistency": _fmt(self.score), "consistency_frame": _fmt(self.frame_score),
+        out: dict[str, float | int | str] = {"consistency": fmt_score(self.score), "consistency_frame": fmt_score(self.frame_score),
                                              "excluded_from_fusion": self.excluded}  # fmt: skip
         if self.thresholds is not None:
-            out.update(consistency_warn_below=_fmt(self.thresholds.warn_below),
-                       consistency_exclude_below=_fmt(self.thresholds.exclude_below))  # fmt: skip
+            out.update(consistency_warn_below=fmt_score(self.thresholds.warn_below),
+                       consistency_exclude_below=fmt_score(self.thresholds.exclude_below))  # fmt: skip
         return out
 
 
-def _since(since: int | None, now_ns: int, condition: bool) -> int | None:
+def run_start(since: int | None, now_ns: int, condition: bool) -> int | None:
     """When an uninterrupted run of ``condition`` started (None when it does not hold now)."""
     if not condition:
         return None
     return now_ns if since is None else since
 
 
-def _fmt(value: float) -> str:
+def fmt_score(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.3f}"
 
 
@@ -264,7 +264,7 @@ class ConsistencyMonitor:
                 track.below_warn_since = track.below_exclude_since = track.recovered_since = None
             dt = None if track.last_ns is None else (stamp_ns - track.last_ns) / NS
             smoothing = self.calibration.smoothing_s if self.calibration is not None else 0.0
-            track.smoothed = _ema(track.smoothed, score, dt, smoothing)
+            track.smoothed = ema(track.smoothed, score, dt, smoothing)
             track.last_ns, track.subset = stamp_ns, subset
             track.thresholds = per_subset.get(modality) if per_subset is not None else None
         if self.judging:
@@ -283,9 +283,9 @@ class ConsistencyMonitor:
     def _judge(self, track: _Track, now_ns: int, may_fail: bool) -> None:
         t, s = track.thresholds, track.smoothed
         enter_ns, recover_ns = int(self.settings.enter_s * NS), int(self.settings.recover_s * NS)
-        track.below_warn_since = _since(track.below_warn_since, now_ns, may_fail and s < t.warn_below)
-        track.below_exclude_since = _since(track.below_exclude_since, now_ns, may_fail and s < t.exclude_below)
-        track.recovered_since = _since(track.recovered_since, now_ns, s >= t.recover_above)
+        track.below_warn_since = run_start(track.below_warn_since, now_ns, may_fail and s < t.warn_below)
+        track.below_exclude_since = run_start(track.below_exclude_since, now_ns, may_fail and s < t.exclude_below)
+        track.recovered_since = run_start(track.recovered_since, now_ns, s >= t.recover_above)
         if track.below_warn_since is not None and now_ns - track.below_warn_since >= enter_ns:
             track.level = HealthLevel.WARN
         if track.below_exclude_since is not None and now_ns - track.below_exclude_since >= enter_ns:

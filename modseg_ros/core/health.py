@@ -18,7 +18,8 @@ level < ERROR after the first message; it drives the synchronizer and the model.
 
 - **Consistency** with the other sensors (core/consistency.py, from the network's output): the
   worker hands its verdicts over with ``judge_consistency``; an alive sensor judged inconsistent is
-  WARN with that reason (it stays alive: it is still encoded and scored, so it can recover).
+  WARN with that reason (it stays alive: it is still encoded and scored, so it can recover). The
+  depth-LiDAR range check (core/range_agreement.py, ``judge_ranges``) works the same way.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from modseg_ros.core.consistency import Verdict
+from modseg_ros.core.range_agreement import RangeVerdict
 from modseg_ros.core.types import (
     CameraFrame,
     DepthFrame,
@@ -316,6 +318,7 @@ class _Stream:
     last_problem: str = ""
     numbers: dict[str, float] = field(default_factory=dict)
     consistency: Verdict | None = None  # replaced whole by the worker, read here
+    ranges: RangeVerdict | None = None  # likewise (depth and LiDAR only)
 
 
 class HealthMonitor:
@@ -396,6 +399,12 @@ class HealthMonitor:
             if modality in self._streams:
                 self._streams[modality].consistency = verdict
 
+    def judge_ranges(self, verdicts: Mapping[Modality, RangeVerdict]) -> None:
+        """The depth-LiDAR range check's newest verdicts (any thread), as ``judge_consistency``."""
+        for modality, verdict in verdicts.items():
+            if modality in self._streams:
+                self._streams[modality].ranges = verdict
+
     def tick(self, now_ns: int) -> dict[Modality, HealthState]:
         """Re-evaluate the stream checks (timeouts, rates) at ``now_ns``; call it periodically."""
         for modality in self._streams:
@@ -460,14 +469,15 @@ class HealthMonitor:
                 rate = self._rate_finding(stream, now_ns)
                 if rate.level > level:
                     level, reason = rate.level, rate.reason
-                verdict = stream.consistency
-                if verdict is not None and verdict.level > level:
-                    level, reason = verdict.level, verdict.reason
+                for verdict in (stream.consistency, stream.ranges):
+                    if verdict is not None and verdict.level > level:
+                        level, reason = verdict.level, verdict.reason
             alive = level < ERROR
         age = (now_ns - stream.last_arrival_ns) / 1e9 if stream.last_arrival_ns is not None else -1.0
         details = {"received": stream.received, "rejected": stream.rejected, **stream.numbers}
-        if stream.consistency is not None:
-            details.update(stream.consistency.details())
+        for verdict in (stream.consistency, stream.ranges):
+            if verdict is not None:
+                details.update(verdict.details())
         state = HealthState(modality, HealthLevel(level), reason, alive, self._rate(stream, now_ns), age, details)
         self._states[modality] = state
         return state

@@ -25,6 +25,7 @@ from modseg_ros.core.encoding import encode_payload
 from modseg_ros.core.geometry import Intrinsics, Rig
 from modseg_ros.core.health import HealthMonitor
 from modseg_ros.core.postprocess import color_mask, labelled_points, overlay_image
+from modseg_ros.core.range_agreement import RangeAgreementMonitor
 from modseg_ros.core.sync import Synchronizer
 from modseg_ros.core.types import Bundle, HealthState, Modality, PointCloud, SensorSample
 from modseg_ros.errors import ConfigError, ConversionError
@@ -104,6 +105,7 @@ class Perception:
         self.rig: Rig = config.rig
         self.health = HealthMonitor(config.health, config.inputs.modalities)
         self.consistency = ConsistencyMonitor(config.consistency, calibration)  # worker side only
+        self.range_agreement = RangeAgreementMonitor(config.range_agreement, config.encoding)  # worker side only
         self.sync = Synchronizer(config.sync)
         self._encoded: dict[Modality, OrderedDict[int, _Encoding]] = {
             m: OrderedDict() for m in config.inputs.modalities
@@ -212,6 +214,11 @@ class Perception:
 
     # --- worker side -----------------------------------------------------------------------------
 
+    @property
+    def excluded(self) -> frozenset[Modality]:
+        """Sensors the cross-checks (the network's consistency, depth against LiDAR ranges) leave out of the fusion."""
+        return self.consistency.excluded | self.range_agreement.excluded
+
     def segment(self, bundle: Bundle) -> Segmentation:
         """Encode what is not encoded yet, run the network on the bundle's modalities (leaving out
         those judged inconsistent, but never all of them) and judge the consistency scores."""
@@ -219,7 +226,7 @@ class Perception:
         start = time.perf_counter()
         encodings = {m: self._encoding(s, rig) for m, s in bundle.samples.items()}
         encode_ms = (time.perf_counter() - start) * 1e3
-        excluded = self.consistency.excluded & frozenset(bundle.modalities)
+        excluded = self.excluded & frozenset(bundle.modalities)
         if excluded == frozenset(bundle.modalities):
             excluded = frozenset()  # a mask from doubtful sensors beats no mask
         prediction = self.engine.predict_inputs({m: e.network_input for m, e in encodings.items()},
@@ -227,6 +234,8 @@ class Perception:
                                                 consistency=self.config.consistency.enabled)  # fmt: skip
         self.health.judge_consistency(self.consistency.update(bundle.stamp_ns, prediction.modality_consistency))
         encoded = {m: e.image for m, e in encodings.items()}
+        self.health.judge_ranges(self.range_agreement.update(bundle.stamp_ns, encoded.get(Modality.DEPTH),
+                                                             encoded.get(Modality.LIDAR)))  # fmt: skip
         return Segmentation(bundle, prediction.labels, encoded, rig, prediction.modality_weights, encode_ms,
                             prediction.inference_ms, prediction.modality_consistency, excluded)  # fmt: skip
 

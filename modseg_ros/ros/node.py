@@ -400,7 +400,7 @@ class Any2SegNode(Node):
             level, message = HealthLevel.WARN, f"degraded: fusing {subset_name(alive)} of {subset_name(configured)}"
         else:
             level, message = HealthLevel.OK, f"fusing {subset_name(alive)}"
-        excluded = self.perception.consistency.excluded & alive
+        excluded = self.perception.excluded & alive
         if excluded and alive - excluded:
             level = max(level, HealthLevel.WARN)
             message = f"fusing {subset_name(alive - excluded)} of {subset_name(configured)}; excluded as inconsistent: " + \

@@ -1,0 +1,176 @@
+"""Do the depth camera and the LiDAR see the same ranges? A geometric cross-check, model-free.
+
+Both are encoded on the camera grid with the same logarithmic code of the camera depth z
+(core/encoding.py; one code step is ln(far / near) / 254, 2.4 % of the range at the defaults), so
+where a pixel holds both, their codes agree up to noise and the parallax between the two mounts.
+Two kinds of quiet fault move them apart, each in its own statistic of the per-pixel difference
+(depth code - LiDAR code):
+
+- a depth **scale or offset** error moves every depth range the same way: the **median**
+  difference leaves zero (×1.25: -9 codes) while the spread around it stays;
+- a LiDAR whose **extrinsics slipped** puts its points beside the surfaces the depth camera sees:
+  the **off-surface share**, pixels more than ``tolerance_codes`` from the median, rises while the
+  median stays.
+
+Blame follows the statistic that moved: a shift is the depth camera's (LiDAR ranges are time of
+flight, absolute; stereo and structured-light depth get scale and offset wrong), off-surface points
+are the LiDAR's (the depth camera shares the camera's housing and calibration; the LiDAR is
+mounted apart). A LiDAR moved along its optical axis shifts every range like a depth offset and
+is blamed on the depth camera: the limit of comparing two sensors.
+
+Each statistic is smoothed (EMA, time constant ``smoothing_s``) and judged with the same
+hysteresis as the network's consistency check (core/consistency.py): WARN after ``enter_s``
+beyond its limit, excluded from the fusion (when ``health.consistency.exclude`` is on) after
+``enter_s`` beyond twice the limit, OK again after ``recover_s`` within half of it. Pure functions
+of (stamps, encodings): no clock, no thread.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from modseg_ros.core.consistency import NS, ema, fmt_score, run_start
+from modseg_ros.core.encoding import EncodingConfig
+from modseg_ros.core.types import HealthLevel, Modality
+
+
+@dataclass(frozen=True)
+class RangeAgreementSettings:
+    """``health.range_agreement.*``."""
+
+    enabled: bool = True
+    max_shift_codes: float = 3.0  # |smoothed median depth - LiDAR code| beyond this: the depth camera is off
+    max_off_surface: float = 0.10  # smoothed share of pixels off the median beyond this: the LiDAR is off
+    tolerance_codes: int = 4  # a pixel further than this from the median is off the surface (4 codes ≈ 10 %)
+    min_pixels: int = 200  # fewer pixels with both ranges: the frame is not judged
+    smoothing_s: float = 0.5
+    enter_s: float = 0.5
+    recover_s: float = 1.0
+    exclude: bool = False  # leave the blamed sensor out of the fusion past twice its limit (health.consistency.exclude)
+
+
+@dataclass(frozen=True)
+class RangeStats:
+    """One frame's comparison."""
+
+    pixels: int  # pixels with both a depth and a LiDAR range
+    shift_codes: float  # median of depth code - LiDAR code
+    off_surface: float  # share of those pixels further than the tolerance from the median
+
+
+def compare_ranges(depth: np.ndarray, lidar: np.ndarray, tolerance_codes: int) -> RangeStats:
+    """The depth and LiDAR encodings' range codes (channel 0, 0 = no range) compared where both exist."""
+    d, l = depth[..., 0], lidar[..., 0]
+    both = (d > 0) & (l > 0)
+    diff = d[both].astype(np.int16) - l[both].astype(np.int16)
+    if diff.size == 0:
+        return RangeStats(0, math.nan, math.nan)
+    shift = float(np.median(diff))
+    return RangeStats(int(diff.size), shift, float(np.mean(np.abs(diff - shift) > tolerance_codes)))
+
+
+@dataclass(frozen=True)
+class RangeVerdict:
+    """The range check's state for one of the two sensors."""
+
+    modality: Modality
+    statistic: str  # what this sensor is judged by: "shift" (depth) or "off_surface" (LiDAR)
+    value: float  # smoothed statistic (NaN before any judged frame)
+    limit: float
+    level: HealthLevel  # OK or WARN
+    excluded: bool
+    reason: str
+
+    def details(self) -> dict[str, float | int | str]:
+        """Key-values for /diagnostics."""
+        return {f"range_{self.statistic}": fmt_score(self.value), f"range_{self.statistic}_limit": fmt_score(self.limit),
+                "range_excluded_from_fusion": self.excluded}  # fmt: skip
+
+
+@dataclass
+class _Track:
+    value: float = math.nan  # smoothed: signed median shift (depth), off-surface share (LiDAR)
+    last_ns: int | None = None
+    level: HealthLevel = HealthLevel.OK
+    excluded: bool = False
+    beyond_since: int | None = None
+    far_beyond_since: int | None = None
+    within_since: int | None = None
+
+
+_JUDGED_BY = {Modality.DEPTH: "shift", Modality.LIDAR: "off_surface"}
+
+
+class RangeAgreementMonitor:
+    """Verdicts on the depth camera and the LiDAR from their frames' range comparison."""
+
+    def __init__(self, settings: RangeAgreementSettings, encoding: EncodingConfig) -> None:
+        self.settings = settings
+        self._code_step = math.log(encoding.far_m / encoding.near_m) / 254.0  # ln(range ratio) per code
+        self._tracks = {m: _Track() for m in _JUDGED_BY}
+        self.last: RangeStats | None = None  # the last frame's comparison
+
+    @property
+    def excluded(self) -> frozenset[Modality]:
+        if not (self.settings.enabled and self.settings.exclude):
+            return frozenset()
+        return frozenset(m for m, t in self._tracks.items() if t.excluded)
+
+    def limit(self, modality: Modality) -> float:
+        return self.settings.max_shift_codes if modality is Modality.DEPTH else self.settings.max_off_surface
+
+    def update(self, stamp_ns: int, depth: np.ndarray | None, lidar: np.ndarray | None) -> dict[Modality, RangeVerdict]:
+        """One segmented frame's encodings (None: not in the bundle; the verdicts then hold)."""
+        s = self.settings
+        if not s.enabled or depth is None or lidar is None:
+            return self.verdicts()
+        stats = compare_ranges(depth, lidar, s.tolerance_codes)
+        self.last = stats
+        if stats.pixels < s.min_pixels:
+            return self.verdicts()
+        depth_shifted = False
+        for modality, track in self._tracks.items():  # depth first
+            value = stats.shift_codes if modality is Modality.DEPTH else stats.off_surface
+            if track.last_ns is not None and stamp_ns < track.last_ns:  # a jump back (bag loop): start again
+                track.value, track.last_ns = math.nan, None
+                track.beyond_since = track.far_beyond_since = track.within_since = None
+            dt = None if track.last_ns is None else (stamp_ns - track.last_ns) / NS
+            track.value, track.last_ns = ema(track.value, value, dt, s.smoothing_s), stamp_ns
+            # A depth offset shifts near and far ranges by different codes, which also spreads them
+            # around the median: while depth is shifted, the spread is not the LiDAR's to answer for.
+            self._judge(track, stamp_ns, self.limit(modality), may_fail=not depth_shifted)
+            depth_shifted = modality is Modality.DEPTH and abs(track.value) > self.limit(modality)
+        return self.verdicts()
+
+    def _judge(self, track: _Track, now_ns: int, limit: float, may_fail: bool) -> None:
+        s = self.settings
+        enter_ns, recover_ns = int(s.enter_s * NS), int(s.recover_s * NS)
+        magnitude = abs(track.value)
+        track.beyond_since = run_start(track.beyond_since, now_ns, may_fail and magnitude > limit)
+        track.far_beyond_since = run_start(track.far_beyond_since, now_ns, may_fail and magnitude > 2.0 * limit)
+        track.within_since = run_start(track.within_since, now_ns, magnitude <= 0.5 * limit)
+        if track.beyond_since is not None and now_ns - track.beyond_since >= enter_ns:
+            track.level = HealthLevel.WARN
+        if track.far_beyond_since is not None and now_ns - track.far_beyond_since >= enter_ns:
+            track.excluded = True
+        if track.within_since is not None and now_ns - track.within_since >= recover_ns:
+            track.level, track.excluded = HealthLevel.OK, False
+
+    def verdicts(self) -> dict[Modality, RangeVerdict]:
+        return {m: self.verdict(m) for m in self._tracks}
+
+    def verdict(self, modality: Modality) -> RangeVerdict:
+        track, limit = self._tracks[modality], self.limit(modality)
+        excluded = track.excluded and modality in self.excluded
+        reason = ""
+        if track.level is not HealthLevel.OK:
+            if modality is Modality.DEPTH:  # a smaller code is a longer range
+                reason = (f"depth ranges disagree with the LiDAR's: median {track.value:+.1f} codes, beyond ±{limit:g} "
+                          f"(depth ≈ ×{math.exp(-track.value * self._code_step):.2f} the LiDAR's)")  # fmt: skip
+            else:
+                reason = f"LiDAR points off the depth surfaces: {100 * track.value:.0f} % > {100 * limit:.0f} % (extrinsics?)"
+            if excluded:
+                reason += "; excluded from fusion"
+        return RangeVerdict(modality, _JUDGED_BY[modality], track.value, limit, track.level, excluded, reason)
