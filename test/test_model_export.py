@@ -1,7 +1,9 @@
 import numpy as np
+import pytest
 import torch
 
 from modseg_ros.core.types import MODALITIES, Modality
+from modseg_ros.errors import CheckpointError
 from modseg_ros.model.checkpoint import save_checkpoint
 from modseg_ros.model.export import export_onnx
 from modseg_ros.model.runtime import SegmentationEngine
@@ -29,3 +31,15 @@ def test_onnx_graph_serves_every_subset_and_matches_torch(tmp_path):
     assert (a.labels == b.labels).mean() > 0.99
     assert set(b.modality_weights) == {Modality.DEPTH, Modality.EVENTS}
     assert onnx_engine.input_size == (32, 64) and len(MODALITIES) == 4
+
+
+def test_a_graph_from_other_weights_is_refused(tmp_path):
+    """A stale .onnx beside a retrained checkpoint must not run in its place."""
+    config = SegmenterConfig(arch="any2seg", input_size=(32, 64))
+    torch.manual_seed(0)
+    path = save_checkpoint(build(config).eval(), tmp_path / "net.safetensors", half=False)
+    export_onnx(path)
+    torch.manual_seed(1)
+    save_checkpoint(build(config).eval(), path, half=False)  # retrained: new weights, the old graph stays
+    with pytest.raises(CheckpointError, match=r"net.onnx was exported from other weights.*modseg export --onnx"):
+        SegmentationEngine.load(path, backend="onnx")

@@ -7,7 +7,9 @@ NaN where not measurable). One graph serves every subset of the modalities. Per-
 baseline) pick their branches in Python, so their graph is traced for all four modalities and
 only accepts exactly those (the export says so).
 
-The export is checked: ONNX Runtime runs the graph on every subset of a random input and the
+The graph records the sha256 of the weights it was exported from (metadata ``modseg_weights_sha256``):
+the runtime refuses a graph whose weights are not the checkpoint's, so a stale ``.onnx`` left beside
+a retrained checkpoint cannot run in its place. The export is checked: ONNX Runtime runs the graph on every subset of a random input and the
 largest absolute difference of its outputs from torch's is reported, with the share of pixels whose
 label agrees. MFF's per-pixel selection is a hard argmax: where two modalities are equally
 consistent, a rounding difference can pick the other one and move a few logits by much more than
@@ -65,6 +67,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, seed: int
             dynamic_axes={name: {0: "modalities"} for name in ("images", "modality_index", "fused", "modality_weights",
                                                                "modality_consistency")} if dynamic else None,
         )  # fmt: skip
+    _stamp(out, info.weights_sha256)
     try:
         session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     except Exception as err:
@@ -86,3 +89,16 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, seed: int
                                 consistency_diff.max()))  # fmt: skip
         agreement[name] = float((logits.argmax(axis=1) == ref_logits.numpy().argmax(axis=1)).mean())
     return ExportReport(out, diffs, agreement, dynamic)
+
+
+# Graph metadata key holding the sha256 of the weights the graph was exported from.
+WEIGHTS_KEY = "modseg_weights_sha256"
+
+
+def _stamp(path: Path, weights_sha256: str) -> None:
+    """Record which weights the graph holds, so that a graph left behind by other weights is refused."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    graph.metadata_props.add(key=WEIGHTS_KEY, value=weights_sha256)
+    onnx.save(graph, str(path))

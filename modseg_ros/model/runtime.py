@@ -69,8 +69,10 @@ class _TorchBackend:
 
 
 class _OnnxBackend:
-    def __init__(self, onnx_path: Path, threads: int | None) -> None:
+    def __init__(self, onnx_path: Path, threads: int | None, weights: Path, weights_sha256: str) -> None:
         import onnxruntime as ort
+
+        from modseg_ros.model.export import WEIGHTS_KEY
 
         options = ort.SessionOptions()
         if threads:
@@ -83,7 +85,12 @@ class _OnnxBackend:
         inputs = {i.name for i in self.session.get_inputs()}
         if "fused" not in inputs:
             raise CheckpointError(f"ONNX graph {onnx_path} predates the consistency output (inputs: {', '.join(sorted(inputs))}); "
-                                  f"export it again with 'modseg export --onnx'")  # fmt: skip
+                                  f"export it again with 'modseg export --onnx {weights}'")  # fmt: skip
+        exported_from = self.session.get_modelmeta().custom_metadata_map.get(WEIGHTS_KEY)
+        if exported_from != weights_sha256:
+            which = "unknown weights (exported before graphs recorded them)" if exported_from is None else "other weights"
+            raise CheckpointError(f"ONNX graph {onnx_path} was exported from {which}, not from {weights}; "
+                                  f"export it again with 'modseg export --onnx {weights}'")  # fmt: skip
 
     def run(self, images: np.ndarray, modality_index: np.ndarray, fused: np.ndarray,
             score: bool) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:  # fmt: skip
@@ -135,7 +142,8 @@ class SegmentationEngine:
         onnx_path = Path(onnx_path) if onnx_path else path.with_suffix(".onnx")
         if not onnx_path.is_file():
             raise CheckpointError(f"ONNX graph {onnx_path} not found; create it with 'modseg export --onnx {weights}'")
-        return cls(_OnnxBackend(onnx_path, threads), read_sidecar(weights), backend)
+        info = read_sidecar(weights)
+        return cls(_OnnxBackend(onnx_path, threads, weights, info.weights_sha256), info, backend)
 
     @classmethod
     def untrained(cls, arch: str = "any2seg", input_size: tuple[int, int] = (128, 256), seed: int = 0,
