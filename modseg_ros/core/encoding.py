@@ -130,26 +130,24 @@ def encode_lidar(cloud: PointCloud, rig: Rig, cfg: EncodingConfig) -> np.ndarray
 def render_events(packet: EventPacket, cfg: EncodingConfig) -> np.ndarray:
     """Events on the event sensor's own grid -> height×width×3 uint8 event frame."""
     h, w = packet.height, packet.width
-    frame = np.zeros((h, w, 3), dtype=np.uint8)
     x = packet.x.astype(np.int64)
     y = packet.y.astype(np.int64)
     ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
     x, y, t, p = x[ok], y[ok], packet.t_ns[ok], packet.polarity[ok]
     lin = y * w + x
-    scale = 255.0 / cfg.event_saturation
-    for channel, selected in ((0, p < 0), (1, p > 0)):
-        counts = np.bincount(lin[selected], minlength=h * w)
-        frame[..., channel] = np.minimum(counts * scale, 255.0).reshape(h, w).astype(np.uint8)
+    # counts -> min(count * 255 / saturation, 255) truncated, as a table: from saturation + 1 on, 255
+    top = cfg.event_saturation + 1
+    to_code = np.minimum(np.arange(top + 1) * (255.0 / cfg.event_saturation), 255.0).astype(np.uint8)
+    negative, positive = (to_code[np.minimum(np.bincount(lin[s], minlength=h * w), top)] for s in (p < 0, p > 0))
+    recent = np.zeros(h * w, dtype=np.uint8)
     if len(lin):
         window_ns = cfg.event_window_ms * 1e6
         last = np.full(h * w, -np.inf)
         np.maximum.at(last, lin, t.astype(np.float64))
         hit = np.isfinite(last)
         recency = np.clip(1.0 + last[hit] / window_ns, 0.0, 1.0)  # 1 for the newest, 0 at -window
-        channel2 = np.zeros(h * w, dtype=np.uint8)
-        channel2[hit] = np.rint(1.0 + 254.0 * recency).astype(np.uint8)
-        frame[..., 2] = channel2.reshape(h, w)
-    return frame
+        recent[hit] = np.rint(1.0 + 254.0 * recency).astype(np.uint8)
+    return np.stack([negative, positive, recent], axis=-1).reshape(h, w, 3)
 
 
 def encode_events(data: EventPacket | EventFrame, rig: Rig, cfg: EncodingConfig) -> np.ndarray:

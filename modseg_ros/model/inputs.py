@@ -52,8 +52,9 @@ def _block_starts(src: int, dst: int) -> np.ndarray:
     return (np.arange(dst, dtype=np.int64) * src) // dst
 
 
-def _block_reduce(ufunc: np.ufunc, x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Reduce H×W×C blocks with ``ufunc`` (adaptive blocks; enlarging repeats pixels), rows then columns.
+def _block_reduce(ufunc: np.ufunc, x: np.ndarray, size: tuple[int, int], dtype: type | None = None) -> np.ndarray:
+    """Reduce H×W×C blocks with ``ufunc`` (adaptive blocks; enlarging repeats pixels), rows then
+    columns, accumulating in ``dtype`` (default: ``x``'s).
 
     Where an axis divides evenly (512 -> 128), the blocks are combined from strided slices, the
     same operations in the same order as ``ufunc.reduceat`` (identical results) and 10× faster.
@@ -61,11 +62,11 @@ def _block_reduce(ufunc: np.ufunc, x: np.ndarray, size: tuple[int, int]) -> np.n
     for axis, dst in enumerate(size):
         src = x.shape[axis]
         if src % dst:
-            x = ufunc.reduceat(x, _block_starts(src, dst), axis=axis)
+            x = ufunc.reduceat(x, _block_starts(src, dst), axis=axis, dtype=dtype)
             continue
         factor = src // dst
         lead = (slice(None),) * axis
-        combined = x[(*lead, slice(0, None, factor))].copy()
+        combined = x[(*lead, slice(0, None, factor))].astype(dtype or x.dtype)
         for offset in range(1, factor):
             ufunc(combined, x[(*lead, slice(offset, None, factor))], out=combined)
         x = combined
@@ -86,7 +87,7 @@ def resize_encoding(modality: Modality, image: np.ndarray, size: tuple[int, int]
     if image.shape[:2] == tuple(size):
         return image.astype(np.float32) / 255.0
     if modality is Modality.CAMERA:
-        total = _block_reduce(np.add, image.astype(np.float32), size)
+        total = _block_reduce(np.add, image, size, np.float32)
         return total / _block_counts(image.shape[:2], size) / 255.0
     if modality is Modality.DEPTH:
         valid = (image[..., :1] > 0).astype(np.float32)
@@ -101,7 +102,7 @@ def resize_encoding(modality: Modality, image: np.ndarray, size: tuple[int, int]
         out = np.stack([(best >> 16) & 255, (best >> 8) & 255, best & 255], axis=-1)
         return out.astype(np.float32) / 255.0
     if modality is Modality.EVENTS:
-        counts = _block_reduce(np.add, image[..., :2].astype(np.float32), size)
+        counts = _block_reduce(np.add, image[..., :2], size, np.float32)
         recency = _block_reduce(np.maximum, image[..., 2:], size).astype(np.float32)
         return np.concatenate([np.minimum(counts / 255.0, 1.0), recency / 255.0], axis=-1)
     raise ValueError(f"unknown modality {modality!r}")
