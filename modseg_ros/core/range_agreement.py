@@ -15,8 +15,10 @@ Two kinds of quiet fault move them apart, each in its own statistic of the per-p
 Blame follows the statistic that moved: a shift is the depth camera's (LiDAR ranges are time of
 flight, absolute; stereo and structured-light depth get scale and offset wrong), off-surface points
 are the LiDAR's (the depth camera shares the camera's housing and calibration; the LiDAR is
-mounted apart). A LiDAR moved along its optical axis shifts every range like a depth offset and
-is blamed on the depth camera: the limit of comparing two sensors.
+mounted apart). The LiDAR is judged only while the medians agree (``MEDIANS_AGREE_CODES``): a
+depth offset also spreads near and far codes apart. A LiDAR moved along its optical axis shifts
+every range like a depth offset and is blamed on the depth camera: the limit of comparing two
+sensors.
 
 Each statistic is smoothed (EMA, time constant ``smoothing_s``) and judged with the same
 hysteresis as the network's consistency check (core/consistency.py): WARN after ``enter_s``
@@ -42,13 +44,19 @@ class RangeAgreementSettings:
 
     enabled: bool = True
     max_shift_codes: float = 3.0  # |smoothed median depth - LiDAR code| beyond this: the depth camera is off
-    max_off_surface: float = 0.10  # smoothed share of pixels off the median beyond this: the LiDAR is off
-    tolerance_codes: int = 4  # a pixel further than this from the median is off the surface (4 codes ≈ 10 %)
+    max_off_surface: float = 0.028  # smoothed share of pixels off the median beyond this: the LiDAR is off
+    tolerance_codes: int = 8  # a pixel further than this from the median is off the surface (8 codes ≈ 20 %)
+    edge_margin_px: int = 4  # pixels this close to a depth edge are not judged off-surface (mount parallax)
     min_pixels: int = 200  # fewer pixels with both ranges: the frame is not judged
-    smoothing_s: float = 0.5
+    smoothing_s: float = 1.0
     enter_s: float = 0.5
     recover_s: float = 1.0
     exclude: bool = False  # leave the blamed sensor out of the fusion past twice its limit (health.consistency.exclude)
+
+
+# A slipped LiDAR leaves the median difference within this (0.17 codes at 3° yaw on world drives);
+# a depth scale or offset moves it past it within a frame or two.
+MEDIANS_AGREE_CODES = 1.0
 
 
 @dataclass(frozen=True)
@@ -60,15 +68,43 @@ class RangeStats:
     off_surface: float  # share of those pixels further than the tolerance from the median
 
 
-def compare_ranges(depth: np.ndarray, lidar: np.ndarray, tolerance_codes: int) -> RangeStats:
-    """The depth and LiDAR encodings' range codes (channel 0, 0 = no range) compared where both exist."""
-    d, l = depth[..., 0], lidar[..., 0]
+def compare_ranges(depth: np.ndarray, lidar: np.ndarray, tolerance_codes: int, edge_margin_px: int) -> RangeStats:
+    """The depth and LiDAR encodings' range codes (channel 0, 0 = no range) compared where both exist.
+
+    The off-surface share leaves out pixels within ``edge_margin_px`` of a depth edge (a jump of more
+    than the tolerance, or the border of valid depth): there the two mounts' parallax makes nominal
+    disagreement (on world drives it keeps the nominal share near 0.002 instead of 0.02), while a
+    slipped LiDAR moves its points by more than the margin.
+    """
+    d = depth[..., 0].astype(np.int16)
+    l = lidar[..., 0].astype(np.int16)
     both = (d > 0) & (l > 0)
-    diff = d[both].astype(np.int16) - l[both].astype(np.int16)
-    if diff.size == 0:
+    diff = d - l
+    if not both.any():
         return RangeStats(0, math.nan, math.nan)
-    shift = float(np.median(diff))
-    return RangeStats(int(diff.size), shift, float(np.mean(np.abs(diff - shift) > tolerance_codes)))
+    shift = float(np.median(diff[both]))
+    judged = both & ~_near_depth_edges(d, tolerance_codes, edge_margin_px)
+    off = float(np.mean(np.abs(diff[judged] - shift) > tolerance_codes)) if judged.any() else math.nan
+    return RangeStats(int(both.sum()), shift, off)
+
+
+def _near_depth_edges(d: np.ndarray, tolerance_codes: int, margin_px: int) -> np.ndarray:
+    """Pixels within ``margin_px`` (city block, along rows and columns) of a depth jump or a hole's border."""
+    valid = d > 0
+    jump_x = (np.abs(d[:, 1:] - d[:, :-1]) > tolerance_codes) | (valid[:, 1:] != valid[:, :-1])
+    jump_y = (np.abs(d[1:] - d[:-1]) > tolerance_codes) | (valid[1:] != valid[:-1])
+    edge = np.zeros(d.shape, dtype=bool)
+    edge[:, 1:] |= jump_x
+    edge[:, :-1] |= jump_x
+    edge[1:] |= jump_y
+    edge[:-1] |= jump_y
+    near = edge.copy()
+    for k in range(1, margin_px + 1):
+        near[:, k:] |= edge[:, :-k]
+        near[:, :-k] |= edge[:, k:]
+        near[k:] |= edge[:-k]
+        near[:-k] |= edge[k:]
+    return near
 
 
 @dataclass(frozen=True)
@@ -126,22 +162,24 @@ class RangeAgreementMonitor:
         s = self.settings
         if not s.enabled or depth is None or lidar is None:
             return self.verdicts()
-        stats = compare_ranges(depth, lidar, s.tolerance_codes)
+        stats = compare_ranges(depth, lidar, s.tolerance_codes, s.edge_margin_px)
         self.last = stats
         if stats.pixels < s.min_pixels:
             return self.verdicts()
-        depth_shifted = False
+        depth_agrees = True
         for modality, track in self._tracks.items():  # depth first
             value = stats.shift_codes if modality is Modality.DEPTH else stats.off_surface
+            if math.isnan(value):  # every pixel with both ranges lies on a depth edge
+                continue
             if track.last_ns is not None and stamp_ns < track.last_ns:  # a jump back (bag loop): start again
                 track.value, track.last_ns = math.nan, None
                 track.beyond_since = track.far_beyond_since = track.within_since = None
             dt = None if track.last_ns is None else (stamp_ns - track.last_ns) / NS
             track.value, track.last_ns = ema(track.value, value, dt, s.smoothing_s), stamp_ns
             # A depth offset shifts near and far ranges by different codes, which also spreads them
-            # around the median: while depth is shifted, the spread is not the LiDAR's to answer for.
-            self._judge(track, stamp_ns, self.limit(modality), may_fail=not depth_shifted)
-            depth_shifted = modality is Modality.DEPTH and abs(track.value) > self.limit(modality)
+            # around the median: the spread is the LiDAR's to answer for only while the medians agree.
+            self._judge(track, stamp_ns, self.limit(modality), may_fail=depth_agrees)
+            depth_agrees = abs(track.value) <= MEDIANS_AGREE_CODES
         return self.verdicts()
 
     def _judge(self, track: _Track, now_ns: int, limit: float, may_fail: bool) -> None:
