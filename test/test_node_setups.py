@@ -149,7 +149,7 @@ def test_an_inconsistent_sensor_is_warned_excluded_and_scored_in_info_and_diagno
         assert warned and warned[-1].level == b"\x01" and "excluded from fusion" in warned[-1].message
         values = {kv.key: kv.value for kv in warned[-1].values}
         assert 0.0 < float(values["consistency"]) < 0.9998 and values["excluded_from_fusion"] == "True"
-        assert "range_off_surface" in values and values["range_excluded_from_fusion"] == "False"  # the range check agrees
+        assert "range_misregistration" in values and values["range_excluded_from_fusion"] == "False"  # the range check agrees
         depth = {kv.key: kv.value for kv in outputs.sensor_statuses("depth")[-1][1].values}
         assert float(depth["range_shift"]) == 0.0 and depth["range_shift_limit"] == "3.000"
         camera = {kv.key: kv.value for kv in outputs.sensor_statuses("camera")[-1][1].values}

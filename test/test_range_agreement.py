@@ -42,21 +42,21 @@ def shifted(encoding: np.ndarray, columns: int) -> np.ndarray:
     return out
 
 
-def test_equal_ranges_agree_a_scale_shifts_the_median_a_misregistration_spreads_it():
+def test_equal_ranges_agree_a_scale_shifts_the_median_a_misregistration_fits_better_moved_back():
     z = ramp()
-    same = compare_ranges(encoding_of(z), encoding_of(z), tolerance_codes=4, edge_margin_px=2)
-    assert same.pixels == z.size and same.shift_codes == 0 and same.off_surface == 0
-    scaled = compare_ranges(encoding_of(1.25 * z), encoding_of(z), tolerance_codes=4, edge_margin_px=2)
+    same = compare_ranges(encoding_of(z), encoding_of(z), tolerance_codes=4)
+    assert (same.pixels, same.shift_codes, same.off_surface, same.misregistration) == (z.size, 0, 0, 0)
+    scaled = compare_ranges(encoding_of(1.25 * z), encoding_of(z), tolerance_codes=4)
     assert scaled.shift_codes == pytest.approx(-254 * np.log(1.25) / np.log(CODES.far_m / CODES.near_m), abs=1)
-    assert scaled.off_surface < 0.05
-    parallax = compare_ranges(encoding_of(z), shifted(encoding_of(z), 1), tolerance_codes=4, edge_margin_px=2)
-    assert parallax.off_surface == 0  # a pixel off at the edges: not judged (edge_margin_px 2)
-    moved = compare_ranges(encoding_of(z), shifted(encoding_of(z), 6), tolerance_codes=4, edge_margin_px=2)
-    assert moved.off_surface > 0.8  # beyond the margin: the judged pixels land on the neighbouring surface
+    assert scaled.off_surface < 0.05 and scaled.misregistration < 0.05
+    parallax = compare_ranges(encoding_of(z), shifted(encoding_of(z), 1), tolerance_codes=4)
+    assert parallax.off_surface > 0.1 and parallax.misregistration < 0.25  # off at the edges, no better elsewhere
+    moved = compare_ranges(encoding_of(z), shifted(encoding_of(z), 4), tolerance_codes=4)
+    assert moved.off_surface > 0.4 and moved.misregistration > 0.9 and moved.best_offset_px == (0, -4)
     lidar = encoding_of(z)
     lidar[:, ::2] = 0  # sparse LiDAR: only pixels holding both ranges count
-    assert compare_ranges(encoding_of(z), lidar, tolerance_codes=4, edge_margin_px=2).pixels == z.size // 2
-    assert compare_ranges(encoding_of(z), np.zeros_like(lidar), tolerance_codes=4, edge_margin_px=2).pixels == 0
+    assert compare_ranges(encoding_of(z), lidar, tolerance_codes=4).pixels == z.size // 2
+    assert compare_ranges(encoding_of(z), np.zeros_like(lidar), tolerance_codes=4).pixels == 0
 
 
 def feed(monitor, frames, start_ns=0):

@@ -370,9 +370,8 @@ class NodeConfig:
         range_agreement = RangeAgreementSettings(
             enabled=r.boolean("health.range_agreement.enabled"),
             max_shift_codes=r.positive("health.range_agreement.max_shift_codes"),
-            max_off_surface=r.positive("health.range_agreement.max_off_surface"),
+            max_misregistration=r.positive("health.range_agreement.max_misregistration"),
             tolerance_codes=r.integer("health.range_agreement.tolerance_codes", 1),
-            edge_margin_px=r.integer("health.range_agreement.edge_margin_px", 0),
             min_pixels=r.integer("health.range_agreement.min_pixels", 1),
             smoothing_s=r.number("health.range_agreement.smoothing_s", 0.0),
             enter_s=consistency.enter_s,

@@ -7,18 +7,17 @@ Two kinds of quiet fault move them apart, each in its own statistic of the per-p
 (depth code - LiDAR code):
 
 - a depth **scale or offset** error moves every depth range the same way: the **median**
-  difference leaves zero (×1.25: -9 codes) while the spread around it stays;
-- a LiDAR whose **extrinsics slipped** puts its points beside the surfaces the depth camera sees:
-  the **off-surface share**, pixels more than ``tolerance_codes`` from the median, rises while the
-  median stays.
+  difference leaves zero (×1.25: -9 codes);
+- a LiDAR whose **extrinsics slipped** puts its points beside the surfaces the depth camera sees,
+  and moving them back across the image puts them on the surfaces again: the **misregistration**
+  (``compare_ranges``) rises while the median stays.
 
 Blame follows the statistic that moved: a shift is the depth camera's (LiDAR ranges are time of
-flight, absolute; stereo and structured-light depth get scale and offset wrong), off-surface points
-are the LiDAR's (the depth camera shares the camera's housing and calibration; the LiDAR is
-mounted apart). The LiDAR is judged only while the medians agree (``MEDIANS_AGREE_CODES``): a
-depth offset also spreads near and far codes apart. A LiDAR moved along its optical axis shifts
-every range like a depth offset and is blamed on the depth camera: the limit of comparing two
-sensors.
+flight, absolute; stereo and structured-light depth get scale and offset wrong), misregistration
+is the LiDAR's (the depth camera shares the camera's housing and calibration; the LiDAR is
+mounted apart). The LiDAR is judged only while the medians agree (``MEDIANS_AGREE_CODES``). A
+LiDAR moved along its optical axis shifts every range like a depth offset and is blamed on the
+depth camera: the limit of comparing two sensors.
 
 Each statistic is smoothed (EMA, time constant ``smoothing_s``) and judged with the same
 hysteresis as the network's consistency check (core/consistency.py): WARN after ``enter_s``
@@ -44,11 +43,10 @@ class RangeAgreementSettings:
 
     enabled: bool = True
     max_shift_codes: float = 3.0  # |smoothed median depth - LiDAR code| beyond this: the depth camera is off
-    max_off_surface: float = 0.028  # smoothed share of pixels off the median beyond this: the LiDAR is off
-    tolerance_codes: int = 8  # a pixel further than this from the median is off the surface (8 codes ≈ 20 %)
-    edge_margin_px: int = 4  # pixels this close to a depth edge are not judged off-surface (mount parallax)
+    max_misregistration: float = 0.2  # smoothed misregistration beyond this: the LiDAR's extrinsics are off
+    tolerance_codes: int = 4  # a pixel further than this from the median is off the surface (4 codes ≈ 10 %)
     min_pixels: int = 200  # fewer pixels with both ranges: the frame is not judged
-    smoothing_s: float = 1.0
+    smoothing_s: float = 0.5
     enter_s: float = 0.5
     recover_s: float = 1.0
     exclude: bool = False  # leave the blamed sensor out of the fusion past twice its limit (health.consistency.exclude)
@@ -66,45 +64,48 @@ class RangeStats:
     pixels: int  # pixels with both a depth and a LiDAR range
     shift_codes: float  # median of depth code - LiDAR code
     off_surface: float  # share of those pixels further than the tolerance from the median
+    misregistration: float  # share of the off-surface pixels that the best image shift of the LiDAR puts back
+    best_offset_px: tuple[int, int]  # that shift (rows, columns); (0, 0) when none is better
 
 
-def compare_ranges(depth: np.ndarray, lidar: np.ndarray, tolerance_codes: int, edge_margin_px: int) -> RangeStats:
+# Image shifts of the LiDAR points tried against the depth (rows, columns): yaw and sideways moves
+# are horizontal, pitch and height vertical. 16 px is 3.6° at the shipped rig's 512-px width.
+OFFSETS_PX = ((0, 0), *((0, c) for c in (-16, -12, -8, -4, -2, 2, 4, 8, 12, 16)), *((r, 0) for r in (-8, -4, -2, 2, 4, 8)))
+# Off-surface shares below this are noise: the misregistration is taken relative to at least it.
+OFF_SURFACE_FLOOR = 0.05
+
+
+def compare_ranges(depth: np.ndarray, lidar: np.ndarray, tolerance_codes: int) -> RangeStats:
     """The depth and LiDAR encodings' range codes (channel 0, 0 = no range) compared where both exist.
 
-    The off-surface share leaves out pixels within ``edge_margin_px`` of a depth edge (a jump of more
-    than the tolerance, or the border of valid depth): there the two mounts' parallax makes nominal
-    disagreement (on world drives it keeps the nominal share near 0.002 instead of 0.02), while a
-    slipped LiDAR moves its points by more than the margin.
+    The off-surface share alone depends on the scene: the two mounts' parallax leaves LiDAR points
+    beside depth edges on every drive (nominal world drives: 1-5 %). What a slipped LiDAR changes
+    is where its points fit best: shifted back by its error, they lie on the depth surfaces again,
+    while nominal points fit best where they are. So the LiDAR points are also compared at the image
+    offsets ``OFFSETS_PX``, and the misregistration is the share of off-surface points the best
+    offset puts back on the surfaces (world drives, smoothed: nominal ≤ 0.05; 3° yaw and 0.5 m sideways ≈ 0.87).
     """
-    d = depth[..., 0].astype(np.int16)
-    l = lidar[..., 0].astype(np.int16)
-    both = (d > 0) & (l > 0)
-    diff = d - l
+    height, width = depth.shape[:2]
+    flat_depth = depth[..., 0].ravel()
+    points = np.flatnonzero(lidar[..., 0])  # flat pixel index of each LiDAR point
+    rows, cols = np.divmod(points, width)
+    codes = lidar[..., 0].ravel()[points].astype(np.int16)
+    seen = flat_depth[points].astype(np.int16)
+    both = seen > 0
     if not both.any():
-        return RangeStats(0, math.nan, math.nan)
-    shift = float(np.median(diff[both]))
-    judged = both & ~_near_depth_edges(d, tolerance_codes, edge_margin_px)
-    off = float(np.mean(np.abs(diff[judged] - shift) > tolerance_codes)) if judged.any() else math.nan
-    return RangeStats(int(both.sum()), shift, off)
-
-
-def _near_depth_edges(d: np.ndarray, tolerance_codes: int, margin_px: int) -> np.ndarray:
-    """Pixels within ``margin_px`` (city block, along rows and columns) of a depth jump or a hole's border."""
-    valid = d > 0
-    jump_x = (np.abs(d[:, 1:] - d[:, :-1]) > tolerance_codes) | (valid[:, 1:] != valid[:, :-1])
-    jump_y = (np.abs(d[1:] - d[:-1]) > tolerance_codes) | (valid[1:] != valid[:-1])
-    edge = np.zeros(d.shape, dtype=bool)
-    edge[:, 1:] |= jump_x
-    edge[:, :-1] |= jump_x
-    edge[1:] |= jump_y
-    edge[:-1] |= jump_y
-    near = edge.copy()
-    for k in range(1, margin_px + 1):
-        near[:, k:] |= edge[:, :-k]
-        near[:, :-k] |= edge[:, k:]
-        near[k:] |= edge[:-k]
-        near[:-k] |= edge[k:]
-    return near
+        return RangeStats(0, math.nan, math.nan, math.nan, (0, 0))
+    shift = float(np.median(seen[both] - codes[both]))
+    expected = codes + np.int16(round(shift))  # the depth code each LiDAR point should find where it lands
+    off_at: dict[tuple[int, int], float] = {}
+    for dr, dc in OFFSETS_PX:
+        inside = (rows >= -dr) & (rows < height - dr) & (cols >= -dc) & (cols < width - dc)
+        found = flat_depth[points[inside] + (dr * width + dc)].astype(np.int16)
+        valid = found > 0
+        if valid.any():
+            off_at[(dr, dc)] = float(np.count_nonzero(np.abs(found[valid] - expected[inside][valid]) > tolerance_codes) / valid.sum())
+    off = off_at[(0, 0)]
+    best = min(off_at, key=off_at.get)
+    return RangeStats(int(both.sum()), shift, off, (off - off_at[best]) / max(off, OFF_SURFACE_FLOOR), best)
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class RangeVerdict:
     """The range check's state for one of the two sensors."""
 
     modality: Modality
-    statistic: str  # what this sensor is judged by: "shift" (depth) or "off_surface" (LiDAR)
+    statistic: str  # what this sensor is judged by: "shift" (depth) or "misregistration" (LiDAR)
     value: float  # smoothed statistic (NaN before any judged frame)
     limit: float
     level: HealthLevel  # OK or WARN
@@ -127,7 +128,7 @@ class RangeVerdict:
 
 @dataclass
 class _Track:
-    value: float = math.nan  # smoothed: signed median shift (depth), off-surface share (LiDAR)
+    value: float = math.nan  # smoothed: signed median shift (depth), misregistration (LiDAR)
     last_ns: int | None = None
     level: HealthLevel = HealthLevel.OK
     excluded: bool = False
@@ -136,7 +137,7 @@ class _Track:
     within_since: int | None = None
 
 
-_JUDGED_BY = {Modality.DEPTH: "shift", Modality.LIDAR: "off_surface"}
+_JUDGED_BY = {Modality.DEPTH: "shift", Modality.LIDAR: "misregistration"}
 
 
 class RangeAgreementMonitor:
@@ -155,22 +156,20 @@ class RangeAgreementMonitor:
         return frozenset(m for m, t in self._tracks.items() if t.excluded)
 
     def limit(self, modality: Modality) -> float:
-        return self.settings.max_shift_codes if modality is Modality.DEPTH else self.settings.max_off_surface
+        return self.settings.max_shift_codes if modality is Modality.DEPTH else self.settings.max_misregistration
 
     def update(self, stamp_ns: int, depth: np.ndarray | None, lidar: np.ndarray | None) -> dict[Modality, RangeVerdict]:
         """One segmented frame's encodings (None: not in the bundle; the verdicts then hold)."""
         s = self.settings
         if not s.enabled or depth is None or lidar is None:
             return self.verdicts()
-        stats = compare_ranges(depth, lidar, s.tolerance_codes, s.edge_margin_px)
+        stats = compare_ranges(depth, lidar, s.tolerance_codes)
         self.last = stats
         if stats.pixels < s.min_pixels:
             return self.verdicts()
         depth_agrees = True
         for modality, track in self._tracks.items():  # depth first
-            value = stats.shift_codes if modality is Modality.DEPTH else stats.off_surface
-            if math.isnan(value):  # every pixel with both ranges lies on a depth edge
-                continue
+            value = stats.shift_codes if modality is Modality.DEPTH else stats.misregistration
             if track.last_ns is not None and stamp_ns < track.last_ns:  # a jump back (bag loop): start again
                 track.value, track.last_ns = math.nan, None
                 track.beyond_since = track.far_beyond_since = track.within_since = None
@@ -208,7 +207,9 @@ class RangeAgreementMonitor:
                 reason = (f"depth ranges disagree with the LiDAR's: median {track.value:+.1f} codes, beyond ±{limit:g} "
                           f"(depth ≈ ×{math.exp(-track.value * self._code_step):.2f} the LiDAR's)")  # fmt: skip
             else:
-                reason = f"LiDAR points off the depth surfaces: {100 * track.value:.0f} % > {100 * limit:.0f} % (extrinsics?)"
+                offset = self.last.best_offset_px if self.last is not None else (0, 0)
+                reason = (f"LiDAR points fit the depth surfaces better moved by {offset[1]:+d} px across, {offset[0]:+d} px "
+                          f"down: misregistration {track.value:.2f} > {limit:g} (extrinsics?)")  # fmt: skip
             if excluded:
                 reason += "; excluded from fusion"
         return RangeVerdict(modality, _JUDGED_BY[modality], track.value, limit, track.level, excluded, reason)
