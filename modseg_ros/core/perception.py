@@ -221,7 +221,8 @@ class Perception:
 
     def segment(self, bundle: Bundle) -> Segmentation:
         """Encode what is not encoded yet, run the network on the bundle's modalities (leaving out
-        those judged inconsistent, but never all of them) and judge the consistency scores."""
+        those judged inconsistent, but never all of them), then judge the consistency scores and
+        the depth-LiDAR range agreement."""
         rig = self.rig
         start = time.perf_counter()
         encodings = {m: self._encoding(s, rig) for m, s in bundle.samples.items()}
