@@ -204,11 +204,39 @@ class Verdict:
         return out
 
 
-def run_start(since: int | None, now_ns: int, condition: bool) -> int | None:
+def _run_start(since: int | None, now_ns: int, condition: bool) -> int | None:
     """When an uninterrupted run of ``condition`` started (None when it does not hold now)."""
     if not condition:
         return None
     return now_ns if since is None else since
+
+
+@dataclass
+class Hysteresis:
+    """A cross-check's verdict on one sensor over frames: WARN once the warn condition has held
+    for ``enter_ns``, excluded once the exclusion condition has, OK and fused again once the
+    recovery condition has held for ``recover_ns``. The frames' stamps are the clock."""
+
+    level: HealthLevel = HealthLevel.OK
+    excluded: bool = False
+    warn_since: int | None = None
+    exclude_since: int | None = None
+    recovered_since: int | None = None
+
+    def step(self, now_ns: int, warn: bool, exclude: bool, recovered: bool, enter_ns: int, recover_ns: int) -> None:
+        self.warn_since = _run_start(self.warn_since, now_ns, warn)
+        self.exclude_since = _run_start(self.exclude_since, now_ns, exclude)
+        self.recovered_since = _run_start(self.recovered_since, now_ns, recovered)
+        if self.warn_since is not None and now_ns - self.warn_since >= enter_ns:
+            self.level = HealthLevel.WARN
+        if self.exclude_since is not None and now_ns - self.exclude_since >= enter_ns:
+            self.excluded = True
+        if self.recovered_since is not None and now_ns - self.recovered_since >= recover_ns:
+            self.level, self.excluded = HealthLevel.OK, False
+
+    def restart(self) -> None:
+        """Forget the running timers (the verdict holds): a jump back in time, another reference."""
+        self.warn_since = self.exclude_since = self.recovered_since = None
 
 
 def fmt_score(value: float) -> str:
@@ -221,11 +249,7 @@ class _Track:
     smoothed: float = math.nan
     frame: float = math.nan
     last_ns: int | None = None
-    level: HealthLevel = HealthLevel.OK
-    excluded: bool = False
-    below_warn_since: int | None = None
-    below_exclude_since: int | None = None
-    recovered_since: int | None = None
+    hysteresis: Hysteresis = field(default_factory=Hysteresis)
     thresholds: Thresholds | None = None
 
 
@@ -246,7 +270,7 @@ class ConsistencyMonitor:
         """Modalities to leave out of the fusion now."""
         if not (self.judging and self.settings.exclude):
             return frozenset()
-        return frozenset(m for m, t in self._tracks.items() if t.excluded)
+        return frozenset(m for m, t in self._tracks.items() if t.hysteresis.excluded)
 
     def update(self, stamp_ns: int, scores: Mapping[Modality, float]) -> dict[Modality, Verdict]:
         """One segmented frame: its stamp and the consistency score of each present modality."""
@@ -261,7 +285,7 @@ class ConsistencyMonitor:
                 continue
             if track.last_ns is not None and (stamp_ns < track.last_ns or track.subset != subset):
                 track.smoothed, track.last_ns = math.nan, None  # a jump back (bag loop) or another reference
-                track.below_warn_since = track.below_exclude_since = track.recovered_since = None
+                track.hysteresis.restart()
             dt = None if track.last_ns is None else (stamp_ns - track.last_ns) / NS
             smoothing = self.calibration.smoothing_s if self.calibration is not None else 0.0
             track.smoothed = ema(track.smoothed, score, dt, smoothing)
@@ -282,16 +306,9 @@ class ConsistencyMonitor:
 
     def _judge(self, track: _Track, now_ns: int, may_fail: bool) -> None:
         t, s = track.thresholds, track.smoothed
-        enter_ns, recover_ns = int(self.settings.enter_s * NS), int(self.settings.recover_s * NS)
-        track.below_warn_since = run_start(track.below_warn_since, now_ns, may_fail and s < t.warn_below)
-        track.below_exclude_since = run_start(track.below_exclude_since, now_ns, may_fail and s < t.exclude_below)
-        track.recovered_since = run_start(track.recovered_since, now_ns, s >= t.recover_above)
-        if track.below_warn_since is not None and now_ns - track.below_warn_since >= enter_ns:
-            track.level = HealthLevel.WARN
-        if track.below_exclude_since is not None and now_ns - track.below_exclude_since >= enter_ns:
-            track.excluded = True
-        if track.recovered_since is not None and now_ns - track.recovered_since >= recover_ns:
-            track.level, track.excluded = HealthLevel.OK, False
+        track.hysteresis.step(now_ns, warn=may_fail and s < t.warn_below, exclude=may_fail and s < t.exclude_below,
+                              recovered=s >= t.recover_above, enter_ns=int(self.settings.enter_s * NS),
+                              recover_ns=int(self.settings.recover_s * NS))  # fmt: skip
 
     def verdicts(self) -> dict[Modality, Verdict]:
         return {m: self.verdict(m) for m in MODALITIES}
@@ -299,8 +316,8 @@ class ConsistencyMonitor:
     def verdict(self, modality: Modality) -> Verdict:
         track = self._tracks[modality]
         judged = self.judging
-        level = track.level if judged else HealthLevel.OK
-        excluded = track.excluded and judged and self.settings.exclude
+        level = track.hysteresis.level if judged else HealthLevel.OK
+        excluded = track.hysteresis.excluded and judged and self.settings.exclude
         reason = ""
         if level is not HealthLevel.OK:
             if track.thresholds is not None and not math.isnan(track.smoothed):

@@ -28,11 +28,11 @@ of (stamps, encodings): no clock, no thread.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from modseg_ros.core.consistency import NS, ema, fmt_score, run_start
+from modseg_ros.core.consistency import NS, Hysteresis, ema, fmt_score
 from modseg_ros.core.encoding import EncodingConfig
 from modseg_ros.core.types import HealthLevel, Modality
 
@@ -130,11 +130,7 @@ class RangeVerdict:
 class _Track:
     value: float = math.nan  # smoothed: signed median shift (depth), misregistration (LiDAR)
     last_ns: int | None = None
-    level: HealthLevel = HealthLevel.OK
-    excluded: bool = False
-    beyond_since: int | None = None
-    far_beyond_since: int | None = None
-    within_since: int | None = None
+    hysteresis: Hysteresis = field(default_factory=Hysteresis)
 
 
 _JUDGED_BY = {Modality.DEPTH: "shift", Modality.LIDAR: "misregistration"}
@@ -153,7 +149,7 @@ class RangeAgreementMonitor:
     def excluded(self) -> frozenset[Modality]:
         if not (self.settings.enabled and self.settings.exclude):
             return frozenset()
-        return frozenset(m for m, t in self._tracks.items() if t.excluded)
+        return frozenset(m for m, t in self._tracks.items() if t.hysteresis.excluded)
 
     def limit(self, modality: Modality) -> float:
         return self.settings.max_shift_codes if modality is Modality.DEPTH else self.settings.max_misregistration
@@ -172,7 +168,7 @@ class RangeAgreementMonitor:
             value = stats.shift_codes if modality is Modality.DEPTH else stats.misregistration
             if track.last_ns is not None and stamp_ns < track.last_ns:  # a jump back (bag loop): start again
                 track.value, track.last_ns = math.nan, None
-                track.beyond_since = track.far_beyond_since = track.within_since = None
+                track.hysteresis.restart()
             dt = None if track.last_ns is None else (stamp_ns - track.last_ns) / NS
             track.value, track.last_ns = ema(track.value, value, dt, s.smoothing_s), stamp_ns
             # A depth offset shifts near and far ranges by different codes, which also spreads them
@@ -182,27 +178,19 @@ class RangeAgreementMonitor:
         return self.verdicts()
 
     def _judge(self, track: _Track, now_ns: int, limit: float, may_fail: bool) -> None:
-        s = self.settings
-        enter_ns, recover_ns = int(s.enter_s * NS), int(s.recover_s * NS)
         magnitude = abs(track.value)
-        track.beyond_since = run_start(track.beyond_since, now_ns, may_fail and magnitude > limit)
-        track.far_beyond_since = run_start(track.far_beyond_since, now_ns, may_fail and magnitude > 2.0 * limit)
-        track.within_since = run_start(track.within_since, now_ns, magnitude <= 0.5 * limit)
-        if track.beyond_since is not None and now_ns - track.beyond_since >= enter_ns:
-            track.level = HealthLevel.WARN
-        if track.far_beyond_since is not None and now_ns - track.far_beyond_since >= enter_ns:
-            track.excluded = True
-        if track.within_since is not None and now_ns - track.within_since >= recover_ns:
-            track.level, track.excluded = HealthLevel.OK, False
+        track.hysteresis.step(now_ns, warn=may_fail and magnitude > limit, exclude=may_fail and magnitude > 2.0 * limit,
+                              recovered=magnitude <= 0.5 * limit, enter_ns=int(self.settings.enter_s * NS),
+                              recover_ns=int(self.settings.recover_s * NS))  # fmt: skip
 
     def verdicts(self) -> dict[Modality, RangeVerdict]:
         return {m: self.verdict(m) for m in self._tracks}
 
     def verdict(self, modality: Modality) -> RangeVerdict:
         track, limit = self._tracks[modality], self.limit(modality)
-        excluded = track.excluded and modality in self.excluded
+        level, excluded = track.hysteresis.level, track.hysteresis.excluded and modality in self.excluded
         reason = ""
-        if track.level is not HealthLevel.OK:
+        if level is not HealthLevel.OK:
             if modality is Modality.DEPTH:  # a smaller code is a longer range
                 reason = (f"depth ranges disagree with the LiDAR's: median {track.value:+.1f} codes, beyond ±{limit:g} "
                           f"(depth ≈ ×{math.exp(-track.value * self._code_step):.2f} the LiDAR's)")  # fmt: skip
@@ -212,4 +200,4 @@ class RangeAgreementMonitor:
                           f"down: misregistration {track.value:.2f} > {limit:g} (extrinsics?)")  # fmt: skip
             if excluded:
                 reason += "; excluded from fusion"
-        return RangeVerdict(modality, _JUDGED_BY[modality], track.value, limit, track.level, excluded, reason)
+        return RangeVerdict(modality, _JUDGED_BY[modality], track.value, limit, level, excluded, reason)
