@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -305,8 +306,11 @@ def test_bad_arguments_name_what_is_wrong(bag, tmp_path):
 
 
 def test_ctrl_c_stops_a_looping_player(bag):
+    # SIGINT at its default, whatever the suite inherited (a suite started in the background under
+    # nohup or `cmd &` ignores it, and ignored signals pass on to children)
     proc = subprocess.Popen([sys.executable, "-m", "modseg_ros.cli", "play", str(bag), "--loop"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     time.sleep(4.0)
     proc.send_signal(2)
     _, stderr = proc.communicate(timeout=20)
