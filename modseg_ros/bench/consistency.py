@@ -50,6 +50,7 @@ DETECT_WITHIN_S = 2.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from modseg_ros.commands.calibrate import parse_seeds
     from modseg_ros.paths import config_file
 
     parser.add_argument("--checkpoint", type=Path, help="model .safetensors (default: the shipped one); calibrated beside it")
@@ -59,7 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=21, help="world seed of the drives (default 21; calibration uses 11)")
     parser.add_argument("--conditions", default="sun,night", help="conditions of the fault drives (default sun,night; nominal: all five)")
     parser.add_argument("--nominal-conditions", default=",".join(("sun", "cloud", "fog", "rain", "night")),
-                        help="conditions of the nominal drives (default all five; must include --conditions)")  # fmt: skip
+                        help="conditions of the nominal drives counted for false alarms (default all five)")  # fmt: skip
+    parser.add_argument("--nominal-seeds", type=parse_seeds, metavar="S[,S...]",
+                        help="world seeds of the nominal drives counted for false alarms (default: --seed)")  # fmt: skip
+    parser.add_argument("--nominal-frames", type=int, help="camera frames per nominal drive (default: --frames)")
+    parser.add_argument("--nominal-only", action="store_true", help="count the false alarms on the nominal drives, no fault")
     parser.add_argument("--onset", type=float, default=1.0, help="fault start, seconds into the drive (default 1.0)")
     parser.add_argument("--fault-duration", type=float, default=3.5, metavar="S",
                         help="seconds of each fault drive replayed (default 3.5: the onset, then 2.5 s of fault)")  # fmt: skip
@@ -202,24 +207,28 @@ def run(args: argparse.Namespace) -> int:
     unknown = set(nominal_conditions) - set(CONDITIONS)
     if unknown:
         raise ConfigError(f"--nominal-conditions: unknown condition(s) {', '.join(sorted(unknown))} (choose from {', '.join(CONDITIONS)})")
-    if not set(fault_conditions) <= set(nominal_conditions):
-        raise ConfigError("--conditions: every fault condition needs its nominal drive (--nominal-conditions)")
-    drives = NominalDrives(args.cache, frames=args.frames, seed=args.seed, conditions=nominal_conditions, params=args.params)
-    bags = dict(zip(nominal_conditions, drives.paths(print)))
-    selected = [c for c in CASES if not args.cases or any(s.strip() and s.strip() in c[0] + c[1] for s in args.cases.split(","))]
+    counted = NominalDrives(args.cache, frames=args.nominal_frames or args.frames, seeds=args.nominal_seeds or (args.seed,),
+                            conditions=nominal_conditions, params=args.params)  # fmt: skip
+    counted_bags = counted.paths(print)
+    selected = [] if args.nominal_only else [c for c in CASES if not args.cases or any(s.strip() and s.strip() in c[0] + c[1]
+                                                                                     for s in args.cases.split(","))]  # fmt: skip
+    # the fault drives' nominal twins: the reference of the onset and of "no fault"
+    bags = dict(zip(fault_conditions, NominalDrives(args.cache, frames=args.frames, seeds=(args.seed,), conditions=fault_conditions,
+                                                    params=args.params).paths(print) if selected else []))  # fmt: skip
 
     def replay(bag, extra=None, spec="", duration_s=None):
         return _replay(engine, calibration, args.params, bag, {**overrides, **(extra or {})}, spec, args.onset, duration_s)
 
-    nominal = {}
+    runs: dict[Path, Run] = {}
     alarms, nominal_s = 0, 0.0
-    for condition, bag in bags.items():
-        nominal[condition] = replay(bag)
-        found = _alarms(nominal[condition], MODALITIES)
+    for bag in counted_bags:
+        runs[bag] = replay(bag)
+        found = _alarms(runs[bag], MODALITIES)
         alarms += len(found)
-        seconds = (nominal[condition].stamps[-1] - nominal[condition].stamps[0]) / NS
+        seconds = (runs[bag].stamps[-1] - runs[bag].stamps[0]) / NS
         nominal_s += seconds
-        print(f"nominal {condition}: {len(found)} alarm(s) in {seconds:.1f} s {' '.join(found)}", flush=True)
+        print(f"nominal {bag.name}: {len(found)} alarm(s) in {seconds:.1f} s {' '.join(found)}", flush=True)
+    nominal = {condition: runs[bag] if bag in runs else replay(bag) for condition, bag in bags.items()}
     removed: dict[tuple[str, object], Run] = {}
     results = []
     for case, spec, goal in selected:
@@ -258,6 +267,7 @@ def run(args: argparse.Namespace) -> int:
         args.out.write_text(json.dumps({
             "nominal_s": nominal_s, "nominal_alarms": alarms, "alarms_per_10_min": alarms / nominal_s * 600 if nominal_s else None,
             "conditions": list(fault_conditions), "onset_s": args.onset, "frames": args.frames, "seed": args.seed,
+            "nominal_drives": [str(b) for b in counted_bags],
             "cases": [r.__dict__ for r in results],
         }, indent=2, default=str) + "\n")  # fmt: skip
     return 0
@@ -275,7 +285,8 @@ def _row(r: CaseResult) -> str:
 
 def table(results: Sequence[CaseResult], alarms: int, nominal_s: float, args, conditions: Sequence[str]) -> str:
     lines = [
-        f"nominal drives ({', '.join(args.nominal_conditions.split(','))}; {nominal_s:.0f} s): {alarms} consistency alarm(s)"
+        f"nominal drives ({', '.join(args.nominal_conditions.split(','))}; seeds {', '.join(map(str, args.nominal_seeds or (args.seed,)))};"
+        f" {nominal_s:.0f} s): {alarms} consistency alarm(s)"
         f" = {alarms / nominal_s * 600 if nominal_s else math.nan:.1f} per 10 min",
         f"fault drives: {', '.join(conditions)}; fault from {args.onset:g} s on, {args.fault_duration:g} s replayed",
         "",

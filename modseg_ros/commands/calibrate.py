@@ -8,17 +8,26 @@ from pathlib import Path
 from modseg_ros.paths import config_file
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'41,51,61' -> (41, 51, 61) (argparse reports the ValueError with the option's name)."""
+    seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    if not seeds:
+        raise ValueError("no seed")
+    return seeds
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="model .safetensors (with its .json sidecar)")
     parser.add_argument("bags", nargs="*", metavar="BAG",
-                        help="nominal bags or folders of bags (default: render one world drive per condition)")  # fmt: skip
+                        help="nominal bags or folders of bags (default: render one world drive per condition and seed)")  # fmt: skip
     parser.add_argument("--params", type=Path, default=config_file("any2seg.yaml"),
                         help="node parameter file: rig, inputs, synchronizer (default: config/any2seg.yaml)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="calibration file (default: <checkpoint>.consistency.json)")
     parser.add_argument("--cache", type=Path, default=Path("cache/consistency/calibration"),
                         help="where the nominal world drives are rendered and reused (default cache/consistency/calibration)")  # fmt: skip
     parser.add_argument("--frames", type=int, default=100, help="camera frames (20 Hz) per world drive (default 100)")
-    parser.add_argument("--seed", type=int, default=11, help="world seed of the nominal drives (default 11)")
+    parser.add_argument("--seeds", type=parse_seeds, default=(11,), metavar="S[,S...]",
+                        help="world seeds of the nominal drives, one town and route each (default 11)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1,
                         help="network threads (default 1: a batch job on a shared machine; the scores do not depend on it)")  # fmt: skip
     parser.add_argument("--smoothing", type=float, default=0.5, metavar="S", help="EMA time constant of the scores (default 0.5 s)")
@@ -34,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from modseg_ros.eval.calibrate import NominalDrives, calibrate_checkpoint
 
     rule = CalibrationRule(smoothing_s=args.smoothing, warn_margin=args.warn_margin, exclude_factor=args.exclude_factor)
-    drives = NominalDrives(args.cache, frames=args.frames, seed=args.seed, params=args.params)
+    drives = NominalDrives(args.cache, frames=args.frames, seeds=args.seeds, params=args.params)
     bags = bag_paths(args.bags) if args.bags else []
     calibration, path = calibrate_checkpoint(args.checkpoint, bags, args.params, drives, rule, args.out, args.threads, progress=print)
     print(f"wrote {path}: {calibration.model}, {calibration.provenance['frames']} nominal frames")

@@ -8,8 +8,9 @@ series is smoothed as the monitor smooths it, the first ``settle_s`` of every se
 ``core/consistency.py: thresholds_from`` turns the nominal values into thresholds. The result is
 written beside the checkpoint as ``<checkpoint>.consistency.json``, tied to the weights' sha256.
 
-Without bags, nominal world drives are rendered (one per condition: sun, cloud, fog, rain, night)
-into a cache folder and reused by the next run, so recalibrating a new checkpoint is one command.
+Without bags, nominal world drives are rendered (one per condition and seed: sun, cloud, fog,
+rain, night) into a cache folder and reused by the next run, so recalibrating a new checkpoint is
+one command.
 """
 from __future__ import annotations
 
@@ -36,11 +37,11 @@ PROBE_SIZE = (8, 16)  # output grid of the extra subset predictions: the scores 
 
 @dataclass(frozen=True)
 class NominalDrives:
-    """World drives without failures, one per condition (rendered once, then reused)."""
+    """World drives without failures, one per condition and seed (rendered once, then reused)."""
 
     cache: Path
     frames: int = 100  # camera frames (20 Hz) per drive
-    seed: int = 11
+    seeds: tuple[int, ...] = (11,)  # one town and route per seed
     conditions: tuple[str, ...] = CONDITIONS
     params: Path | None = None  # rig (default config/any2seg.yaml)
 
@@ -48,14 +49,15 @@ class NominalDrives:
         from modseg_ros.data.world.generate import WorldOptions, generate
 
         out = []
-        for condition in self.conditions:
-            path = self.cache / f"{condition}-seed{self.seed}-{self.frames}f"
-            if not (path / "metadata.yaml").is_file():
-                if progress is not None:
-                    progress(f"rendering the nominal {condition} drive ({self.frames} frames) into {path}")
-                generate(WorldOptions(out=path, format="bag", frames=self.frames, seed=self.seed, conditions=(condition,),
-                                      parameters=self.params, overwrite=True))  # fmt: skip
-            out.append(path)
+        for seed in self.seeds:
+            for condition in self.conditions:
+                path = self.cache / f"{condition}-seed{seed}-{self.frames}f"
+                if not (path / "metadata.yaml").is_file():
+                    if progress is not None:
+                        progress(f"rendering the nominal {condition} drive of seed {seed} ({self.frames} frames) into {path}")
+                    generate(WorldOptions(out=path, format="bag", frames=self.frames, seed=seed, conditions=(condition,),
+                                          parameters=self.params, overwrite=True))  # fmt: skip
+                out.append(path)
         return out
 
 
