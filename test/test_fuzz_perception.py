@@ -179,6 +179,7 @@ def test_any_message_sequence_is_judged_counted_and_bounded(engine, steps, data)
         if run.bundles:  # whatever was bundled, the network segments it and the outputs render
             seg = run.perception.segment(run.bundles[-1])
             assert seg.labels.shape == (HEIGHT, WIDTH) and seg.labels.max() < 25
+            run.perception.cross_check(seg)
             run.perception.render(seg)
 
 

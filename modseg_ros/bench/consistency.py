@@ -121,6 +121,7 @@ def _replay(engine, calibration, params: Path, bag: Path, overrides: dict, spec:
         def _segment(self, bundles):
             for bundle in bundles:
                 seg = self.perception.segment(bundle)
+                self.perception.cross_check(seg)
                 verdicts = self.perception.consistency.verdicts()
                 ranges = self.perception.range_agreement.verdicts()
                 self.masks.append(SimpleNamespace(stamp_ns=bundle.stamp_ns, labels=seg.labels))

@@ -141,6 +141,7 @@ def _image_rows(repeat: int, threads: int) -> list[tuple[str, float, float, floa
                         Modality.EVENTS: events}  # fmt: skip
             samples = {m: SensorSample(m, 0, 0, m.value, data) for m, data in payloads.items()}
             seg = perception.segment(Bundle(0, Modality.CAMERA, samples, frozenset(), 0))
+            perception.cross_check(seg)
             perception.render(seg)
 
         if not rows:

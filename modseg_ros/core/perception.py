@@ -220,9 +220,8 @@ class Perception:
         return self.consistency.excluded | self.range_agreement.excluded
 
     def segment(self, bundle: Bundle) -> Segmentation:
-        """Encode what is not encoded yet, run the network on the bundle's modalities (leaving out
-        those judged inconsistent, but never all of them), then judge the consistency scores and
-        the depth-LiDAR range agreement."""
+        """Encode what is not encoded yet and run the network on the bundle's modalities, leaving
+        out those the cross-checks judged inconsistent (but never all of them)."""
         rig = self.rig
         start = time.perf_counter()
         encodings = {m: self._encoding(s, rig) for m, s in bundle.samples.items()}
@@ -233,12 +232,17 @@ class Perception:
         prediction = self.engine.predict_inputs({m: e.network_input for m, e in encodings.items()},
                                                 (rig.camera.height, rig.camera.width), exclude=excluded,
                                                 consistency=self.config.consistency.enabled)  # fmt: skip
-        self.health.judge_consistency(self.consistency.update(bundle.stamp_ns, prediction.modality_consistency))
-        encoded = {m: e.image for m, e in encodings.items()}
-        self.health.judge_ranges(self.range_agreement.update(bundle.stamp_ns, encoded.get(Modality.DEPTH),
-                                                             encoded.get(Modality.LIDAR)))  # fmt: skip
-        return Segmentation(bundle, prediction.labels, encoded, rig, prediction.modality_weights, encode_ms,
-                            prediction.inference_ms, prediction.modality_consistency, excluded)  # fmt: skip
+        return Segmentation(bundle, prediction.labels, {m: e.image for m, e in encodings.items()}, rig,
+                            prediction.modality_weights, encode_ms, prediction.inference_ms,
+                            prediction.modality_consistency, excluded)  # fmt: skip
+
+    def cross_check(self, seg: Segmentation) -> None:
+        """Judge a segmented bundle's consistency scores and its depth-LiDAR range agreement. The
+        verdicts act on the bundles after it, so the node calls this once the mask is out."""
+        stamp_ns = seg.bundle.stamp_ns
+        self.health.judge_consistency(self.consistency.update(stamp_ns, seg.modality_consistency))
+        self.health.judge_ranges(self.range_agreement.update(stamp_ns, seg.encoded.get(Modality.DEPTH),
+                                                             seg.encoded.get(Modality.LIDAR)))  # fmt: skip
 
     def render(self, seg: Segmentation) -> Rendering:
         """Colour mask, overlay and labelled LiDAR points of a segmentation."""

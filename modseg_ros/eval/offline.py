@@ -106,6 +106,7 @@ class OfflineNode:
     def _segment(self, bundles: list[Bundle]) -> None:
         for bundle in bundles:
             seg = self.perception.segment(bundle)
+            self.perception.cross_check(seg)
             overlay = self.perception.render(seg).overlay  # what the node publishes beside the mask
             self.masks.append(MaskRecord(
                 stamp_ns=bundle.stamp_ns,

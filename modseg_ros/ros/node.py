@@ -313,13 +313,15 @@ class Any2SegNode(Node):
                                         throttle_duration_sec=WARN_EVERY_S)  # fmt: skip
 
     def _segment_and_publish(self, bundle: Bundle) -> None:
-        """The mask (its latency is the node's) and its info; what is drawn from it goes to rendering."""
+        """The mask (its latency is the node's) and its info; what is drawn from it goes to rendering;
+        the cross-checks judge the bundle once the mask is out."""
         seg = self.perception.segment(bundle)
         header = Header(stamp=_time_msg(bundle.stamp_ns), frame_id=self.config.outputs.frame_id)
         self._pub_mask.publish(convert.image_msg(seg.labels, "mono8", header))
         arrivals = [self._wall_arrival.get(s) for s in bundle.samples.values()]
         end_to_end_ms = (time.monotonic() - max(a for a in arrivals if a is not None)) * 1e3 if any(arrivals) else 0.0
         self._renders.put((seg, header))
+        self.perception.cross_check(seg)
         used, excluded = seg.fused, [m for m in bundle.modalities if m in seg.excluded]
         info = SegmentationInfo(header=header, model=self.perception.engine.name)
         info.modalities_used = [m.value for m in used]
