@@ -3,8 +3,8 @@
 Subscriptions convert messages (ros/convert.py) and hand them to the health monitor and the
 synchronizer; completed bundles go to a newest-wins mailbox; the inference thread encodes, runs the
 network and publishes the mask and ``segmentation/info``, then hands the segmentation to the
-rendering thread (colour mask, overlay, labelled points), so that drawing for people never holds up
-the next bundle's forward. Timers re-check health, complete waiting bundles and publish
+rendering thread (the cross-checks' verdicts on it, colour mask, overlay, labelled points), so that
+neither holds up the next bundle's forward. Timers re-check health, complete waiting bundles and publish
 ``sensor_health`` and ``/diagnostics``. A malformed message never raises out of a callback: it is
 counted against its sensor and logged at most every few seconds per topic.
 
@@ -313,15 +313,13 @@ class Any2SegNode(Node):
                                         throttle_duration_sec=WARN_EVERY_S)  # fmt: skip
 
     def _segment_and_publish(self, bundle: Bundle) -> None:
-        """The mask (its latency is the node's) and its info; what is drawn from it goes to rendering;
-        the cross-checks judge the bundle once the mask is out."""
+        """The mask (its latency is the node's) and its info; the rest goes to the rendering thread."""
         seg = self.perception.segment(bundle)
         header = Header(stamp=_time_msg(bundle.stamp_ns), frame_id=self.config.outputs.frame_id)
         self._pub_mask.publish(convert.image_msg(seg.labels, "mono8", header))
         arrivals = [self._wall_arrival.get(s) for s in bundle.samples.values()]
         end_to_end_ms = (time.monotonic() - max(a for a in arrivals if a is not None)) * 1e3 if any(arrivals) else 0.0
         self._renders.put((seg, header))
-        self.perception.cross_check(seg)
         used, excluded = seg.fused, [m for m in bundle.modalities if m in seg.excluded]
         info = SegmentationInfo(header=header, model=self.perception.engine.name)
         info.modalities_used = [m.value for m in used]
@@ -346,6 +344,10 @@ class Any2SegNode(Node):
                 continue
             seg, header = item
             try:
+                # judged here, off the inference thread: the verdicts act on later bundles anyway (a
+                # segmentation replaced before rendering under overload goes unjudged: the check's
+                # smoothing weighs frames by their stamps)
+                self.perception.cross_check(seg)
                 rendering = self.perception.render(seg)
                 self._pub_color.publish(convert.image_msg(rendering.color, "rgb8", header))
                 self._pub_overlay.publish(convert.image_msg(rendering.overlay, "rgb8", header))
