@@ -25,7 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from modseg_ros.core.geometry import Intrinsics, Rig, Transform
+from modseg_ros.core.geometry import Intrinsics, Rig
 from modseg_ros.core.types import (
     CameraFrame,
     DepthFrame,
@@ -90,13 +90,14 @@ def encode_depth(frame: DepthFrame, rig: Rig, cfg: EncodingConfig) -> np.ndarray
     else:  # a depth sensor beside the camera: re-project its points (nearest surface wins)
         points = depth_to_points(depth, intr)
         z = _zbuffer(camera_from_depth.apply(points), cam)
-    z = np.where(np.isfinite(z) & (z > 0), z, np.nan).astype(np.float32)
-    points_cam = _pixel_rays(cam) * z[..., None]  # H×W×3, NaN where invalid
-    points_base = _apply_image(rig.base_from[Modality.CAMERA], points_cam)
-    out = np.zeros((cam.height, cam.width, 3), dtype=np.uint8)
-    valid = np.isfinite(z)
+    valid = np.isfinite(z) & (z > 0)
+    base_from_camera = rig.base_from[Modality.CAMERA]
+    # R (z·ray) + t = z (R ray) + t: the rays turned once (cached), then one multiply-add per pixel
+    points_base = _rotated_rays(cam, base_from_camera.rotation.tobytes()) * np.where(valid, z, np.float32(0))[..., None]
+    points_base += base_from_camera.translation.astype(np.float32)  # H×W×3; invalid pixels at the camera
+    out = np.empty((cam.height, cam.width, 3), dtype=np.uint8)
     out[..., 0] = range_code(z, cfg)
-    out[..., 1] = np.where(valid, height_code(np.nan_to_num(points_base[..., 2]), cfg), 0)
+    out[..., 1] = np.where(valid, height_code(points_base[..., 2], cfg), 0)
     out[..., 2] = _normal_verticality_code(points_base, valid)
     return out
 
@@ -190,6 +191,15 @@ def _pixel_rays(intr: Intrinsics) -> np.ndarray:
     return rays
 
 
+@lru_cache(maxsize=8)
+def _rotated_rays(intr: Intrinsics, rotation: bytes) -> np.ndarray:
+    """The pixel rays of ``intr`` turned by a 3×3 rotation (float64 bytes, row-major)."""
+    matrix = np.frombuffer(rotation, dtype=np.float64).reshape(3, 3)
+    rays = (_pixel_rays(intr) @ matrix.T.astype(np.float32)).astype(np.float32)
+    rays.flags.writeable = False
+    return rays
+
+
 def _intrinsics_for_image(intr: Intrinsics, shape: tuple[int, ...]) -> Intrinsics:
     h, w = int(shape[0]), int(shape[1])
     return intr if (intr.height, intr.width) == (h, w) else intr.scaled(w, h)
@@ -222,24 +232,30 @@ def _resize_nearest(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return image[rows][:, cols]
 
 
-def _apply_image(transform: Transform, points: np.ndarray) -> np.ndarray:
-    return transform.apply(points.reshape(-1, 3)).reshape(points.shape)
-
-
 def _normal_verticality_code(points_base: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """|cos| between each pixel's surface normal (from neighbouring points) and the vertical."""
-    p = np.nan_to_num(points_base)
+    """|cos| between each pixel's surface normal (from neighbouring points, finite everywhere) and
+    the vertical. In place where it can: this runs on every depth image as it arrives."""
+    p = points_base
     h, w = valid.shape
     # central differences along x (columns) and y (rows) of the interior pixels, one channel at a time
     dx = [p[1:-1, 2:, c] - p[1:-1, :-2, c] for c in range(3)]
     dy = [p[2:, 1:-1, c] - p[:-2, 1:-1, c] for c in range(3)]
-    nx = dx[1] * dy[2] - dx[2] * dy[1]  # n = dx × dy
-    ny = dx[2] * dy[0] - dx[0] * dy[2]
-    nz = dx[0] * dy[1] - dx[1] * dy[0]
-    norm = np.sqrt(nx * nx + ny * ny + nz * nz)
+    nx = dx[1] * dy[2]  # n = dx × dy
+    nx -= dx[2] * dy[1]
+    ny = dx[2] * dy[0]
+    ny -= dx[0] * dy[2]
+    nz = dx[0] * dy[1]
+    nz -= dx[1] * dy[0]
+    norm = nx * nx
+    norm += ny * ny
+    norm += nz * nz
+    np.sqrt(norm, out=norm)
     ok = valid[1:-1, 1:-1] & (norm > 1e-9)
     ok &= valid[1:-1, 2:] & valid[1:-1, :-2] & valid[2:, 1:-1] & valid[:-2, 1:-1]
-    cos = np.abs(nz) / np.where(norm > 0, norm, 1.0)
+    cos = np.divide(np.abs(nz, out=nz), norm, out=nz, where=ok)
+    np.clip(cos, 0.0, 1.0, out=cos)
+    cos *= 254.0
+    cos += 1.0
     out = np.zeros((h, w), np.uint8)
-    out[1:-1, 1:-1] = np.where(ok, np.rint(1.0 + 254.0 * np.clip(cos, 0.0, 1.0)), 0)
+    out[1:-1, 1:-1] = np.where(ok, np.rint(cos), 0)
     return out
