@@ -25,7 +25,7 @@ TIMES = (1.0, 1.6)  # seconds into the drive
 FAULTS = (
     ("lidar:rotation(yaw=3)", False),
     ("lidar:translation(y=0.5)", False),
-    ("lidar:blockage(from=-15,to=15)", True),
+    ("lidar:blockage(from=-15,to=15)", False),
     ("lidar:blockage(from=-45,to=45)", True),
     ("camera:color_cast", False),
     ("camera:smear", False),
