@@ -74,11 +74,11 @@ class _Encoding:
 
 @dataclass(frozen=True, eq=False)
 class Rendering:
-    """What is published beside the mask, for people and RViz."""
+    """What is published beside the mask, for people and RViz (None: not asked for)."""
 
-    color: np.ndarray  # H×W×3 rgb8
-    overlay: np.ndarray  # H×W×3 rgb8
-    overlay_source: Modality  # what the overlay is drawn on
+    color: np.ndarray | None  # H×W×3 rgb8
+    overlay: np.ndarray | None  # H×W×3 rgb8
+    overlay_source: Modality | None  # what the overlay is drawn on
     points: np.ndarray | None  # labelled LiDAR points (postprocess.LABELLED_POINT) when LiDAR is in the bundle
 
 
@@ -244,14 +244,15 @@ class Perception:
         self.health.judge_ranges(self.range_agreement.update(stamp_ns, seg.encoded.get(Modality.DEPTH),
                                                              seg.encoded.get(Modality.LIDAR)))  # fmt: skip
 
-    def render(self, seg: Segmentation) -> Rendering:
-        """Colour mask, overlay and labelled LiDAR points of a segmentation."""
-        source, overlay = overlay_image(seg.labels, seg.encoded, self.config.outputs.overlay_alpha)
-        points = None
+    def render(self, seg: Segmentation, color: bool = True, overlay: bool = True, points: bool = True) -> Rendering:
+        """Colour mask, overlay and labelled LiDAR points of a segmentation, those asked for (the
+        node asks for the ones somebody subscribes to)."""
+        source, blended = overlay_image(seg.labels, seg.encoded, self.config.outputs.overlay_alpha) if overlay else (None, None)
+        labelled = None
         lidar = seg.bundle.samples.get(Modality.LIDAR)
-        if lidar is not None and self.config.outputs.publish_points and isinstance(lidar.data, PointCloud):
-            points = labelled_points(lidar.data, seg.labels, seg.rig)
-        return Rendering(color_mask(seg.labels), overlay, source, points)
+        if points and lidar is not None and self.config.outputs.publish_points and isinstance(lidar.data, PointCloud):
+            labelled = labelled_points(lidar.data, seg.labels, seg.rig)
+        return Rendering(color_mask(seg.labels) if color else None, blended, source, labelled)
 
 
 # The checkpoint used when model.path is empty (models/ in the share directory).

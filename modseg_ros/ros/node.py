@@ -3,8 +3,8 @@
 Subscriptions convert messages (ros/convert.py) and hand them to the health monitor and the
 synchronizer; completed bundles go to a newest-wins mailbox; the inference thread encodes, runs the
 network and publishes the mask and ``segmentation/info``, then hands the segmentation to the
-rendering thread (the cross-checks' verdicts on it, colour mask, overlay, labelled points), so that
-neither holds up the next bundle's forward. Timers re-check health, complete waiting bundles and publish
+rendering thread (the cross-checks' verdicts on it; colour mask, overlay and labelled points for
+the topics somebody subscribes to), so that neither holds up the next bundle's forward. Timers re-check health, complete waiting bundles and publish
 ``sensor_health`` and ``/diagnostics``. A malformed message never raises out of a callback: it is
 counted against its sensor and logged at most every few seconds per topic.
 
@@ -348,9 +348,15 @@ class Any2SegNode(Node):
                 # segmentation replaced before rendering under overload goes unjudged: the check's
                 # smoothing weighs frames by their stamps)
                 self.perception.cross_check(seg)
-                rendering = self.perception.render(seg)
-                self._pub_color.publish(convert.image_msg(rendering.color, "rgb8", header))
-                self._pub_overlay.publish(convert.image_msg(rendering.overlay, "rgb8", header))
+                # drawn only for subscribers (as image_transport does): on a small machine the
+                # drawing competes with the next forward for the cores
+                rendering = self.perception.render(seg, color=self._pub_color.get_subscription_count() > 0,
+                                                   overlay=self._pub_overlay.get_subscription_count() > 0,
+                                                   points=self._pub_points.get_subscription_count() > 0)  # fmt: skip
+                if rendering.color is not None:
+                    self._pub_color.publish(convert.image_msg(rendering.color, "rgb8", header))
+                if rendering.overlay is not None:
+                    self._pub_overlay.publish(convert.image_msg(rendering.overlay, "rgb8", header))
                 if rendering.points is not None:
                     self._pub_points.publish(convert.cloud_msg(rendering.points, header))
             except Exception as err:  # as for inference: report, keep rendering the next ones
