@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model backend in the node and for the bare forward (onnx: the .onnx beside the checkpoint)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="a node parameter for every phase, YAML value (e.g. health.tick_rate_hz=20); repeatable")
+    parser.add_argument("--viewer", action="store_true",
+                        help="also subscribe to the colour mask, overlay and labelled points, as RViz would (the node "
+                             "draws them only for subscribers)")  # fmt: skip
 
 
 def _node_parameters(args: argparse.Namespace, rate: float) -> dict:
@@ -121,12 +124,15 @@ class _Bundles:
 
 
 class PipelineRecorder:
-    """Records ``segmentation/info`` and keeps the latest pipeline counters from ``/diagnostics``."""
+    """Records ``segmentation/info`` and keeps the latest pipeline counters from ``/diagnostics``;
+    with ``viewer``, also takes the drawn outputs, as RViz would."""
 
-    def __init__(self):
+    def __init__(self, viewer: bool = False):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image, PointCloud2
 
         from modseg_ros.msg import SegmentationInfo
 
@@ -137,6 +143,9 @@ class PipelineRecorder:
         self.pipeline: dict = {}
         self.node.create_subscription(SegmentationInfo, "segmentation/info", self.infos.append, 100)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, 10)
+        for msg_type, topic in ((Image, "segmentation/color_mask"), (Image, "segmentation/overlay"),
+                                (PointCloud2, "segmentation/points")) if viewer else ():  # fmt: skip
+            self.node.create_subscription(msg_type, topic, lambda _msg: None, qos_profile_sensor_data)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._run = True
@@ -248,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
     if args.overload:
         phases.append((f"overload ({args.overload:g} R)", args.overload * rate))
     tmp = Path(tempfile.mkdtemp(prefix="modseg-bench-node-"))
-    recorder = PipelineRecorder()
+    recorder = PipelineRecorder(args.viewer)
     results = []
     try:
         for name, phase_rate in phases:
