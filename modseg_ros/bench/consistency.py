@@ -1,9 +1,9 @@
 """``modseg bench consistency``: the model-aware sensor health check against the targets of issue 8.
 
-World drives (one per condition, rendered once into ``--cache`` and reused) are replayed offline
-through the node's perception core (eval/offline.py) with the checkpoint's calibration:
+World drives (one per condition and seed, rendered once into ``--cache`` and reused) are replayed
+offline through the node's perception core (eval/offline.py) with the checkpoint's calibration:
 
-- **nominal**, every condition: consistency alarms (a sensor entering WARN "inconsistent with
+- **nominal**, every condition of ``--nominal-seeds`` (towns): consistency alarms (a sensor entering WARN "inconsistent with
   other sensors" from the network's score, or a depth or LiDAR WARN from the depth-LiDAR range
   agreement, core/range_agreement.py) per 10 minutes of drive;
 - **each quiet fault and magnitude** injected by the player from ``--onset`` on, over the first
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", type=Path, default=config_file("any2seg.yaml"), help="node parameter file (default config/any2seg.yaml)")
     parser.add_argument("--cache", type=Path, default=Path("cache/consistency/eval"), help="where the drives are rendered and reused")
     parser.add_argument("--frames", type=int, default=100, help="camera frames (20 Hz) per drive (default 100)")
-    parser.add_argument("--seed", type=int, default=21, help="world seed of the drives (default 21; calibration uses 11)")
+    parser.add_argument("--seed", type=int, default=21, help="world seed of the fault drives (default 21; the shipped calibration uses 41-91)")
     parser.add_argument("--conditions", default="sun,night", help="conditions of the fault drives (default sun,night; nominal: all five)")
     parser.add_argument("--nominal-conditions", default=",".join(("sun", "cloud", "fog", "rain", "night")),
                         help="conditions of the nominal drives counted for false alarms (default all five)")  # fmt: skip
