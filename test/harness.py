@@ -31,6 +31,18 @@ def stamp_ns(stamp) -> int:
     return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
+# key: (message type, topic, reliable); images and points best effort, as a viewer takes them
+OUTPUTS = {
+    "info": (SegmentationInfo, "segmentation/info", True),
+    "mask": (Image, "segmentation/mask", False),
+    "color": (Image, "segmentation/color_mask", False),
+    "overlay": (Image, "segmentation/overlay", False),
+    "points": (PointCloud2, "segmentation/points", False),
+    "health": (SensorHealthArray, "sensor_health", True),
+    "diagnostics": (DiagnosticArray, "/diagnostics", True),
+}
+
+
 @dataclass
 class Received:
     wall: float  # time.monotonic() at receipt
@@ -39,9 +51,10 @@ class Received:
 
 @dataclass
 class Outputs:
-    """Everything the node publishes, recorded with the wall time of receipt."""
+    """Everything the node publishes (or the outputs named in ``only``), recorded with the wall time of receipt."""
 
     namespace: str = ""
+    only: tuple[str, ...] = ()  # keys of OUTPUTS to subscribe to (default all; ``subscribe`` adds one later)
     topics: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -50,24 +63,20 @@ class Outputs:
         self.node = rclpy.create_node("output_recorder", namespace=self.namespace or None, context=self.context)
         self.lock = threading.Lock()
         self.info_topic = self.node.resolve_topic_name("segmentation/info")
-        images = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
-        reliable = QoSProfile(depth=50)
-        for key, msg_type, topic, qos in (
-            ("info", SegmentationInfo, "segmentation/info", reliable),
-            ("mask", Image, "segmentation/mask", images),
-            ("color", Image, "segmentation/color_mask", images),
-            ("overlay", Image, "segmentation/overlay", images),
-            ("points", PointCloud2, "segmentation/points", images),
-            ("health", SensorHealthArray, "sensor_health", reliable),
-            ("diagnostics", DiagnosticArray, "/diagnostics", reliable),
-        ):
-            self.topics[key] = []
-            self.node.create_subscription(msg_type, topic, lambda msg, k=key: self._record(k, msg), qos)
+        for key in self.only or OUTPUTS:
+            self.subscribe(key)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._spinning = True
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
+
+    def subscribe(self, key: str) -> None:
+        msg_type, topic, reliable = OUTPUTS[key]
+        qos = QoSProfile(depth=50) if reliable else QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+        with self.lock:
+            self.topics[key] = []
+        self.node.create_subscription(msg_type, topic, lambda msg, k=key: self._record(k, msg), qos)
 
     def _spin(self) -> None:
         while self._spinning:

@@ -116,6 +116,7 @@ class _PipelineStats:
     last_used: str = ""
     failures: int = 0  # bundles that could not be segmented (logged)
     render_failures: int = 0  # masks whose colour mask, overlay or points could not be drawn (logged)
+    drawn: int = 0  # masks drawn as a colour mask, overlay or points for a subscriber
 
 
 class Any2SegNode(Node):
@@ -359,6 +360,9 @@ class Any2SegNode(Node):
                     self._pub_overlay.publish(convert.image_msg(rendering.overlay, "rgb8", header))
                 if rendering.points is not None:
                     self._pub_points.publish(convert.cloud_msg(rendering.points, header))
+                if any(x is not None for x in (rendering.color, rendering.overlay, rendering.points)):
+                    with self._stats.lock:
+                        self._stats.drawn += 1
             except Exception as err:  # as for inference: report, keep rendering the next ones
                 with self._stats.lock:
                     self._stats.render_failures += 1
@@ -402,7 +406,7 @@ class Any2SegNode(Node):
             latencies = np.array(self._stats.latencies_ms) if self._stats.latencies_ms else np.zeros(1)
             inference = np.array(self._stats.inference_ms) if self._stats.inference_ms else np.zeros(1)
             published, failures, last_used = self._stats.published, self._stats.failures, self._stats.last_used
-            render_failures = self._stats.render_failures
+            render_failures, drawn = self._stats.render_failures, self._stats.drawn
         sync = self.perception.sync.stats
         if not alive:
             level, message = HealthLevel.ERROR, "all sensors failed: no masks"
@@ -423,6 +427,7 @@ class Any2SegNode(Node):
             "bundles_offered": self._mailbox.offered,
             "bundles_dropped_newer_arrived": self._mailbox.replaced,
             "renders_skipped_newer_mask": self._renders.replaced,
+            "masks_drawn_for_subscribers": drawn,
             "bundles_partial": sync.partial,
             "triggers_dropped": sync.triggers_dropped,
             "sync_evicted": sync.evicted,
