@@ -4,9 +4,10 @@ Subscriptions convert messages (ros/convert.py) and hand them to the health moni
 synchronizer; completed bundles go to a newest-wins mailbox; the inference thread encodes, runs the
 network and publishes the mask and ``segmentation/info``, then hands the segmentation to the
 rendering thread (the cross-checks' verdicts on it; colour mask, overlay and labelled points for
-the topics somebody subscribes to), so that neither holds up the next bundle's forward. Timers re-check health, complete waiting bundles and publish
-``sensor_health`` and ``/diagnostics``. A malformed message never raises out of a callback: it is
-counted against its sensor and logged at most every few seconds per topic.
+the topics somebody subscribes to), so that neither holds up the next bundle's forward. Timers
+re-check health, complete waiting bundles and publish ``sensor_health`` and ``/diagnostics``. A
+malformed message never raises out of a callback: it is counted against its sensor and logged at
+most every few seconds per topic.
 
     ros2 run modseg_ros any2seg_node --ros-args --params-file config/any2seg.yaml
     modseg run --params config/any2seg.yaml
@@ -115,7 +116,7 @@ class _PipelineStats:
     inference_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     last_used: str = ""
     failures: int = 0  # bundles that could not be segmented (logged)
-    render_failures: int = 0  # masks whose colour mask, overlay or points could not be drawn (logged)
+    render_failures: int = 0  # masks that could not be cross-checked or drawn (logged)
     drawn: int = 0  # masks drawn as a colour mask, overlay or points for a subscriber
 
 
@@ -366,8 +367,8 @@ class Any2SegNode(Node):
             except Exception as err:  # as for inference: report, keep rendering the next ones
                 with self._stats.lock:
                     self._stats.render_failures += 1
-                self.get_logger().error(f"mask at {seg.bundle.stamp_ns / 1e9:.3f} s could not be rendered: {err!r}",
-                                        throttle_duration_sec=WARN_EVERY_S)  # fmt: skip
+                self.get_logger().error(f"mask at {seg.bundle.stamp_ns / 1e9:.3f} s could not be cross-checked or drawn: "
+                                        f"{err!r}", throttle_duration_sec=WARN_EVERY_S)  # fmt: skip
 
     # --- health and diagnostics ---------------------------------------------------------------------
 
