@@ -111,6 +111,11 @@ class Outputs:
                     out.append((r.wall, status))
         return out
 
+    def pipeline_values(self, node_name: str = "any2seg") -> dict[str, str]:
+        """The newest pipeline status's key-values ({} before the first)."""
+        statuses = self.pipeline_statuses(node_name)
+        return {kv.key: kv.value for kv in statuses[-1][1].values} if statuses else {}
+
     def sensor_statuses(self, modality: str, node_name: str = "any2seg") -> list[tuple[float, object]]:
         return [(r.wall, s) for r in self.get("diagnostics") for s in r.msg.status if s.name == f"{node_name}: {modality} health"]
 

@@ -59,11 +59,6 @@ def health(outputs, modality: str) -> list[tuple[int, object]]:
     return [(stamp_ns(s.header.stamp), s) for _, s in outputs.health_of(modality)]
 
 
-def pipeline(outputs) -> dict[str, str]:
-    statuses = outputs.pipeline_statuses()
-    return {kv.key: kv.value for kv in statuses[-1][1].values} if statuses else {}
-
-
 def check_made_of_sent_messages(outputs, played) -> None:
     sent = {(r["m"], r["stamp"]) for r in played}
     for stamp, used in masks(outputs):
@@ -109,7 +104,7 @@ def _complement(spans, duration):
 
 def test_clock_jumping_back_like_a_looping_bag(node, outputs, memory):
     outputs.clear()
-    before = int(pipeline(outputs).get("clock_jumps_back", 0))
+    before = int(outputs.pipeline_values().get("clock_jumps_back", 0))
     played = stream({"duration_s": 6.0, "jumps": [[3.0, 2.5]]}, 2000.0)
     time.sleep(1.0)
     assert node.alive()
@@ -126,7 +121,7 @@ def test_clock_jumping_back_like_a_looping_bag(node, outputs, memory):
     for record in outputs.get("health"):
         if record.wall > settled:
             assert all(s.alive for s in record.msg.sensors), [(s.modality, s.reason) for s in record.msg.sensors]
-    assert outputs.wait_for(lambda: int(pipeline(outputs).get("clock_jumps_back", 0)) > before, 3.0)
+    assert outputs.wait_for(lambda: int(outputs.pipeline_values().get("clock_jumps_back", 0)) > before, 3.0)
     assert "the clock jumped back" in node.log()
 
 
@@ -147,7 +142,7 @@ def test_every_sensor_bursting_at_ten_times_its_rate(node, outputs, memory):
     stamps = np.array([s for s, _ in masks(outputs)]) / S - start
     for t0 in np.arange(1.0, 5.5, 0.5):
         assert ((stamps >= t0) & (stamps < t0 + 0.5)).any(), f"no mask in [{t0}, {t0 + 0.5}) s"
-    counters = pipeline(outputs)
+    counters = outputs.pipeline_values()
     offered, published = int(counters["bundles_offered"]), int(counters["masks_published"])
     dropped, failed = int(counters["bundles_dropped_newer_arrived"]), int(counters["segmentation_failures"])
     in_flight = offered - published - dropped  # at most one waiting in the mailbox and one being segmented

@@ -3,9 +3,9 @@
 World drives (one per condition and seed, rendered once into ``--cache`` and reused) are replayed
 offline through the node's perception core (eval/offline.py) with the checkpoint's calibration:
 
-- **nominal**, every condition of ``--nominal-seeds`` (towns): consistency alarms (a sensor entering WARN "inconsistent with
-  other sensors" from the network's score, or a depth or LiDAR WARN from the depth-LiDAR range
-  agreement, core/range_agreement.py) per 10 minutes of drive;
+- **nominal**, every condition of ``--nominal-seeds`` (towns): consistency alarms (a sensor
+  entering WARN "inconsistent with other sensors" from the network's score, or a depth or LiDAR
+  WARN from the depth-LiDAR range agreement, core/range_agreement.py) per 10 minutes of drive;
 - **each quiet fault and magnitude** injected by the player from ``--onset`` on, over the first
   ``--fault-duration`` seconds of the drives of ``--conditions``: detected or not, the delay from onset to WARN and to exclusion, and
   alarms on the healthy sensors;
@@ -208,7 +208,8 @@ def run(args: argparse.Namespace) -> int:
     unknown = set(nominal_conditions) - set(CONDITIONS)
     if unknown:
         raise ConfigError(f"--nominal-conditions: unknown condition(s) {', '.join(sorted(unknown))} (choose from {', '.join(CONDITIONS)})")
-    counted = NominalDrives(args.cache, frames=args.nominal_frames or args.frames, seeds=args.nominal_seeds or (args.seed,),
+    args.nominal_seeds = args.nominal_seeds or (args.seed,)  # resolved once: the table names them
+    counted = NominalDrives(args.cache, frames=args.nominal_frames or args.frames, seeds=args.nominal_seeds,
                             conditions=nominal_conditions, params=args.params)  # fmt: skip
     counted_bags = counted.paths(print)
     selected = [] if args.nominal_only else [c for c in CASES if not args.cases or any(s.strip() and s.strip() in c[0] + c[1]
@@ -286,7 +287,7 @@ def _row(r: CaseResult) -> str:
 
 def table(results: Sequence[CaseResult], alarms: int, nominal_s: float, args, conditions: Sequence[str]) -> str:
     lines = [
-        f"nominal drives ({', '.join(args.nominal_conditions.split(','))}; seeds {', '.join(map(str, args.nominal_seeds or (args.seed,)))};"
+        f"nominal drives ({', '.join(args.nominal_conditions.split(','))}; seeds {', '.join(map(str, args.nominal_seeds))};"
         f" {nominal_s:.0f} s): {alarms} consistency alarm(s)"
         f" = {alarms / nominal_s * 600 if nominal_s else math.nan:.1f} per 10 min",
         f"fault drives: {', '.join(conditions)}; fault from {args.onset:g} s on, {args.fault_duration:g} s replayed",
