@@ -57,6 +57,18 @@ def test_unasked_consistency_is_not_computed_and_changes_nothing_else(engine):
     assert np.array_equal(scored.labels, unscored.labels) and scored.modality_weights == unscored.modality_weights
 
 
+def test_subsets_scored_from_one_encoder_pass_match_predicting_each_subset_alone(engine):
+    from modseg_ros.model.inputs import encode_input
+
+    inputs = {m: encode_input(m, e, engine.input_size) for m, e in encodings(5).items()}
+    subsets = [(Modality.CAMERA, Modality.LIDAR, Modality.EVENTS), (Modality.DEPTH, Modality.LIDAR, Modality.EVENTS)]
+    prediction, per_subset = engine.predict_scoring_subsets(inputs, (48, 80), subsets, exclude={Modality.DEPTH})
+    alone = engine.predict_inputs(inputs, (48, 80), exclude={Modality.DEPTH})
+    assert np.array_equal(prediction.labels, alone.labels) and prediction.modality_consistency == pytest.approx(alone.modality_consistency)
+    for subset, scores in zip(subsets, per_subset):
+        assert scores == pytest.approx(engine.predict_inputs({m: inputs[m] for m in subset}, (8, 16)).modality_consistency, abs=1e-5)
+
+
 def test_output_size_defaults_to_the_input_grid(engine):
     p = engine.predict({Modality.EVENTS: encodings()[Modality.EVENTS]})
     assert p.labels.shape == (96, 160)

@@ -32,7 +32,6 @@ from modseg_ros.eval.run import ReplayOptions
 from modseg_ros.model.consistency import MIN_MODALITIES
 
 CONDITIONS = ("sun", "cloud", "fog", "rain", "night")
-PROBE_SIZE = (8, 16)  # output grid of the extra subset predictions: the scores do not depend on it
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,8 @@ class NominalDrives:
 
 
 class _SubsetProbe:
-    """The node's engine, also scoring each smaller set (≥ 3) of the modalities it is given."""
+    """The node's engine, also scoring each smaller set (≥ 3) of the modalities it is given (from
+    the encoder pass of the frame: model/consistency.py ``subset_consistency``)."""
 
     def __init__(self, engine) -> None:
         self.engine = engine
@@ -73,14 +73,10 @@ class _SubsetProbe:
     def predict_inputs(self, inputs: Mapping[Modality, np.ndarray], output_size: tuple[int, int],
                        exclude: Collection[Modality] = (), consistency: bool = True):  # fmt: skip
         # scored whatever the parameter file says: scoring is what a calibration is for
-        prediction = self.engine.predict_inputs(inputs, output_size, exclude=exclude)
         present = tuple(m for m in MODALITIES if m in inputs)
-        scores = {subset_name(present): prediction.modality_consistency}
-        for k in range(MIN_MODALITIES, len(present)):
-            for subset in itertools.combinations(present, k):
-                probe = self.engine.predict_inputs({m: inputs[m] for m in subset}, PROBE_SIZE)
-                scores[subset_name(subset)] = probe.modality_consistency
-        self.frames.append(scores)
+        subsets = [s for k in range(MIN_MODALITIES, len(present)) for s in itertools.combinations(present, k)]
+        prediction, per_subset = self.engine.predict_scoring_subsets(inputs, output_size, subsets, exclude=exclude)
+        self.frames.append({subset_name(present): prediction.modality_consistency, **dict(zip(map(subset_name, subsets), per_subset))})
         return prediction
 
 
@@ -116,7 +112,9 @@ def calibrate(checkpoint: Path, bags: Sequence[Path], params: Path, rule: Calibr
         raise ConfigError(f"calibrate: no checkpoint at {checkpoint}")
     if not bags:
         raise ConfigError("calibrate: no nominal bags to calibrate on")
-    config = NodeConfig.load(params, {"model.path": str(checkpoint), "model.threads": threads, "health.consistency.enabled": False})
+    # torch: the subsets' scores reuse the encoder features (the ONNX graph's scores are the same to 1e-4)
+    config = NodeConfig.load(params, {"model.path": str(checkpoint), "model.threads": threads, "model.backend": "torch",
+                                      "health.consistency.enabled": False})  # fmt: skip
     engine, _ = load_engine(config.model, config.rig.camera)
     if len(config.inputs.modalities) < MIN_MODALITIES:
         raise ConfigError(f"parameter 'inputs.modalities': the consistency check needs at least {MIN_MODALITIES} sensors")

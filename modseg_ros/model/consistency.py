@@ -47,3 +47,10 @@ def modality_consistency(decode: Decode, features: list[torch.Tensor]) -> torch.
     score = bhattacharyya(single.softmax(dim=1), reference.softmax(dim=1))
     enough = torch.ones_like(score).sum() >= MIN_MODALITIES  # a tensor, so that an ONNX graph keeps M dynamic
     return torch.where(enough, score, torch.full_like(score, float("nan")))
+
+
+def subset_consistency(decode: Decode, features: list[torch.Tensor], subsets: list[list[int]]) -> list[torch.Tensor]:
+    """``modality_consistency`` of each subset (indices into the M encoded modalities) from features
+    encoded once: the scores had only that subset been present, for the price of its fusions and
+    heads alone (calibration measures every set a node can be left with)."""
+    return [modality_consistency(decode, [f[index] for f in features]) for index in subsets]

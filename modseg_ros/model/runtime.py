@@ -20,7 +20,7 @@ this to drop a sensor that disagrees with the rest and to take it back when it a
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -66,6 +66,13 @@ class _TorchBackend:
         logits, weights, consistency = self.frame_model(torch.from_numpy(images), torch.from_numpy(modality_index),
                                                         torch.from_numpy(fused), score)  # fmt: skip
         return logits, weights.numpy(), consistency.numpy()
+
+    @torch.inference_mode()
+    def run_with_subsets(self, images: np.ndarray, modality_index: np.ndarray, fused: np.ndarray,
+                         subsets: list[list[int]]) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[np.ndarray]]:  # fmt: skip
+        logits, weights, consistency, per_subset = self.frame_model.with_subsets(
+            torch.from_numpy(images), torch.from_numpy(modality_index), torch.from_numpy(fused), subsets)
+        return logits, weights.numpy(), consistency.numpy(), [s.numpy() for s in per_subset]
 
 
 class _OnnxBackend:
@@ -197,11 +204,37 @@ class SegmentationEngine:
         if absent not in ("drop", "zero"):
             raise ValueError(f"absent must be 'drop' or 'zero', got {absent!r}")
         images, index = stack_inputs(inputs, self.input_size, zero_fill=absent == "zero")
+        slots, fused = self._fused_slots(index, exclude)
+        logits, weights, slot_scores = self._backend.run(images, index, fused, consistency)
+        return self._prediction(logits, weights, slot_scores, slots, inputs, output_size, start)
+
+    def predict_scoring_subsets(self, inputs: Mapping[Modality, np.ndarray], output_size: tuple[int, int],
+                                subsets: Sequence[Collection[Modality]],
+                                exclude: Collection[Modality] = ()) -> tuple[Prediction, list[dict[Modality, float]]]:  # fmt: skip
+        """``predict_inputs``, plus the consistency scores the modalities of each of ``subsets`` would
+        get were only that subset present (calibration: every set a node can be left with), from the
+        same encoder pass (torch backend, late-fusion architectures)."""
+        start = time.perf_counter()
+        if not isinstance(self._backend, _TorchBackend):
+            raise ConfigError("scoring subsets needs the torch backend")
+        images, index = stack_inputs(inputs, self.input_size)
+        slots, fused = self._fused_slots(index, exclude)
+        rows = [[slots.index(m) for m in MODALITIES if m in subset] for subset in subsets]
+        logits, weights, slot_scores, per_subset = self._backend.run_with_subsets(images, index, fused, rows)
+        prediction = self._prediction(logits, weights, slot_scores, slots, inputs, output_size, start)
+        return prediction, [{slots[i]: float(c) for i, c in zip(row, s.tolist())} for row, s in zip(rows, per_subset)]
+
+    @staticmethod
+    def _fused_slots(index: np.ndarray, exclude: Collection[Modality]) -> tuple[list[Modality], np.ndarray]:
         slots = [MODALITIES[i] for i in index.tolist()]
         fused = np.array([m not in exclude for m in slots])
         if not fused.any():
             raise ValueError(f"every present modality is excluded ({', '.join(m.value for m in slots)}): nothing to fuse")
-        logits, weights, slot_scores = self._backend.run(images, index, fused, consistency)
+        return slots, fused
+
+    @staticmethod
+    def _prediction(logits: torch.Tensor, weights: np.ndarray, slot_scores: np.ndarray, slots: list[Modality],
+                    inputs: Mapping[Modality, np.ndarray], output_size: tuple[int, int], start: float) -> Prediction:  # fmt: skip
         labels = labels_at(logits, tuple(output_size))[0].numpy()
         fed = {m: float(w) for m, w in zip(slots, weights.tolist())}
         scores = {m: float(c) for m, c in zip(slots, slot_scores.tolist()) if m in inputs}

@@ -17,7 +17,7 @@ from torch import nn
 from modseg_ros.core.palette import NUM_CLASSES
 from modseg_ros.core.types import MODALITIES
 from modseg_ros.errors import ConfigError
-from modseg_ros.model.consistency import modality_consistency
+from modseg_ros.model.consistency import modality_consistency, subset_consistency
 
 ARCHITECTURES = ("any2seg", "equiseg", "cmnext", "meanfusion")
 NUM_MODALITIES = len(MODALITIES)
@@ -228,7 +228,20 @@ class FrameModel(nn.Module):
             weights = torch.zeros(fused.shape, dtype=out.modality_weights.dtype).masked_scatter(fused, out.modality_weights[:, 0])
             return out.logits, weights, torch.full_like(weights, float("nan"))
         features = self.model.encode(ModalBatch(images[:, None], modality_index))
+        return self._fuse(features, fused, score)
+
+    def _fuse(self, features: list[torch.Tensor], fused: torch.Tensor, score: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logits, weights = self.model.decode(features, fused[:, None])  # present: (M, 1), one sample
         if not score:
             return logits, weights[:, 0], torch.full_like(weights[:, 0], float("nan"))
         return logits, weights[:, 0], modality_consistency(self.model.decode, features)
+
+    def with_subsets(self, images: torch.Tensor, modality_index: torch.Tensor, fused: torch.Tensor,
+                     subsets: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:  # fmt: skip
+        """``forward``, plus the consistency scores (each (len(subset),)) the modalities of each subset
+        (indices into the M) would get were only that subset present, from the same encoder features
+        (late fusion only: its encoders never see the other modalities)."""
+        if not self.model.late_fusion:
+            raise ValueError(f"{type(self.model).__name__} fuses inside its encoder: subsets cannot share its features")
+        features = self.model.encode(ModalBatch(images[:, None], modality_index))
+        return (*self._fuse(features, fused, True), subset_consistency(self.model.decode, features, subsets))
