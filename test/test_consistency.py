@@ -1,5 +1,6 @@
-"""Model-aware sensor health, the ROS-free parts: smoothing, thresholds, hysteresis, exclusion, the
-health monitor's verdict, and the calibration file (round trip, another checkpoint's file refused)."""
+"""Model-aware sensor health, the ROS-free parts: smoothing, thresholds, hysteresis, exclusion,
+thresholds per light, the health monitor's verdict, and the calibration file (round trip, a
+version-1 file, another checkpoint's file refused)."""
 from __future__ import annotations
 
 import math
@@ -13,8 +14,10 @@ from modseg_ros.core.consistency import (
     ConsistencyCalibration,
     ConsistencyMonitor,
     ConsistencySettings,
+    Light,
     Thresholds,
     calibration_path,
+    scene_brightness,
     smooth,
     thresholds_from,
 )
@@ -117,6 +120,52 @@ def test_verdicts_hold_when_too_few_sensors_remain_and_smoothing_restarts_on_ano
     assert verdict.score == pytest.approx(0.9) and verdict.thresholds == NOMINAL
 
 
+DAY = Thresholds(median=0.9, warn_below=0.8, exclude_below=0.7, recover_above=0.85)
+NIGHT = Thresholds(median=0.8, warn_below=0.65, exclude_below=0.5, recover_above=0.72)
+
+
+def lit_and_dark(dark_below: float = 80.0) -> ConsistencyCalibration:
+    pooled = calibration()
+    by_light = {Light.LIT: {"CDLE": {m: DAY for m in (C, D, L, E)}}, Light.DARK: {"CDLE": {m: NIGHT for m in (C, D, L, E)}}}
+    return ConsistencyCalibration("net", "abc", 0.2, {**pooled.thresholds, "DLE": {D: NOMINAL, L: NOMINAL, E: NOMINAL}},
+                                  by_light=by_light, dark_below=dark_below)  # fmt: skip
+
+
+def camera_bundle(brightness: int) -> dict:
+    return {C: SensorSample(C, S, S, "camera_optical", CameraFrame(np.full((64, 128, 3), brightness, np.uint8)))}
+
+
+def test_the_camera_tells_lit_from_dark_frames_whose_thresholds_then_judge_with_a_dead_band_at_dusk():
+    assert scene_brightness(camera_bundle(47)) == pytest.approx(47.0) and math.isnan(scene_brightness({}))
+    monitor = ConsistencyMonitor(ConsistencySettings(enter_s=0.5), lit_and_dark())
+    at_night = None
+    for k in range(40):  # a camera score that is normal at night and a fault by day
+        at_night = monitor.update(k * PERIOD, {C: 0.72, D: 0.9, L: 0.9, E: 0.9}, brightness=45.0)
+    assert at_night[C].level is HealthLevel.OK and at_night[C].thresholds == NIGHT and at_night[C].light is Light.DARK
+    assert at_night[C].details()["consistency_light"] == "dark"
+    dusk = monitor.update(40 * PERIOD, {C: 0.72, D: 0.9, L: 0.9, E: 0.9}, brightness=85.0)  # inside the dead band
+    assert dusk[C].thresholds == NIGHT
+    by_day = None
+    for k in range(41, 80):
+        by_day = monitor.update(k * PERIOD, {C: 0.72, D: 0.9, L: 0.9, E: 0.9}, brightness=120.0)
+    assert by_day[C].level is HealthLevel.WARN and by_day[C].thresholds == DAY and by_day[C].light is Light.LIT
+    without_camera = monitor.update(80 * PERIOD, {D: 0.9, L: 0.9, E: 0.9})  # no camera, no light: pooled
+    assert without_camera[D].thresholds == NOMINAL and without_camera[D].light is None and monitor.light is None
+
+
+def test_calibration_file_with_thresholds_per_light_round_trips_and_a_version_1_file_still_loads(tmp_path):
+    written = lit_and_dark()
+    written.save(tmp_path / "c.json")
+    loaded = ConsistencyCalibration.load(tmp_path / "c.json")
+    assert loaded == written and loaded.for_subset((C, D, L, E), Light.DARK) == {m: NIGHT for m in (C, D, L, E)}
+    assert loaded.for_subset((C, D, L), Light.DARK) == {C: NOMINAL, D: NOMINAL, L: NOMINAL}  # pooled where no light's
+    version_1 = written.to_dict()
+    del version_1["light"]
+    version_1["version"] = 1
+    old = ConsistencyCalibration.from_dict(version_1, "old.json")
+    assert old.by_light == {} and old.light(45.0, None) is None and old.for_subset((C, D, L, E), Light.DARK) == written.thresholds["CDLE"]
+
+
 def test_the_health_monitor_reports_the_verdict_and_the_score():
     streams = {m: StreamLimits(20.0, timeout_ns=10 * S, warn_rate_hz=0.0, error_rate_hz=0.0) for m in (C, D, L, E)}
     health = HealthMonitor(HealthConfig(streams=streams), (C, D, L, E))
@@ -176,11 +225,15 @@ def test_calibrate_replays_nominal_bags_and_writes_thresholds_for_every_judgeabl
     from modseg_ros.eval.calibrate import NominalDrives, calibrate_checkpoint
 
     bag = small_world_bag(tmp_path / "nominal", frames=30)
-    written, path = calibrate_checkpoint(checkpoint, [bag], PARAMS, NominalDrives(tmp_path / "unused"))
+    rule = CalibrationRule(min_light_frames=5)
+    written, path = calibrate_checkpoint(checkpoint, [bag], PARAMS, NominalDrives(tmp_path / "unused"), rule)
     try:
         assert path == calibration_path(checkpoint) and not (tmp_path / "unused").exists()
         assert set(written.thresholds) == {"CDLE", "CDL", "CDE", "CLE", "DLE"}  # what the node sees when one sensor dies
         assert set(written.thresholds["CLE"]) == {C, L, E} and written.provenance["frames"] >= 25
+        # a sunny drive: lit thresholds for the sets with the camera, none for the dark
+        assert set(written.by_light) == {Light.LIT} and set(written.by_light[Light.LIT]) == {"CDLE", "CDL", "CDE", "CLE"}
+        assert written.dark_below == rule.dark_below
         engine = SegmentationEngine.load(checkpoint)
         model = ModelConfig(path=str(checkpoint), arch="any2seg", backend="torch", threads=1, process=False)
         loaded, _ = load_calibration(ConsistencySettings(), model, engine)

@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smoothing", type=float, default=0.5, metavar="S", help="EMA time constant of the scores (default 0.5 s)")
     parser.add_argument("--warn-margin", type=float, default=3.0,
                         help="warn threshold: this many nominal spreads below the lowest nominal score (default 3)")  # fmt: skip
+    parser.add_argument("--dark-below", type=float, default=80.0, metavar="I",
+                        help="camera mean intensity (0-255) below which a frame is dark: thresholds per light (default 80)")  # fmt: skip
     parser.add_argument("--exclude-factor", type=float, default=2.0,
                         help="exclusion threshold: this many times as far below the median as the warn one (default 2)")  # fmt: skip
 
@@ -42,13 +44,16 @@ def run(args: argparse.Namespace) -> int:
     from modseg_ros.data.bags import bag_paths
     from modseg_ros.eval.calibrate import NominalDrives, calibrate_checkpoint
 
-    rule = CalibrationRule(smoothing_s=args.smoothing, warn_margin=args.warn_margin, exclude_factor=args.exclude_factor)
+    rule = CalibrationRule(smoothing_s=args.smoothing, warn_margin=args.warn_margin, exclude_factor=args.exclude_factor,
+                           dark_below=args.dark_below)  # fmt: skip
     drives = NominalDrives(args.cache, frames=args.frames, seeds=args.seeds, params=args.params)
     bags = bag_paths(args.bags) if args.bags else []
     calibration, path = calibrate_checkpoint(args.checkpoint, bags, args.params, drives, rule, args.out, args.threads, progress=print)
     print(f"wrote {path}: {calibration.model}, {calibration.provenance['frames']} nominal frames")
-    for subset, per in calibration.thresholds.items():
-        cells = "  ".join(f"{m.value} median {t.median:.3f} warn<{t.warn_below:.3f} exclude<{t.exclude_below:.3f}"
-                          for m, t in per.items())  # fmt: skip
-        print(f"  {subset:<5} {cells}")
+    tables = [("", calibration.thresholds)] + [(f" {light.value}", t) for light, t in calibration.by_light.items()]
+    for light, table in tables:
+        for subset, per in table.items():
+            cells = "  ".join(f"{m.value} median {t.median:.3f} warn<{t.warn_below:.3f} exclude<{t.exclude_below:.3f}"
+                              for m, t in per.items())  # fmt: skip
+            print(f"  {subset + light:<10} {cells}")
     return 0

@@ -11,7 +11,11 @@ the bundles' stamps):
   ``smoothing_s`` (from the calibration), restarted when the set of present modalities changes
   (the score's nominal level depends on it).
 - **Thresholds** per modality and set of present modalities, calibrated on nominal drives and
-  stored beside the checkpoint (``<checkpoint>.consistency.json``, ``modseg calibrate``): below
+  stored beside the checkpoint (``<checkpoint>.consistency.json``, ``modseg calibrate``), and,
+  where the camera is present, per **light**: a network's camera (and event) scores sit lower at
+  night, and levels pooled over day and night sit below what a fault does by day. The camera
+  image's mean intensity (``scene_brightness``) tells lit from dark, with a dead band so dusk does
+  not flip the thresholds at every frame; without a camera the pooled thresholds hold. Below
   ``warn_below`` the sensor is WARN ("inconsistent with other sensors"), below the stricter
   ``exclude_below`` it is also left out of the fusion (when ``exclude`` is on).
 - **Hysteresis**: a verdict is entered after the smoothed score stayed below its threshold for
@@ -31,17 +35,36 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modseg_ros.core.types import MODALITIES, HealthLevel, Modality, subset_name
+from modseg_ros.core.types import MODALITIES, CameraFrame, HealthLevel, Modality, SensorSample, subset_name
 from modseg_ros.errors import ConfigError
 
 NS = 1_000_000_000
 FORMAT = "modseg-consistency"
-VERSION = 1
+VERSION = 2  # 2: thresholds per light; version 1 files (pooled thresholds only) still load
+LIGHT_DEAD_BAND = 0.15  # a lit scene turns dark below dark_below, a dark one lit above dark_below × (1 + this)
+
+
+class Light(str, Enum):
+    """The light a frame was taken in, as the camera sees it."""
+
+    LIT = "lit"
+    DARK = "dark"
+
+
+def scene_brightness(samples: Mapping[Modality, SensorSample]) -> float:
+    """Mean intensity (0-255) of a bundle's camera image, on a grid of at most 64×128 of its
+    pixels; NaN without a camera."""
+    camera = samples.get(Modality.CAMERA)
+    if camera is None or not isinstance(camera.data, CameraFrame) or not camera.data.image.size:
+        return math.nan
+    image = camera.data.image
+    return float(image[:: max(1, image.shape[0] // 64), :: max(1, image.shape[1] // 128)].mean())
 
 
 def calibration_path(checkpoint: str | Path) -> Path:
@@ -65,38 +88,56 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class ConsistencyCalibration:
-    """Thresholds per set of present modalities (subset name, e.g. ``CDLE``) and modality."""
+    """Thresholds per set of present modalities (subset name, e.g. ``CDLE``) and modality, pooled
+    over every frame and, for the sets with the camera, per light."""
 
     model: str  # checkpoint name
     weights_sha256: str  # of the checkpoint's weights, so a calibration never judges another model
     smoothing_s: float  # EMA time constant the thresholds were calibrated with
     thresholds: Mapping[str, Mapping[Modality, Thresholds]]
     provenance: Mapping[str, Any] = field(default_factory=dict)  # data, frames, quantiles, command
+    by_light: Mapping[Light, Mapping[str, Mapping[Modality, Thresholds]]] = field(default_factory=dict)
+    dark_below: float = math.nan  # camera mean intensity below which a frame is dark (by_light)
 
-    def for_subset(self, present: Iterable[Modality]) -> Mapping[Modality, Thresholds] | None:
-        return self.thresholds.get(subset_name(present))
+    def for_subset(self, present: Iterable[Modality], light: Light | None = None) -> Mapping[Modality, Thresholds] | None:
+        """The thresholds of a set of present modalities: those of ``light`` where calibrated, else pooled."""
+        return self.lit_by(present, light)[0]
+
+    def lit_by(self, present: Iterable[Modality], light: Light | None) -> tuple[Mapping[Modality, Thresholds] | None, Light | None]:
+        """``for_subset`` and the light its thresholds are for (None: pooled)."""
+        subset = subset_name(present)
+        per_light = self.by_light.get(light, {}).get(subset) if light is not None else None
+        return (per_light, light) if per_light is not None else (self.thresholds.get(subset), None)
+
+    def light(self, brightness: float, previous: Light | None) -> Light | None:
+        """The light of a frame of camera mean intensity ``brightness`` (NaN: no camera), with the
+        dead band above ``dark_below``; None without per-light thresholds or a camera."""
+        if not self.by_light or math.isnan(brightness):
+            return None
+        if previous is Light.DARK:
+            return Light.LIT if brightness > self.dark_below * (1.0 + LIGHT_DEAD_BAND) else Light.DARK
+        return Light.DARK if brightness < self.dark_below else Light.LIT
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT, "version": VERSION, "model": self.model, "weights_sha256": self.weights_sha256,
-            "smoothing_s": self.smoothing_s,
-            "thresholds": {subset: {m.value: t.__dict__ for m, t in per.items()} for subset, per in self.thresholds.items()},
-            "provenance": dict(self.provenance),
-        }  # fmt: skip
+        d = {"format": FORMAT, "version": VERSION, "model": self.model, "weights_sha256": self.weights_sha256,
+             "smoothing_s": self.smoothing_s, "thresholds": _table_dict(self.thresholds)}  # fmt: skip
+        if self.by_light:
+            d["light"] = {"dark_below": self.dark_below, "thresholds": {l.value: _table_dict(t) for l, t in self.by_light.items()}}
+        d["provenance"] = dict(self.provenance)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str) -> ConsistencyCalibration:
         if d.get("format") != FORMAT:
             raise ConfigError(f"{source} is not a consistency calibration (format {d.get('format')!r}, expected {FORMAT!r})")
-        if d.get("version") != VERSION:
-            raise ConfigError(f"{source}: unsupported consistency calibration version {d.get('version')!r} (this code reads {VERSION})")
+        if d.get("version") not in (1, VERSION):
+            raise ConfigError(f"{source}: unsupported consistency calibration version {d.get('version')!r} (this code reads 1 and {VERSION})")
         try:
-            thresholds = {
-                str(subset): {Modality.parse(m): Thresholds(**{k: float(v) for k, v in t.items()}) for m, t in per.items()}
-                for subset, per in d["thresholds"].items()
-            }
-            smoothing = float(d["smoothing_s"])
-            return cls(str(d["model"]), str(d["weights_sha256"]), smoothing, thresholds, dict(d.get("provenance") or {}))
+            light = d.get("light") or {}
+            by_light = {Light(name): _table(t) for name, t in (light.get("thresholds") or {}).items()}
+            dark_below = float(light["dark_below"]) if by_light else math.nan
+            return cls(str(d["model"]), str(d["weights_sha256"]), float(d["smoothing_s"]), _table(d["thresholds"]),
+                       dict(d.get("provenance") or {}), by_light, dark_below)  # fmt: skip
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ConfigError(f"{source}: malformed consistency calibration ({err})") from None
 
@@ -115,6 +156,15 @@ class ConsistencyCalibration:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def _table_dict(table: Mapping[str, Mapping[Modality, Thresholds]]) -> dict:
+    return {subset: {m.value: t.__dict__ for m, t in per.items()} for subset, per in table.items()}
+
+
+def _table(d: Mapping[str, Any]) -> dict[str, dict[Modality, Thresholds]]:
+    return {str(subset): {Modality.parse(m): Thresholds(**{k: float(v) for k, v in t.items()}) for m, t in per.items()}
+            for subset, per in d.items()}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -157,7 +207,9 @@ class CalibrationRule:
 
     The warn threshold sits ``warn_margin`` nominal spreads below the lowest nominal smoothed
     score (after the first ``settle_s`` of each series, while the EMA settles); the spread is the
-    distance from the median to the 5th percentile. ``exclude_below`` is ``exclude_factor`` times
+    distance from the median to the 5th percentile. The same rule runs on the values of every
+    frame (pooled) and, where the camera is present, on those of the lit and of the dark frames
+    (``dark_below``) apart, when each has ``min_light_frames``. ``exclude_below`` is ``exclude_factor`` times
     as far below the median as ``warn_below``; ``recover_above`` is halfway between ``warn_below``
     and the median. Three spreads: with one, 25 s of nominal drives (one per condition) put the
     warn level inside the nominal range of unseen drives (one alarm per 5 s drive, README).
@@ -167,6 +219,10 @@ class CalibrationRule:
     warn_margin: float = 3.0
     exclude_factor: float = 2.0
     settle_s: float = 1.0
+    # Camera mean intensity (0-255) below which a frame is dark: the world's night drives read
+    # 43-56, its lit ones 91-183 with 40 % of the lens covered in mud.
+    dark_below: float = 80.0
+    min_light_frames: int = 200  # per-light thresholds need at least this many nominal values (10 s at 20 Hz)
 
 
 def thresholds_from(smoothed: np.ndarray, rule: CalibrationRule) -> Thresholds:
@@ -193,6 +249,7 @@ class Verdict:
     excluded: bool  # left out of the fusion
     reason: str
     thresholds: Thresholds | None  # in force for the current set of present modalities
+    light: Light | None = None  # whose thresholds those are (None: pooled over lit and dark frames)
 
     def details(self) -> dict[str, float | int | str]:
         """Key-values for /diagnostics."""
@@ -200,7 +257,8 @@ class Verdict:
                                              "excluded_from_fusion": self.excluded}  # fmt: skip
         if self.thresholds is not None:
             out.update(consistency_warn_below=fmt_score(self.thresholds.warn_below),
-                       consistency_exclude_below=fmt_score(self.thresholds.exclude_below))  # fmt: skip
+                       consistency_exclude_below=fmt_score(self.thresholds.exclude_below),
+                       consistency_light=self.light.value if self.light is not None else "any")  # fmt: skip
         return out
 
 
@@ -251,6 +309,7 @@ class _Track:
     last_ns: int | None = None
     hysteresis: Hysteresis = field(default_factory=Hysteresis)
     thresholds: Thresholds | None = None
+    light: Light | None = None  # of the thresholds
 
 
 class ConsistencyMonitor:
@@ -260,6 +319,7 @@ class ConsistencyMonitor:
         self.settings = settings
         self.calibration = calibration
         self._tracks: dict[Modality, _Track] = {m: _Track() for m in MODALITIES}
+        self.light: Light | None = None  # of the last frame with a camera (None: pooled thresholds)
 
     @property
     def judging(self) -> bool:
@@ -272,11 +332,15 @@ class ConsistencyMonitor:
             return frozenset()
         return frozenset(m for m, t in self._tracks.items() if t.hysteresis.excluded)
 
-    def update(self, stamp_ns: int, scores: Mapping[Modality, float]) -> dict[Modality, Verdict]:
-        """One segmented frame: its stamp and the consistency score of each present modality."""
+    def update(self, stamp_ns: int, scores: Mapping[Modality, float], brightness: float = math.nan) -> dict[Modality, Verdict]:
+        """One segmented frame: its stamp, the consistency score of each present modality and the
+        camera image's ``scene_brightness`` (NaN without a camera)."""
         present = tuple(m for m in MODALITIES if m in scores)
         subset = subset_name(present)
-        per_subset = self.calibration.for_subset(present) if self.calibration is not None else None
+        per_subset, light = None, None
+        if self.calibration is not None:
+            self.light = self.calibration.light(brightness, self.light)
+            per_subset, light = self.calibration.lit_by(present, self.light)
         for modality in present:
             track = self._tracks[modality]
             score = float(scores[modality])
@@ -291,6 +355,7 @@ class ConsistencyMonitor:
             track.smoothed = ema(track.smoothed, score, dt, smoothing)
             track.last_ns, track.subset = stamp_ns, subset
             track.thresholds = per_subset.get(modality) if per_subset is not None else None
+            track.light = light
         if self.judging:
             judged = [m for m in present if self._tracks[m].thresholds is not None and not math.isnan(self._tracks[m].smoothed)]
             culprit = max(judged, key=lambda m: self._deficit(self._tracks[m]), default=None)
@@ -327,4 +392,4 @@ class ConsistencyMonitor:
                 reason = "inconsistent with other sensors (verdict held: too few sensors to compare now)"
             if excluded:
                 reason += "; excluded from fusion"
-        return Verdict(modality, track.smoothed, track.frame, level, excluded, reason, track.thresholds)
+        return Verdict(modality, track.smoothed, track.frame, level, excluded, reason, track.thresholds, track.light)

@@ -20,7 +20,13 @@ from typing import Protocol
 import numpy as np
 
 from modseg_ros.core.config import ModelConfig, NodeConfig
-from modseg_ros.core.consistency import ConsistencyCalibration, ConsistencyMonitor, ConsistencySettings, calibration_path
+from modseg_ros.core.consistency import (
+    ConsistencyCalibration,
+    ConsistencyMonitor,
+    ConsistencySettings,
+    calibration_path,
+    scene_brightness,
+)
 from modseg_ros.core.encoding import encode_payload
 from modseg_ros.core.geometry import Intrinsics, Rig
 from modseg_ros.core.health import HealthMonitor
@@ -240,7 +246,7 @@ class Perception:
         """Judge a segmented bundle's consistency scores and its depth-LiDAR range agreement. The
         verdicts act on the bundles after it, so the node calls this once the mask is out."""
         stamp_ns = seg.bundle.stamp_ns
-        self.health.judge_consistency(self.consistency.update(stamp_ns, seg.modality_consistency))
+        self.health.judge_consistency(self.consistency.update(stamp_ns, seg.modality_consistency, scene_brightness(seg.bundle.samples)))
         self.health.judge_ranges(self.range_agreement.update(stamp_ns, seg.encoded.get(Modality.DEPTH),
                                                              seg.encoded.get(Modality.LIDAR)))  # fmt: skip
 

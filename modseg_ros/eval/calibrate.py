@@ -5,7 +5,9 @@ replay, eval/offline.py), with the check itself off. Beside every frame the node
 scores of each smaller set of at least three of its modalities are measured too (what the node
 sees when one sensor dies), so every set the node can judge gets thresholds. Each modality's
 series is smoothed as the monitor smooths it, the first ``settle_s`` of every series dropped, and
-``core/consistency.py: thresholds_from`` turns the nominal values into thresholds. The result is
+``core/consistency.py: thresholds_from`` turns the nominal values into thresholds: those of every
+frame, and, for the sets with the camera, those of the lit and of the dark frames apart (each
+frame's light from its camera image, as the node tells it). The result is
 written beside the checkpoint as ``<checkpoint>.consistency.json``, tied to the weights' sha256.
 
 Without bags, nominal world drives are rendered (one per condition and seed: sun, cloud, fog,
@@ -15,6 +17,7 @@ one command.
 from __future__ import annotations
 
 import itertools
+import math
 import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +26,16 @@ from pathlib import Path
 import numpy as np
 
 from modseg_ros.core.config import NodeConfig
-from modseg_ros.core.consistency import CalibrationRule, ConsistencyCalibration, calibration_path, smooth, thresholds_from
+from modseg_ros.core.consistency import (
+    CalibrationRule,
+    ConsistencyCalibration,
+    Light,
+    Thresholds,
+    calibration_path,
+    scene_brightness,
+    smooth,
+    thresholds_from,
+)
 from modseg_ros.core.perception import load_engine
 from modseg_ros.core.types import MODALITIES, Modality, subset_name
 from modseg_ros.errors import ConfigError
@@ -84,24 +96,44 @@ class _SubsetProbe:
 class ScoreSeries:
     """Smoothed nominal scores gathered over drives: (subset, modality) -> values after settling."""
 
-    values: dict[tuple[str, Modality], list[np.ndarray]] = field(default_factory=dict)
+    # (subset, modality, light) -> values; light None: every frame (pooled)
+    values: dict[tuple[str, Modality, Light | None], list[np.ndarray]] = field(default_factory=dict)
     frames: int = 0
 
 
-def collect_scores(node: OfflineNode, probe: _SubsetProbe, rule: CalibrationRule, into: ScoreSeries) -> None:
-    """Smooth one replay's per-subset series and keep the values after ``settle_s``."""
-    if len(probe.frames) != len(node.masks):
+class _CalibrationNode(OfflineNode):
+    """The offline node, also noting the camera brightness of each bundle it segments (the light
+    its scores were measured in: core/consistency.py ``scene_brightness``)."""
+
+    def __init__(self, config: NodeConfig, engine) -> None:
+        super().__init__(config, engine)
+        self.brightness: list[float] = []
+
+    def _segment(self, bundles) -> None:
+        for bundle in bundles:
+            self.brightness.append(scene_brightness(bundle.samples))
+            super()._segment([bundle])
+
+
+def collect_scores(node: _CalibrationNode, probe: _SubsetProbe, rule: CalibrationRule, into: ScoreSeries) -> None:
+    """Smooth one replay's per-subset series and keep the values after ``settle_s``, pooled and,
+    for the sets with the camera, per light."""
+    if not len(probe.frames) == len(node.masks) == len(node.brightness):
         raise RuntimeError("calibration probe and offline node disagree on the frames segmented")
     stamps = np.array([m.stamp_ns for m in node.masks], dtype=np.int64)
+    dark = np.array(node.brightness) < rule.dark_below
     into.frames += len(stamps)
     keys = sorted({(subset, m) for frame in probe.frames for subset, per in frame.items() for m in per}, key=str)
     for subset, modality in keys:
-        rows = [i for i, frame in enumerate(probe.frames) if modality in frame.get(subset, {})]
+        rows = np.array([i for i, frame in enumerate(probe.frames) if modality in frame.get(subset, {})], dtype=np.int64)
         series = smooth(stamps[rows].tolist(), [float(probe.frames[i][subset][modality]) for i in rows], rule.smoothing_s)
-        settled = series[(stamps[rows] - stamps[rows][0]) >= rule.settle_s * 1e9] if rows else series
-        settled = settled[np.isfinite(settled)]
-        if len(settled):
-            into.values.setdefault((subset, modality), []).append(settled)
+        keep = np.isfinite(series) & ((stamps[rows] - stamps[rows][0]) >= rule.settle_s * 1e9) if len(rows) else np.isfinite(series)
+        groups = {None: keep}
+        if len(rows) and Modality.CAMERA in probe.frames[rows[0]][subset]:  # the light is the camera's
+            groups.update({Light.DARK: keep & dark[rows], Light.LIT: keep & ~dark[rows]})
+        for light, chosen in groups.items():
+            if chosen.any():
+                into.values.setdefault((subset, modality, light), []).append(series[chosen])
 
 
 def calibrate(checkpoint: Path, bags: Sequence[Path], params: Path, rule: CalibrationRule = CalibrationRule(),
@@ -123,25 +155,31 @@ def calibrate(checkpoint: Path, bags: Sequence[Path], params: Path, rule: Calibr
         if progress is not None:
             progress(f"replaying {bag}")
         probe = _SubsetProbe(engine)
-        node = OfflineNode(config, probe)
+        node = _CalibrationNode(config, probe)
         replay_into(node, Path(bag), ReplayOptions(params=params))
         collect_scores(node, probe, rule, series)
-    thresholds: dict[str, dict[Modality, object]] = {}
+    thresholds: dict[str, dict[Modality, Thresholds]] = {}
+    by_light: dict[Light, dict[str, dict[Modality, Thresholds]]] = {}
     counts: dict[str, int] = {}
-    for (subset, modality), parts in sorted(series.values.items(), key=lambda kv: (len(kv[0][0]), kv[0][0], kv[0][1].value)):
+    ordered = sorted(series.values.items(), key=lambda kv: (len(kv[0][0]), kv[0][0], kv[0][1].value, str(kv[0][2])))
+    for (subset, modality, light), parts in ordered:
         values = np.concatenate(parts)
-        thresholds.setdefault(subset, {})[modality] = thresholds_from(values, rule)
-        counts[f"{subset}/{modality.value}"] = int(len(values))
+        counts[f"{subset}/{modality.value}" + (f"/{light.value}" if light else "")] = int(len(values))
+        if light is None:
+            thresholds.setdefault(subset, {})[modality] = thresholds_from(values, rule)
+        elif len(values) >= rule.min_light_frames:
+            by_light.setdefault(light, {}).setdefault(subset, {})[modality] = thresholds_from(values, rule)
     if not thresholds:
         raise ConfigError(f"calibrate: the bags gave no frame with {MIN_MODALITIES} or more sensors to calibrate on")
     info = engine.info
     provenance = {
         "command": command, "bags": [_shown(b) for b in bags], "frames": series.frames, "values": counts,
         "rule": {"smoothing_s": rule.smoothing_s, "warn_margin": rule.warn_margin, "exclude_factor": rule.exclude_factor,
-                 "settle_s": rule.settle_s},
+                 "settle_s": rule.settle_s, "min_light_frames": rule.min_light_frames},
         "params": _shown(params),
     }  # fmt: skip
-    return ConsistencyCalibration(info.name, info.weights_sha256, rule.smoothing_s, thresholds, provenance)
+    return ConsistencyCalibration(info.name, info.weights_sha256, rule.smoothing_s, thresholds, provenance, by_light,
+                                  rule.dark_below if by_light else math.nan)  # fmt: skip
 
 
 def _shown(path: Path) -> str:
