@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from modseg_ros.core.config import NodeConfig
-from modseg_ros.core.consistency import ConsistencyCalibration, calibration_path
+from modseg_ros.core.consistency import ConsistencyCalibration, Light, calibration_path, scene_brightness
 from modseg_ros.core.encoding import encode_payload
 from modseg_ros.core.failures import apply_to_payload, parse_failure_spec
-from modseg_ros.core.types import MODALITIES, Modality
+from modseg_ros.core.types import MODALITIES, Modality, SensorSample
 from modseg_ros.data.world.conditions import make_condition
 from modseg_ros.data.world.simulator import Simulator
 from modseg_ros.data.world.town import TownParams, generate_town
@@ -20,6 +20,7 @@ from modseg_ros.model.runtime import SegmentationEngine
 from modseg_ros.paths import config_file, model_file
 
 CHECKPOINT = model_file("any2seg_b0.safetensors")
+LARGER = model_file("any2seg_b0_128x256.safetensors")  # the opt-in checkpoint at 128×256
 TIMES = (1.0, 1.6)  # seconds into the drive
 # (failure, detected by the shipped checkpoint on these frames)
 FAULTS = (
@@ -52,12 +53,16 @@ def world():
     return config, frames
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    engine = SegmentationEngine.load(CHECKPOINT, threads=1)
-    calibration = ConsistencyCalibration.load(calibration_path(CHECKPOINT))
+def calibrated(checkpoint):
+    engine = SegmentationEngine.load(checkpoint, threads=1)
+    calibration = ConsistencyCalibration.load(calibration_path(checkpoint))
     assert calibration.weights_sha256 == engine.info.weights_sha256, "models/: recalibrate with modseg calibrate"
     return engine, calibration.for_subset(MODALITIES)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return calibrated(CHECKPOINT)
 
 
 def scores(world, engine, spec: str = "") -> dict[Modality, float]:
@@ -91,3 +96,24 @@ def test_a_quiet_fault_makes_its_sensor_inconsistent(world, shipped, spec, detec
     modality = parse_failure_spec(spec)[0].modality
     faulty = scores(world, engine, spec)
     assert faulty[modality] < thresholds[modality].warn_below, (faulty, thresholds[modality])
+
+
+def test_the_128x256_checkpoint_with_lit_thresholds_separates_a_40_percent_camera_occlusion_by_day():
+    """The opt-in checkpoint's camera score drops under 40 % mud by day below the thresholds of its
+    lit frames, where the levels pooled over day and night (which must hold at night) sit too low."""
+    config = NodeConfig.load(config_file("any2seg.yaml"))
+    town = generate_town(31, TownParams(duration_s=4.0))
+    sim = Simulator(town, make_condition("sun", np.random.default_rng(32)), config.rig, seed=31, threads=1)
+    frames = [{Modality.CAMERA: sim.camera(t).frame, Modality.DEPTH: sim.depth(t), Modality.LIDAR: sim.lidar_cloud(sim.lidar(t)),
+               Modality.EVENTS: sim.events(t - 0.05, t)} for t in (2.2, 2.8, 3.4)]  # fmt: skip
+    sim.close()
+    engine, pooled = calibrated(LARGER)
+    calibration = ConsistencyCalibration.load(calibration_path(LARGER))
+    brightness = scene_brightness({Modality.CAMERA: SensorSample(Modality.CAMERA, 0, 0, "camera", frames[0][Modality.CAMERA])})
+    lit = calibration.for_subset(MODALITIES, calibration.light(brightness, None))
+    assert calibration.light(brightness, None) is Light.LIT
+    nominal = scores((config, frames), engine)
+    assert all(nominal[m] >= lit[m].warn_below for m in MODALITIES), (nominal, lit)
+    occluded = scores((config, frames), engine, "camera:occlusion(fraction=0.4)")[Modality.CAMERA]
+    assert pooled[Modality.CAMERA].warn_below < lit[Modality.CAMERA].warn_below
+    assert occluded < lit[Modality.CAMERA].warn_below, (occluded, lit[Modality.CAMERA])
