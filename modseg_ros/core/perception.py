@@ -246,7 +246,8 @@ class Perception:
         """Judge a segmented bundle's consistency scores and its depth-LiDAR range agreement. The
         verdicts act on the bundles after it, so the node calls this once the mask is out."""
         stamp_ns = seg.bundle.stamp_ns
-        self.health.judge_consistency(self.consistency.update(stamp_ns, seg.modality_consistency, scene_brightness(seg.bundle.samples)))
+        brightness = scene_brightness(seg.bundle.samples)  # lit or dark: whose thresholds judge
+        self.health.judge_consistency(self.consistency.update(stamp_ns, seg.modality_consistency, brightness))
         self.health.judge_ranges(self.range_agreement.update(stamp_ns, seg.encoded.get(Modality.DEPTH),
                                                              seg.encoded.get(Modality.LIDAR)))  # fmt: skip
 

@@ -94,9 +94,9 @@ class _SubsetProbe:
 
 @dataclass
 class ScoreSeries:
-    """Smoothed nominal scores gathered over drives: (subset, modality) -> values after settling."""
+    """Smoothed nominal scores gathered over drives: (subset, modality, light) -> values after
+    settling; light None: every frame (pooled)."""
 
-    # (subset, modality, light) -> values; light None: every frame (pooled)
     values: dict[tuple[str, Modality, Light | None], list[np.ndarray]] = field(default_factory=dict)
     frames: int = 0
 
