@@ -124,12 +124,12 @@ def collect_scores(node: _CalibrationNode, probe: _SubsetProbe, rule: Calibratio
     dark = np.array(node.brightness) < rule.dark_below
     into.frames += len(stamps)
     keys = sorted({(subset, m) for frame in probe.frames for subset, per in frame.items() for m in per}, key=str)
-    for subset, modality in keys:
+    for subset, modality in keys:  # each key comes from a frame: rows is never empty
         rows = np.array([i for i, frame in enumerate(probe.frames) if modality in frame.get(subset, {})], dtype=np.int64)
         series = smooth(stamps[rows].tolist(), [float(probe.frames[i][subset][modality]) for i in rows], rule.smoothing_s)
-        keep = np.isfinite(series) & ((stamps[rows] - stamps[rows][0]) >= rule.settle_s * 1e9) if len(rows) else np.isfinite(series)
+        keep = np.isfinite(series) & ((stamps[rows] - stamps[rows][0]) >= rule.settle_s * 1e9)
         groups = {None: keep}
-        if len(rows) and Modality.CAMERA in probe.frames[rows[0]][subset]:  # the light is the camera's
+        if Modality.CAMERA in probe.frames[rows[0]][subset]:  # the light is the camera's
             groups.update({Light.DARK: keep & dark[rows], Light.LIT: keep & ~dark[rows]})
         for light, chosen in groups.items():
             if chosen.any():
