@@ -45,6 +45,20 @@ def test_a_bad_bundle_raises_here_and_the_child_serves_on(remote):
     assert remote.predict(encodings(2), (48, 80)).labels.shape == (48, 80)
 
 
+def test_the_labels_come_first_and_a_failing_receiver_leaves_the_pipe_in_step(remote):
+    received = []
+    p = remote.predict(encodings(4), (48, 80), on_labels=received.append)
+    assert len(received) == 1 and np.array_equal(received[0], p.labels)
+
+    def refuse(labels):
+        raise RuntimeError("publisher gone")
+
+    with pytest.raises(RuntimeError, match="publisher gone"):
+        remote.predict(encodings(5), (48, 80), on_labels=refuse)
+    again = remote.predict(encodings(6), (48, 80))  # this call's answer, not the previous one's
+    assert np.array_equal(again.labels, UNTRAINED().predict(encodings(6), (48, 80)).labels)
+
+
 def test_a_dead_child_is_reported_once_then_replaced(remote):
     first = remote.pid
     os.kill(first, signal.SIGKILL)

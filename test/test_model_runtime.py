@@ -57,6 +57,15 @@ def test_unasked_consistency_is_not_computed_and_changes_nothing_else(engine):
     assert np.array_equal(scored.labels, unscored.labels) and scored.modality_weights == unscored.modality_weights
 
 
+def test_the_labels_are_handed_on_before_the_scores_are_computed(engine, monkeypatch):
+    events = []
+    score = engine._backend.score
+    monkeypatch.setattr(engine._backend, "score", lambda features: events.append("scores") or score(features))
+    p = engine.predict(encodings(5), output_size=(48, 80), on_labels=lambda labels: events.append(labels.copy()))
+    assert len(events) == 2 and events[1] == "scores"
+    assert np.array_equal(events[0], p.labels) and all(np.isfinite(c) for c in p.modality_consistency.values())
+
+
 def test_subsets_scored_from_one_encoder_pass_match_predicting_each_subset_alone(engine):
     from modseg_ros.model.inputs import encode_input
 

@@ -1,7 +1,7 @@
 """``modseg bench model``: network speed on this CPU, torch against ONNX Runtime, per number of modalities.
 
 For each subset size (1..4 modalities, the first subset of that size in canonical order: C, CD, CDL,
-CDLE) it times the network forward (prepared inputs -> logits) in torch and, if the checkpoint's
+CDLE) it times the network (prepared inputs -> logits and consistency scores) in torch and, if the checkpoint's
 ``.onnx`` graph exists (``modseg export --onnx``; ``--export`` writes one beside a temporary copy of
 the checkpoint when it is missing), in ONNX Runtime, and ``SegmentationEngine.predict``
 end to end (uint8 encodings at the camera size -> labels at the camera size). Median of ``--repeat``
@@ -77,11 +77,11 @@ def run(args: argparse.Namespace) -> int:
         subset = MODALITIES[:k]
         images, index = prepare({m: encoded[m] for m in subset}, engine.input_size)
         fused = np.ones(len(index), dtype=bool)
-        torch_ms = _median_ms(lambda: engine._backend.run(images, index, fused), args.repeat)
+        torch_ms = _median_ms(lambda: _network(engine, images, index, fused), args.repeat)
         predict_ms = _median_ms(lambda: engine.predict({m: encoded[m] for m in subset}), args.repeat)
         row = [subset_name(subset), f"{torch_ms:.1f}"]
         if onnx_engine is not None:
-            ort_ms = _median_ms(lambda: onnx_engine._backend.run(images, index, fused), args.repeat)
+            ort_ms = _median_ms(lambda: _network(onnx_engine, images, index, fused), args.repeat)
             ort_predict = _median_ms(lambda: onnx_engine.predict({m: encoded[m] for m in subset}), args.repeat)
             row += [f"{ort_ms:.1f}", f"{ort_ms / torch_ms:.2f}", f"{predict_ms:.1f}", f"{ort_predict:.1f}"]
         else:
@@ -89,3 +89,12 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(*row)
     Console().print(table)
     return 0
+
+
+def _network(engine, images, index, fused) -> None:
+    """The backend's forward and, from its features, the consistency scores (where measurable)."""
+    from modseg_ros.model.consistency import MIN_MODALITIES
+
+    _, _, features = engine._backend.run(images, index, fused)
+    if len(index) >= MIN_MODALITIES and len(features):
+        engine._backend.score(features)

@@ -1,4 +1,4 @@
-"""``modseg export --onnx``: write the ONNX graph of a checkpoint beside it and check it against torch."""
+"""``modseg export --onnx``: write the ONNX graphs of a checkpoint beside it and check them against torch."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +21,8 @@ def run(args: argparse.Namespace) -> int:
     report = export_onnx(args.checkpoint, args.out)
     scope = "any subset of modalities" if report.dynamic_subsets else "all four modalities only"
     print(f"wrote {report.path} ({report.path.stat().st_size / 1e6:.1f} MB, {scope})")
+    if report.scores is not None:
+        print(f"wrote {report.scores} ({report.scores.stat().st_size / 1e6:.1f} MB, the consistency scores)")
     for name, diff in report.max_abs_diff.items():
         print(f"  {name:<5} max |ORT - torch| = {diff:.2e}   same label {100 * report.label_agreement[name]:.3f} %")
     print(f"max abs diff over {len(report.max_abs_diff)} subset(s): {report.worst:.2e}")

@@ -45,7 +45,8 @@ class Engine(Protocol):
     input_size: tuple[int, int]
 
     def predict_inputs(self, inputs: Mapping[Modality, np.ndarray], output_size: tuple[int, int],
-                       exclude: Collection[Modality] = (), consistency: bool = True): ...  # fmt: skip
+                       exclude: Collection[Modality] = (), consistency: bool = True,
+                       on_labels: Callable[[np.ndarray], None] | None = None): ...  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -225,9 +226,10 @@ class Perception:
         """Sensors the cross-checks (the network's consistency, depth against LiDAR ranges) leave out of the fusion."""
         return self.consistency.excluded | self.range_agreement.excluded
 
-    def segment(self, bundle: Bundle) -> Segmentation:
+    def segment(self, bundle: Bundle, on_labels: Callable[[np.ndarray], None] | None = None) -> Segmentation:
         """Encode what is not encoded yet and run the network on the bundle's modalities, leaving
-        out those the cross-checks judged inconsistent (but never all of them)."""
+        out those the cross-checks judged inconsistent (but never all of them). ``on_labels`` gets
+        the mask as soon as it exists, before the consistency scores are computed."""
         rig = self.rig
         start = time.perf_counter()
         encodings = {m: self._encoding(s, rig) for m, s in bundle.samples.items()}
@@ -237,7 +239,7 @@ class Perception:
             excluded = frozenset()  # a mask from doubtful sensors beats no mask
         prediction = self.engine.predict_inputs({m: e.network_input for m, e in encodings.items()},
                                                 (rig.camera.height, rig.camera.width), exclude=excluded,
-                                                consistency=self.config.consistency.enabled)  # fmt: skip
+                                                consistency=self.config.consistency.enabled, on_labels=on_labels)  # fmt: skip
         return Segmentation(bundle, prediction.labels, {m: e.image for m, e in encodings.items()}, rig,
                             prediction.modality_weights, encode_ms, prediction.inference_ms,
                             prediction.modality_consistency, excluded)  # fmt: skip

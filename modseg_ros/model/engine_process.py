@@ -9,6 +9,7 @@ node's inference thread only waits on a pipe.
 
     engine = EngineProcess(partial(SegmentationEngine.load, "models/any2seg_b0.safetensors", threads=1))
     engine.predict(encoded, output_size=(256, 512))  # the same Prediction as SegmentationEngine's
+    engine.predict(encoded, on_labels=publish_mask)  # called with the labels before the scores are computed
     engine.close()
 
 Bundles cross a socket pair, the arrays' bytes sent as they lie in memory (four 512×256
@@ -76,6 +77,8 @@ def _serve(conn: Connection) -> None:
         if request is None:
             return
         method, inputs, kwargs = request
+        if kwargs.pop("labels_first", False):  # the labels go back as soon as they exist, the scores after
+            kwargs["on_labels"] = lambda labels: _send(conn, ("labels", labels))
         try:
             _send(conn, ("ok", getattr(engine, method)(inputs, **kwargs)))
         except Exception as err:  # bad input for this bundle: raised in the parent, the child serves on
@@ -139,30 +142,43 @@ class EngineProcess:
         return self.info.config.input_size
 
     def predict(self, encoded: Mapping[Modality, np.ndarray], output_size: tuple[int, int] | None = None,
-                absent: str = "drop", exclude: Collection[Modality] = (), consistency: bool = True) -> Prediction:  # fmt: skip
+                absent: str = "drop", exclude: Collection[Modality] = (), consistency: bool = True,
+                on_labels: Callable[[np.ndarray], None] | None = None) -> Prediction:  # fmt: skip
         """As ``SegmentationEngine.predict``; ``inference_ms`` is the child's (the pipe excluded)."""
-        return self._call("predict", encoded, output_size, absent, exclude, consistency)
+        return self._call("predict", encoded, output_size, absent, exclude, consistency, on_labels)
 
     def predict_inputs(self, inputs: Mapping[Modality, np.ndarray], output_size: tuple[int, int], absent: str = "drop",
-                       exclude: Collection[Modality] = (), consistency: bool = True) -> Prediction:  # fmt: skip
+                       exclude: Collection[Modality] = (), consistency: bool = True,
+                       on_labels: Callable[[np.ndarray], None] | None = None) -> Prediction:  # fmt: skip
         """As ``SegmentationEngine.predict_inputs`` (network inputs: a quarter of the encodings' bytes
         at the shipped sizes, 4 × 3×64×128 float32 against 4 × 512×256×3 uint8)."""
-        return self._call("predict_inputs", inputs, output_size, absent, exclude, consistency)
+        return self._call("predict_inputs", inputs, output_size, absent, exclude, consistency, on_labels)
 
-    def _call(self, method: str, arrays: Mapping[Modality, np.ndarray], output_size, absent, exclude, consistency) -> Prediction:
+    def _call(self, method: str, arrays: Mapping[Modality, np.ndarray], output_size, absent, exclude, consistency,
+              on_labels: Callable[[np.ndarray], None] | None) -> Prediction:  # fmt: skip
         with self._lock:
             if self._conn is None:
                 self._start()
-            kwargs = {"output_size": output_size, "absent": absent, "exclude": tuple(exclude), "consistency": consistency}
+            kwargs = {"output_size": output_size, "absent": absent, "exclude": tuple(exclude), "consistency": consistency,
+                      "labels_first": on_labels is not None}  # fmt: skip
+            failure = None
             try:
                 _send(self._conn, (method, dict(arrays), kwargs))
                 status, value = _receive(self._conn)
+                if status == "labels":
+                    try:
+                        on_labels(value)
+                    except Exception as err:  # read the prediction still on its way, or the next call reads it
+                        failure = err
+                    status, value = _receive(self._conn)
             except (EOFError, BrokenPipeError, ConnectionResetError):
                 code = _reap(self._process)
                 self._conn = self._process = None
                 raise ModsegError(f"the engine process died (exit code {code}); it is started again for the next bundle") from None
             if status == "error":
                 raise value
+            if failure is not None:
+                raise failure
             return value
 
     def close(self) -> None:

@@ -11,7 +11,12 @@ Inputs are the camera-grid H×W×3 uint8 encodings of core/encoding.py for the m
 present; an absent modality is simply left out and the network drops it. ``absent="zero"`` instead
 feeds zeros for it, the benchmark protocol (evaluation only). Both backends share the preparation
 (model/inputs.py) and the post-processing (bilinear upsampling of the logits, argmax); the ONNX
-backend runs the graph written by ``modseg export --onnx`` next to the checkpoint.
+backend runs the graphs written by ``modseg export --onnx`` next to the checkpoint.
+
+The labels come before the consistency scores: the network's forward gives the logits and the
+per-modality features, the labels are taken, ``on_labels`` gets them, and only then are the scores
+computed from those features (a third of the network's time), so that a caller can publish the
+mask without waiting for them.
 
 ``exclude`` leaves present modalities out of the fusion while still encoding them, so that their
 consistency with the others (model/consistency.py) keeps being measured; the health monitor uses
@@ -20,7 +25,7 @@ this to drop a sensor that disagrees with the rest and to take it back when it a
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -61,11 +66,16 @@ class _TorchBackend:
         self.frame_model = FrameModel(model).eval()
 
     @torch.inference_mode()
-    def run(self, images: np.ndarray, modality_index: np.ndarray, fused: np.ndarray,
-            score: bool) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:  # fmt: skip
-        logits, weights, consistency = self.frame_model(torch.from_numpy(images), torch.from_numpy(modality_index),
-                                                        torch.from_numpy(fused), score)  # fmt: skip
-        return logits, weights.numpy(), consistency.numpy()
+    def run(self, images: np.ndarray, modality_index: np.ndarray,
+            fused: np.ndarray) -> tuple[torch.Tensor, np.ndarray, list[torch.Tensor]]:  # fmt: skip
+        """Logits, fusion weights and what ``score`` needs (the stage features; none for early fusion)."""
+        logits, weights, features = self.frame_model.segment(torch.from_numpy(images), torch.from_numpy(modality_index),
+                                                             torch.from_numpy(fused))  # fmt: skip
+        return logits, weights.numpy(), features
+
+    @torch.inference_mode()
+    def score(self, features: list[torch.Tensor]) -> np.ndarray:
+        return self.frame_model.consistency(features).numpy()
 
     @torch.inference_mode()
     def run_with_subsets(self, images: np.ndarray, modality_index: np.ndarray, fused: np.ndarray,
@@ -76,37 +86,61 @@ class _TorchBackend:
 
 
 class _OnnxBackend:
-    def __init__(self, onnx_path: Path, threads: int | None, weights: Path, weights_sha256: str) -> None:
-        import onnxruntime as ort
+    """The mask graph and, for late fusion, the scoring graph beside it (model/export.py)."""
 
-        from modseg_ros.model.export import WEIGHTS_KEY
+    def __init__(self, onnx_path: Path, threads: int | None, weights: Path, weights_sha256: str) -> None:
+        from modseg_ros.model.export import STAGES, scores_path
+
+        options = self._options(threads)
+        self.session = self._session(onnx_path, options, weights, weights_sha256)
+        outputs = [o.name for o in self.session.get_outputs()]
+        if outputs not in (["logits", "modality_weights"], ["logits", "modality_weights", *STAGES]):
+            raise CheckpointError(f"ONNX graph {onnx_path} predates the separate scoring graph (outputs: {', '.join(outputs)}); "
+                                  f"export it again with 'modseg export --onnx {weights}'")  # fmt: skip
+        self.stages = tuple(outputs[2:])  # a late-fusion graph hands its stage features to the scoring graph
+        self.scoring = None
+        if self.stages:
+            scoring = scores_path(onnx_path)
+            if not scoring.is_file():
+                raise CheckpointError(f"ONNX scoring graph {scoring} not found beside {onnx_path}; "
+                                      f"export again with 'modseg export --onnx {weights}'")  # fmt: skip
+            self.scoring = self._session(scoring, options, weights, weights_sha256)
+
+    @staticmethod
+    def _options(threads: int | None):
+        import onnxruntime as ort
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        return options
+
+    @staticmethod
+    def _session(path: Path, options, weights: Path, weights_sha256: str):
+        import onnxruntime as ort
+
+        from modseg_ros.model.export import WEIGHTS_KEY
+
         try:
-            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # ORT raises its own exception types for unreadable graphs
-            raise CheckpointError(f"ONNX graph {onnx_path} cannot be loaded: {err}") from err
-        inputs = {i.name for i in self.session.get_inputs()}
-        if "fused" not in inputs:
-            raise CheckpointError(f"ONNX graph {onnx_path} predates the consistency output (inputs: {', '.join(sorted(inputs))}); "
-                                  f"export it again with 'modseg export --onnx {weights}'")  # fmt: skip
-        exported_from = self.session.get_modelmeta().custom_metadata_map.get(WEIGHTS_KEY)
+            raise CheckpointError(f"ONNX graph {path} cannot be loaded: {err}") from err
+        exported_from = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_KEY)
         if exported_from != weights_sha256:
             which = "unknown weights (exported before graphs recorded them)" if exported_from is None else "other weights"
-            raise CheckpointError(f"ONNX graph {onnx_path} was exported from {which}, not from {weights}; "
+            raise CheckpointError(f"ONNX graph {path} was exported from {which}, not from {weights}; "
                                   f"export it again with 'modseg export --onnx {weights}'")  # fmt: skip
+        return session
 
-    def run(self, images: np.ndarray, modality_index: np.ndarray, fused: np.ndarray,
-            score: bool) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:  # fmt: skip
-        # the exported graph always computes the scores; unasked, they are not reported
-        logits, weights, consistency = self.session.run(
-            ["logits", "modality_weights", "modality_consistency"],
-            {"images": images, "modality_index": modality_index, "fused": fused},
-        )
-        return torch.from_numpy(logits), weights, consistency if score else np.full_like(consistency, np.nan)
+    def run(self, images: np.ndarray, modality_index: np.ndarray,
+            fused: np.ndarray) -> tuple[torch.Tensor, np.ndarray, list[np.ndarray]]:  # fmt: skip
+        logits, weights, *features = self.session.run(None, {"images": images, "modality_index": modality_index, "fused": fused})
+        return torch.from_numpy(logits), weights, features
+
+    def score(self, features: list[np.ndarray]) -> np.ndarray:
+        (consistency,) = self.scoring.run(None, dict(zip(self.stages, features)))
+        return consistency
 
 
 class SegmentationEngine:
@@ -171,6 +205,7 @@ class SegmentationEngine:
         absent: str = "drop",
         exclude: Collection[Modality] = (),
         consistency: bool = True,
+        on_labels: Callable[[np.ndarray], None] | None = None,
     ) -> Prediction:
         """Segment one frame from the present modalities' H×W×3 uint8 encodings.
 
@@ -178,7 +213,8 @@ class SegmentationEngine:
         (default) or ``zero`` (zero-fill absent modalities, the benchmark protocol). ``exclude``:
         present modalities left out of the labels' fusion (still encoded and scored for
         consistency); at least one present modality must remain. ``consistency=False`` skips the
-        consistency scores (NaN) and their cost with the torch backend.
+        consistency scores (NaN) and their cost. ``on_labels`` is called with the labels as soon as
+        they exist, before the consistency scores are computed (the node publishes the mask there).
         """
         start = time.perf_counter()
         present = tuple(m for m in MODALITIES if m in encoded)
@@ -187,7 +223,7 @@ class SegmentationEngine:
                 raise ValueError("no modality to segment: the encoded inputs are empty")
             output_size = encoded[present[0]].shape[:2]
         inputs = {m: encode_input(m, encoded[m], self.input_size) for m in present}
-        prediction = self.predict_inputs(inputs, output_size, absent, exclude, consistency)
+        prediction = self.predict_inputs(inputs, output_size, absent, exclude, consistency, on_labels)
         return replace(prediction, inference_ms=(time.perf_counter() - start) * 1e3)
 
     def predict_inputs(
@@ -197,6 +233,7 @@ class SegmentationEngine:
         absent: str = "drop",
         exclude: Collection[Modality] = (),
         consistency: bool = True,
+        on_labels: Callable[[np.ndarray], None] | None = None,
     ) -> Prediction:
         """``predict`` from network inputs already made by model/inputs.py ``encode_input`` (3×h×w
         float32 at ``input_size``); ``inference_ms`` then covers the network and the labels only."""
@@ -205,8 +242,13 @@ class SegmentationEngine:
             raise ValueError(f"absent must be 'drop' or 'zero', got {absent!r}")
         images, index = stack_inputs(inputs, self.input_size, zero_fill=absent == "zero")
         slots, fused = self._fused_slots(index, exclude)
-        logits, weights, slot_scores = self._backend.run(images, index, fused, consistency)
-        return self._prediction(logits, weights, slot_scores, slots, inputs, output_size, start)
+        logits, weights, features = self._backend.run(images, index, fused)
+        labels = labels_at(logits, tuple(output_size))[0].numpy()
+        if on_labels is not None:
+            on_labels(labels)
+        measurable = consistency and len(features) > 0  # an early-fusion model has no per-modality features
+        slot_scores = self._backend.score(features) if measurable else np.full(len(slots), np.nan, dtype=np.float32)
+        return self._prediction(labels, weights, slot_scores, slots, inputs, start)
 
     def predict_scoring_subsets(self, inputs: Mapping[Modality, np.ndarray], output_size: tuple[int, int],
                                 subsets: Sequence[Collection[Modality]],
@@ -221,7 +263,8 @@ class SegmentationEngine:
         slots, fused = self._fused_slots(index, exclude)
         rows = [[slots.index(m) for m in MODALITIES if m in subset] for subset in subsets]
         logits, weights, slot_scores, per_subset = self._backend.run_with_subsets(images, index, fused, rows)
-        prediction = self._prediction(logits, weights, slot_scores, slots, inputs, output_size, start)
+        labels = labels_at(logits, tuple(output_size))[0].numpy()
+        prediction = self._prediction(labels, weights, slot_scores, slots, inputs, start)
         return prediction, [{slots[i]: float(c) for i, c in zip(row, s.tolist())} for row, s in zip(rows, per_subset)]
 
     @staticmethod
@@ -233,9 +276,8 @@ class SegmentationEngine:
         return slots, fused
 
     @staticmethod
-    def _prediction(logits: torch.Tensor, weights: np.ndarray, slot_scores: np.ndarray, slots: list[Modality],
-                    inputs: Mapping[Modality, np.ndarray], output_size: tuple[int, int], start: float) -> Prediction:  # fmt: skip
-        labels = labels_at(logits, tuple(output_size))[0].numpy()
+    def _prediction(labels: np.ndarray, weights: np.ndarray, slot_scores: np.ndarray, slots: list[Modality],
+                    inputs: Mapping[Modality, np.ndarray], start: float) -> Prediction:  # fmt: skip
         fed = {m: float(w) for m, w in zip(slots, weights.tolist())}
         scores = {m: float(c) for m, c in zip(slots, slot_scores.tolist()) if m in inputs}
         present = tuple(m for m in MODALITIES if m in inputs)

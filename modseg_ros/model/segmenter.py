@@ -207,13 +207,17 @@ def build(config: SegmenterConfig) -> Segmenter:
 
 
 class FrameModel(nn.Module):
-    """One frame, present modalities only: the interface of the runtime and of the ONNX graph.
+    """One frame, present modalities only: the interface of the runtime and of the ONNX graphs.
 
     ``images`` (M, 3, H, W), ``modality_index`` (M,) and ``fused`` (M,) bool, which of them the
     output fuses -> logits (1, K, H/4, W/4), the fusion weight of each of the M modalities (M,; 0
     for the unfused) and each modality's consistency with the others (M,; model/consistency.py,
     NaN where not measurable). M may change from call to call. A late-fusion model still encodes
     the modalities it does not fuse, to keep checking them; the others drop them.
+
+    The forward is two steps, so that the mask can go out before the scores are computed:
+    ``segment`` (logits, weights and the per-modality stage features) and ``consistency`` (the
+    scores from those features; a third of the network's time).
     """
 
     def __init__(self, model: Segmenter) -> None:
@@ -222,19 +226,27 @@ class FrameModel(nn.Module):
 
     def forward(self, images: torch.Tensor, modality_index: torch.Tensor,
                 fused: torch.Tensor, score: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-        """``score=False`` skips the consistency decode (NaN scores; a third of the network's time)."""
+        """``score=False`` skips the consistency decode (NaN scores)."""
+        logits, weights, features = self.segment(images, modality_index, fused)
+        if not score or not features:
+            return logits, weights, torch.full_like(weights, float("nan"))
+        return logits, weights, self.consistency(features)
+
+    def segment(self, images: torch.Tensor, modality_index: torch.Tensor,
+                fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:  # fmt: skip
+        """Logits, fusion weights and the stage features [(M, 1, C_i, h_i, w_i)] the scores are
+        computed from (none for a model that fuses inside its encoder: it has no per-modality features)."""
         if not self.model.late_fusion:  # fuses inside its encoder: an unfused modality is not fed at all
             out = self.model(ModalBatch(images[fused][:, None], modality_index[fused]))
             weights = torch.zeros(fused.shape, dtype=out.modality_weights.dtype).masked_scatter(fused, out.modality_weights[:, 0])
-            return out.logits, weights, torch.full_like(weights, float("nan"))
+            return out.logits, weights, []
         features = self.model.encode(ModalBatch(images[:, None], modality_index))
-        return self._fuse(features, fused, score)
-
-    def _fuse(self, features: list[torch.Tensor], fused: torch.Tensor, score: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logits, weights = self.model.decode(features, fused[:, None])  # present: (M, 1), one sample
-        if not score:
-            return logits, weights[:, 0], torch.full_like(weights[:, 0], float("nan"))
-        return logits, weights[:, 0], modality_consistency(self.model.decode, features)
+        return logits, weights[:, 0], features
+
+    def consistency(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Each modality's consistency with the others (M,) from ``segment``'s stage features."""
+        return modality_consistency(self.model.decode, features)
 
     def with_subsets(self, images: torch.Tensor, modality_index: torch.Tensor, fused: torch.Tensor,
                      subsets: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:  # fmt: skip
@@ -243,5 +255,5 @@ class FrameModel(nn.Module):
         (late fusion only: its encoders never see the other modalities)."""
         if not self.model.late_fusion:
             raise ValueError(f"{type(self.model).__name__} fuses inside its encoder: subsets cannot share its features")
-        features = self.model.encode(ModalBatch(images[:, None], modality_index))
-        return (*self._fuse(features, fused, True), subset_consistency(self.model.decode, features, subsets))
+        logits, weights, features = self.segment(images, modality_index, fused)
+        return logits, weights, self.consistency(features), subset_consistency(self.model.decode, features, subsets)

@@ -2,7 +2,8 @@
 
 Subscriptions convert messages (ros/convert.py) and hand them to the health monitor and the
 synchronizer; completed bundles go to a newest-wins mailbox; the inference thread encodes, runs the
-network and publishes the mask and ``segmentation/info``, then hands the segmentation to the
+network, publishes the mask as soon as it exists and ``segmentation/info`` once the consistency
+scores are computed, then hands the segmentation to the
 rendering thread (the cross-checks' verdicts on it; colour mask, overlay and labelled points for
 the topics somebody subscribes to), so that neither holds up the next bundle's forward. Timers
 re-check health, complete waiting bundles and publish ``sensor_health`` and ``/diagnostics``. A
@@ -315,12 +316,18 @@ class Any2SegNode(Node):
                                         throttle_duration_sec=WARN_EVERY_S)  # fmt: skip
 
     def _segment_and_publish(self, bundle: Bundle) -> None:
-        """The mask (its latency is the node's) and its info; the rest goes to the rendering thread."""
-        seg = self.perception.segment(bundle)
+        """The mask as soon as the network has it (its latency is the node's), then its info with the
+        consistency scores; the rest goes to the rendering thread."""
         header = Header(stamp=_time_msg(bundle.stamp_ns), frame_id=self.config.outputs.frame_id)
-        self._pub_mask.publish(convert.image_msg(seg.labels, "mono8", header))
-        arrivals = [self._wall_arrival.get(s) for s in bundle.samples.values()]
-        end_to_end_ms = (time.monotonic() - max(a for a in arrivals if a is not None)) * 1e3 if any(arrivals) else 0.0
+        arrivals = [a for a in map(self._wall_arrival.get, bundle.samples.values()) if a is not None]
+        end_to_end_ms = 0.0
+
+        def publish_mask(labels: np.ndarray) -> None:  # before the consistency scores are computed
+            nonlocal end_to_end_ms
+            self._pub_mask.publish(convert.image_msg(labels, "mono8", header))
+            end_to_end_ms = (time.monotonic() - max(arrivals)) * 1e3 if arrivals else 0.0
+
+        seg = self.perception.segment(bundle, on_labels=publish_mask)
         self._renders.put((seg, header))
         used, excluded = seg.fused, [m for m in bundle.modalities if m in seg.excluded]
         info = SegmentationInfo(header=header, model=self.perception.engine.name)
