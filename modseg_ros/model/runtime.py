@@ -35,6 +35,7 @@ import torch
 from modseg_ros.core.types import MODALITIES, Modality
 from modseg_ros.errors import CheckpointError, ConfigError
 from modseg_ros.model.checkpoint import CheckpointInfo, load_checkpoint, read_sidecar
+from modseg_ros.model.consistency import MIN_MODALITIES
 from modseg_ros.model.inputs import encode_input, stack_inputs
 from modseg_ros.model.segmenter import FrameModel, SegmenterConfig, build, labels_at
 
@@ -246,7 +247,8 @@ class SegmentationEngine:
         labels = labels_at(logits, tuple(output_size))[0].numpy()
         if on_labels is not None:
             on_labels(labels)
-        measurable = consistency and len(features) > 0  # an early-fusion model has no per-modality features
+        # an early-fusion model has no per-modality features; two sensors cannot outvote each other
+        measurable = consistency and len(features) > 0 and len(slots) >= MIN_MODALITIES
         slot_scores = self._backend.score(features) if measurable else np.full(len(slots), np.nan, dtype=np.float32)
         return self._prediction(labels, weights, slot_scores, slots, inputs, start)
 
