@@ -83,11 +83,14 @@ class _SubsetProbe:
         self.frames: list[dict[str, Mapping[Modality, float]]] = []  # per segmented frame: subset -> scores
 
     def predict_inputs(self, inputs: Mapping[Modality, np.ndarray], output_size: tuple[int, int],
-                       exclude: Collection[Modality] = (), consistency: bool = True):  # fmt: skip
+                       exclude: Collection[Modality] = (), consistency: bool = True,
+                       on_labels: Callable[[np.ndarray], None] | None = None):  # fmt: skip
         # scored whatever the parameter file says: scoring is what a calibration is for
         present = tuple(m for m in MODALITIES if m in inputs)
         subsets = [s for k in range(MIN_MODALITIES, len(present)) for s in itertools.combinations(present, k)]
         prediction, per_subset = self.engine.predict_scoring_subsets(inputs, output_size, subsets, exclude=exclude)
+        if on_labels is not None:
+            on_labels(prediction.labels)
         self.frames.append({subset_name(present): prediction.modality_consistency, **dict(zip(map(subset_name, subsets), per_subset))})
         return prediction
 
