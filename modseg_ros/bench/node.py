@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="model threads in the node and for the bare forward (default 1)")
     parser.add_argument("--model", default="", help="checkpoint (default: the parameter file's choice)")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
-                        help="model backend in the node and for the bare forward (onnx: the .onnx beside the checkpoint)")
+                        help="model backend in the node and for the bare forward (onnx: the .onnx graphs beside the checkpoint)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="a node parameter for every phase, YAML value (e.g. health.tick_rate_hz=20); repeatable")
     parser.add_argument("--viewer", action="store_true",

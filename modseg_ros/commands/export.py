@@ -10,7 +10,7 @@ from modseg_ros.errors import ConfigError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="model .safetensors (with its .json sidecar)")
     parser.add_argument("--onnx", action="store_true", help="export to ONNX (the only format so far)")
-    parser.add_argument("--out", type=Path, help="output .onnx path (default: beside the checkpoint)")
+    parser.add_argument("--out", type=Path, help="mask graph path (default: beside the checkpoint); the scoring graph goes beside it as *.scores.onnx")
 
 
 def run(args: argparse.Namespace) -> int:
