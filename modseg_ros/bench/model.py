@@ -93,8 +93,5 @@ def run(args: argparse.Namespace) -> int:
 
 def _network(engine, images, index, fused) -> None:
     """The backend's forward and, from its features, the consistency scores (where measurable)."""
-    from modseg_ros.model.consistency import MIN_MODALITIES
-
     _, _, features = engine._backend.run(images, index, fused)
-    if len(index) >= MIN_MODALITIES and len(features):
-        engine._backend.score(features)
+    engine._slot_scores(features, len(index))

@@ -251,10 +251,16 @@ class SegmentationEngine:
         labels = labels_at(logits, tuple(output_size))[0].numpy()
         if on_labels is not None:
             on_labels(labels)
-        # an early-fusion model has no per-modality features; two sensors cannot outvote each other
-        measurable = consistency and len(features) > 0 and len(slots) >= MIN_MODALITIES
-        slot_scores = self._backend.score(features) if measurable else np.full(len(slots), np.nan, dtype=np.float32)
+        slot_scores = self._slot_scores(features, len(slots)) if consistency else np.full(len(slots), np.nan, dtype=np.float32)
         return self._prediction(labels, weights, slot_scores, slots, inputs, start)
+
+    def _slot_scores(self, features: list, count: int) -> np.ndarray:
+        """The consistency scores (count,) from ``run``'s stage features; NaN without a scoring pass
+        where they cannot be measured: an early-fusion model has no per-modality features, and two
+        sensors cannot outvote each other."""
+        if not len(features) or count < MIN_MODALITIES:
+            return np.full(count, np.nan, dtype=np.float32)
+        return self._backend.score(features)
 
     def predict_scoring_subsets(self, inputs: Mapping[Modality, np.ndarray], output_size: tuple[int, int],
                                 subsets: Sequence[Collection[Modality]],
