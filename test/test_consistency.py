@@ -172,7 +172,7 @@ def test_the_health_monitor_reports_the_verdict_and_the_score():
     image = np.random.default_rng(0).integers(0, 255, (32, 64, 3), dtype=np.uint8)
     assert health.observe(SensorSample(C, S, S, "camera_optical", CameraFrame(image)), S).level is HealthLevel.OK
     monitor = ConsistencyMonitor(ConsistencySettings(), calibration())
-    health.judge_consistency({C: drive(monitor, 2.0, lidar=0.9, others=0.3)[C]})
+    health.judge("consistency", {C: drive(monitor, 2.0, lidar=0.9, others=0.3)[C]})
     state = health.tick(S + PERIOD)[C]
     assert state.level is HealthLevel.WARN and state.alive  # still fused unless excluded, still scored
     assert state.reason.startswith("inconsistent with other sensors")

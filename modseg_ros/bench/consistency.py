@@ -123,9 +123,9 @@ def _replay(engine, calibration, params: Path, bag: Path, overrides: dict, spec:
                 seg = self.perception.segment(bundle)
                 self.perception.cross_check(seg)
                 verdicts = self.perception.consistency.verdicts()
-                ranges = self.perception.range_agreement.verdicts()
+                checks = (self.perception.range_agreement.verdicts(), self.perception.motion_agreement.verdicts())
                 self.masks.append(SimpleNamespace(stamp_ns=bundle.stamp_ns, labels=seg.labels))
-                levels.append({m: max(v.level, ranges[m].level if m in ranges else v.level) for m, v in verdicts.items()})
+                levels.append({m: max([v.level] + [c[m].level for c in checks if m in c]) for m, v in verdicts.items()})
                 excluded.append(self.perception.excluded)
                 scores.append({m: v.score for m, v in verdicts.items()})
 

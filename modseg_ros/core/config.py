@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 
 from modseg_ros.core.consistency import ConsistencySettings
+from modseg_ros.core.motion_agreement import MotionAgreementSettings
 from modseg_ros.core.range_agreement import RangeAgreementSettings
 from modseg_ros.core.encoding import EncodingConfig
 from modseg_ros.core.geometry import Intrinsics, Rig, Transform
@@ -304,6 +305,7 @@ class NodeConfig:
     health_tick_rate_hz: float
     consistency: ConsistencySettings
     range_agreement: RangeAgreementSettings
+    motion_agreement: MotionAgreementSettings
     model: ModelConfig
     encoding: EncodingConfig
     outputs: OutputsConfig
@@ -378,6 +380,20 @@ class NodeConfig:
             recover_s=consistency.recover_s,
             exclude=consistency.exclude,
         )
+        motion_agreement = MotionAgreementSettings(
+            enabled=r.boolean("health.motion_agreement.enabled"),
+            block_px=r.integer("health.motion_agreement.block_px", 1),
+            lag_s=r.positive("health.motion_agreement.lag_s"),
+            still_below=r.positive("health.motion_agreement.still_below"),
+            min_event_pixels=r.integer("health.motion_agreement.min_event_pixels", 1),
+            min_moving_blocks=r.integer("health.motion_agreement.min_moving_blocks", 1),
+            max_still_share=r.positive("health.motion_agreement.max_still_share"),
+            exclude_still_share=r.positive("health.motion_agreement.exclude_still_share"),
+            smoothing_s=r.number("health.motion_agreement.smoothing_s", 0.0),
+            enter_s=consistency.enter_s,
+            recover_s=consistency.recover_s,
+            exclude=consistency.exclude,
+        )
         encoding = EncodingConfig(
             near_m=r.positive("encoding.near_m"),
             far_m=r.positive("encoding.far_m"),
@@ -415,6 +431,7 @@ class NodeConfig:
             health_tick_rate_hz=r.positive("health.tick_rate_hz"),
             consistency=consistency,
             range_agreement=range_agreement,
+            motion_agreement=motion_agreement,
             model=model,
             encoding=encoding,
             outputs=outputs,

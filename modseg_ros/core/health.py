@@ -16,10 +16,11 @@ at or above it and left after ``recover_count`` consecutive messages below it. A
 stream at once and recovery from it also needs ``recover_count`` good messages. ``alive`` is
 level < ERROR after the first message; it drives the synchronizer and the model.
 
-- **Consistency** with the other sensors (core/consistency.py, from the network's output): the
-  worker hands its verdicts over with ``judge_consistency``; an alive sensor judged inconsistent is
-  WARN with that reason (it stays alive: it is still encoded and scored, so it can recover). The
-  depth-LiDAR range check (core/range_agreement.py, ``judge_ranges``) works the same way.
+- **Cross-checks** between sensors, judged on the worker after each segmented bundle and handed
+  over with ``judge``: consistency with the other sensors (core/consistency.py, from the network's
+  output), depth against LiDAR ranges (core/range_agreement.py) and the camera against the event
+  camera's motion (core/motion_agreement.py). An alive sensor a check judges faulty is WARN with
+  that check's reason (it stays alive: it is still encoded and checked, so it can recover).
 """
 from __future__ import annotations
 
@@ -27,11 +28,10 @@ import hashlib
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from modseg_ros.core.consistency import Verdict
-from modseg_ros.core.range_agreement import RangeVerdict
 from modseg_ros.core.types import (
     CameraFrame,
     DepthFrame,
@@ -301,6 +301,15 @@ class _Hysteresis:
         self._history.clear()
 
 
+class CrossCheckVerdict(Protocol):
+    """What a cross-check (core/consistency.py, range_agreement.py, motion_agreement.py) says of one sensor."""
+
+    level: HealthLevel
+    reason: str
+
+    def details(self) -> dict[str, float | int | str]: ...
+
+
 @dataclass
 class _Stream:
     limits: StreamLimits
@@ -317,8 +326,7 @@ class _Stream:
     identical_run: int = 0
     last_problem: str = ""
     numbers: dict[str, float] = field(default_factory=dict)
-    consistency: Verdict | None = None  # replaced whole by the worker, read here
-    ranges: RangeVerdict | None = None  # likewise (depth and LiDAR only)
+    cross_checks: Mapping[str, CrossCheckVerdict] = field(default_factory=dict)  # by check; replaced whole by the worker, read here
 
 
 class HealthMonitor:
@@ -392,18 +400,12 @@ class HealthMonitor:
         stream.hysteresis.update(Finding(ERROR, f"malformed message: {problem}"))
         return self._update(modality, now_ns)
 
-    def judge_consistency(self, verdicts: Mapping[Modality, Verdict]) -> None:
-        """The consistency check's newest verdicts (any thread): they count from the next
-        ``observe`` or ``tick``."""
+    def judge(self, check: str, verdicts: Mapping[Modality, CrossCheckVerdict]) -> None:
+        """A cross-check's newest verdicts (any thread): they count from the next ``observe`` or ``tick``."""
         for modality, verdict in verdicts.items():
             if modality in self._streams:
-                self._streams[modality].consistency = verdict
-
-    def judge_ranges(self, verdicts: Mapping[Modality, RangeVerdict]) -> None:
-        """The depth-LiDAR range check's newest verdicts (any thread), as ``judge_consistency``."""
-        for modality, verdict in verdicts.items():
-            if modality in self._streams:
-                self._streams[modality].ranges = verdict
+                stream = self._streams[modality]
+                stream.cross_checks = {**stream.cross_checks, check: verdict}
 
     def tick(self, now_ns: int) -> dict[Modality, HealthState]:
         """Re-evaluate the stream checks (timeouts, rates) at ``now_ns``; call it periodically."""
@@ -469,15 +471,14 @@ class HealthMonitor:
                 rate = self._rate_finding(stream, now_ns)
                 if rate.level > level:
                     level, reason = rate.level, rate.reason
-                for verdict in (stream.consistency, stream.ranges):
-                    if verdict is not None and verdict.level > level:
+                for verdict in stream.cross_checks.values():
+                    if verdict.level > level:
                         level, reason = verdict.level, verdict.reason
             alive = level < ERROR
         age = (now_ns - stream.last_arrival_ns) / 1e9 if stream.last_arrival_ns is not None else -1.0
         details = {"received": stream.received, "rejected": stream.rejected, **stream.numbers}
-        for verdict in (stream.consistency, stream.ranges):
-            if verdict is not None:
-                details.update(verdict.details())
+        for verdict in stream.cross_checks.values():
+            details.update(verdict.details())
         state = HealthState(modality, HealthLevel(level), reason, alive, self._rate(stream, now_ns), age, details)
         self._states[modality] = state
         return state

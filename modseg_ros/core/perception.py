@@ -30,6 +30,7 @@ from modseg_ros.core.consistency import (
 from modseg_ros.core.encoding import encode_payload
 from modseg_ros.core.geometry import Intrinsics, Rig
 from modseg_ros.core.health import HealthMonitor
+from modseg_ros.core.motion_agreement import MotionAgreementMonitor
 from modseg_ros.core.postprocess import color_mask, labelled_points, overlay_image
 from modseg_ros.core.range_agreement import RangeAgreementMonitor
 from modseg_ros.core.sync import Synchronizer
@@ -113,6 +114,7 @@ class Perception:
         self.health = HealthMonitor(config.health, config.inputs.modalities)
         self.consistency = ConsistencyMonitor(config.consistency, calibration)  # worker side only
         self.range_agreement = RangeAgreementMonitor(config.range_agreement, config.encoding)  # worker side only
+        self.motion_agreement = MotionAgreementMonitor(config.motion_agreement)  # worker side only
         self.sync = Synchronizer(config.sync)
         self._encoded: dict[Modality, OrderedDict[int, _Encoding]] = {
             m: OrderedDict() for m in config.inputs.modalities
@@ -223,8 +225,9 @@ class Perception:
 
     @property
     def excluded(self) -> frozenset[Modality]:
-        """Sensors the cross-checks (the network's consistency, depth against LiDAR ranges) leave out of the fusion."""
-        return self.consistency.excluded | self.range_agreement.excluded
+        """Sensors the cross-checks (the network's consistency, depth against LiDAR ranges, the camera
+        against the events' motion) leave out of the fusion."""
+        return self.consistency.excluded | self.range_agreement.excluded | self.motion_agreement.excluded
 
     def segment(self, bundle: Bundle, on_labels: Callable[[np.ndarray], None] | None = None) -> Segmentation:
         """Encode what is not encoded yet and run the network on the bundle's modalities, leaving
@@ -245,13 +248,14 @@ class Perception:
                             prediction.modality_consistency, excluded)  # fmt: skip
 
     def cross_check(self, seg: Segmentation) -> None:
-        """Judge a segmented bundle's consistency scores and its depth-LiDAR range agreement. The
-        verdicts act on the bundles after it, so the node calls this once the mask is out."""
-        stamp_ns = seg.bundle.stamp_ns
+        """Judge a segmented bundle's consistency scores, its depth-LiDAR range agreement and the
+        camera's motion against the events'. The verdicts act on the bundles after it, so the node
+        calls this once the mask is out."""
+        stamp_ns, encoded = seg.bundle.stamp_ns, seg.encoded
         brightness = scene_brightness(seg.bundle.samples)  # lit or dark: whose thresholds judge
-        self.health.judge_consistency(self.consistency.update(stamp_ns, seg.modality_consistency, brightness))
-        self.health.judge_ranges(self.range_agreement.update(stamp_ns, seg.encoded.get(Modality.DEPTH),
-                                                             seg.encoded.get(Modality.LIDAR)))  # fmt: skip
+        self.health.judge("consistency", self.consistency.update(stamp_ns, seg.modality_consistency, brightness))
+        self.health.judge("ranges", self.range_agreement.update(stamp_ns, encoded.get(Modality.DEPTH), encoded.get(Modality.LIDAR)))
+        self.health.judge("motion", self.motion_agreement.update(stamp_ns, encoded.get(Modality.CAMERA), encoded.get(Modality.EVENTS)))
 
     def render(self, seg: Segmentation, color: bool = True, overlay: bool = True, points: bool = True) -> Rendering:
         """Colour mask, overlay and labelled LiDAR points of a segmentation, those asked for (the
