@@ -10,7 +10,13 @@ import pytest
 from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.encoding import encode_payload
 from modseg_ros.core.failures import apply_to_payload, parse_failure_spec
-from modseg_ros.core.motion_agreement import MotionAgreementMonitor, MotionAgreementSettings, block_means, compare_motion
+from modseg_ros.core.motion_agreement import (
+    MotionAgreementMonitor,
+    MotionAgreementSettings,
+    block_means,
+    block_side,
+    compare_motion,
+)
 from modseg_ros.core.types import HealthLevel, Modality
 from modseg_ros.data.world.conditions import make_condition
 from modseg_ros.data.world.simulator import Simulator
@@ -52,11 +58,12 @@ def feed(monitor, frames, start_ns=0, with_events=True):
 
 
 def test_the_still_share_counts_moving_blocks_the_camera_sees_still():
-    now, before = block_means(scene(10), 16), block_means(scene(0), 16)
-    assert now.shape == (4, 8)
+    side = block_side(128, SETTINGS)
+    now, before = block_means(scene(10), side), block_means(scene(0), side)
+    assert side == 4 and now.shape == (16, 32)
     moving = compare_motion(now, before, events(), SETTINGS)
-    assert (moving.moving_blocks, moving.still_blocks) == (32, 0)
-    mud = compare_motion(block_means(covered(scene(10)), 16), block_means(covered(scene(0)), 16), events(), SETTINGS)
+    assert (moving.moving_blocks, moving.still_blocks) == (512, 0)
+    mud = compare_motion(block_means(covered(scene(10)), side), block_means(covered(scene(0)), side), events(), SETTINGS)
     assert mud.still_share == pytest.approx(0.5)
     quiet = compare_motion(now, before, np.zeros_like(events()), SETTINGS)
     assert quiet.moving_blocks == 0 and np.isnan(quiet.still_share)  # no events: nothing to compare with

@@ -154,6 +154,7 @@ def test_an_inconsistent_sensor_is_warned_excluded_and_scored_in_info_and_diagno
         assert float(depth["range_shift"]) == 0.0 and depth["range_shift_limit"] == "3.000"
         camera = {kv.key: kv.value for kv in outputs.sensor_statuses("camera")[-1][1].values}
         assert 0.0 < float(camera["consistency"]) <= 1.0 and camera["excluded_from_fusion"] == "False"
+        assert "motion_still_share" in camera and camera["motion_excluded_from_fusion"] == "False"  # the camera-events check reports too
         assert any("excluded as inconsistent: lidar" in s.message for _, s in outputs.pipeline_statuses())
     finally:
         assert node.stop() == 0, node.log()

@@ -382,10 +382,10 @@ class NodeConfig:
         )
         motion_agreement = MotionAgreementSettings(
             enabled=r.boolean("health.motion_agreement.enabled"),
-            block_px=r.integer("health.motion_agreement.block_px", 1),
+            blocks_across=r.integer("health.motion_agreement.blocks_across", 1),
             lag_s=r.positive("health.motion_agreement.lag_s"),
             still_below=r.positive("health.motion_agreement.still_below"),
-            min_event_pixels=r.integer("health.motion_agreement.min_event_pixels", 1),
+            min_event_share=r.positive("health.motion_agreement.min_event_share"),
             min_moving_blocks=r.integer("health.motion_agreement.min_moving_blocks", 1),
             max_still_share=r.positive("health.motion_agreement.max_still_share"),
             exclude_still_share=r.positive("health.motion_agreement.exclude_still_share"),

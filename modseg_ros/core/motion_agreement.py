@@ -3,10 +3,10 @@
 An event camera fires where brightness changes: while the vehicle moves, over much of the view.
 Mounted beside the camera (the rig's assumption, core/encoding.py), it sees the same scene, so the
 camera image changes there too. Mud or a leaf on the lens, or a region of the image that froze,
-stands still while the event camera keeps seeing the scene move behind it. Per bundle, on blocks of
-``block_px`` × ``block_px`` pixels of the camera grid:
+stands still while the event camera keeps seeing the scene move behind it. Per bundle, on square
+blocks of the camera grid, ``blocks_across`` of them across (512×256: 16-pixel blocks):
 
-- **moving** blocks: those where at least ``min_event_pixels`` pixels of the event frame hold events;
+- **moving** blocks: those where at least ``min_event_share`` of the event frame's pixels hold events;
 - **still** blocks: of those, the ones whose mean camera intensity changed by less than
   ``still_below`` grey levels since the camera image of ``lag_s`` before. Block means average the
   sensor noise (and the texture of mud) away; half a second lets the scene move further than it
@@ -43,10 +43,10 @@ class MotionAgreementSettings:
     """``health.motion_agreement.*``."""
 
     enabled: bool = True
-    block_px: int = 16  # block side on the camera grid (512×256: 32×16 blocks)
+    blocks_across: int = 32  # square blocks across the camera grid (512×256: 16-pixel blocks, 32×16 of them)
     lag_s: float = 0.5  # camera image compared with the one this long before
     still_below: float = 1.5  # block mean changed by less than this (grey levels, 0-255): still
-    min_event_pixels: int = 5  # event pixels that make a block moving
+    min_event_share: float = 0.02  # share of a block's pixels holding events that makes it moving (16 px: 6)
     min_moving_blocks: int = 8  # fewer moving blocks: the frame is not judged
     max_still_share: float = 0.3  # smoothed still share beyond this: camera WARN
     exclude_still_share: float = 0.4  # ... beyond this: excluded from the fusion (health.consistency.exclude)
@@ -87,9 +87,15 @@ def event_pixels(events: np.ndarray, block_px: int) -> np.ndarray:
     return _block_sums((events[..., 2:3] > 0).view(np.uint8), block_px)
 
 
+def block_side(width: int, settings: MotionAgreementSettings) -> int:
+    """Pixels per block side on a camera grid ``width`` pixels wide."""
+    return max(1, width // settings.blocks_across)
+
+
 def compare_motion(now: np.ndarray, before: np.ndarray, events: np.ndarray, settings: MotionAgreementSettings) -> MotionStats:
     """Block means of the camera now and ``lag_s`` before, and the event frame -> the comparison."""
-    moving = event_pixels(events, settings.block_px) >= settings.min_event_pixels
+    side = block_side(events.shape[1], settings)
+    moving = event_pixels(events, side) >= settings.min_event_share * side * side
     still = np.abs(now - before) < settings.still_below
     return MotionStats(int(moving.sum()), int((moving & still).sum()))
 
@@ -113,9 +119,29 @@ class MotionVerdict:
 
 @dataclass
 class _Track:
-    value: float = math.nan
+    value: float = math.nan  # smoothed still share
     last_ns: int | None = None
+    start_ns: int | None = None  # of the first judged frame
+    count: int = 0  # judged frames since then
     hysteresis: Hysteresis = field(default_factory=Hysteresis)
+
+    def smooth(self, stamp_ns: int, share: float, smoothing_s: float) -> None:
+        """The running mean of the shares over the first ``smoothing_s``, an EMA from there on: an
+        EMA seeded by its first frame alone would carry that frame's share for a whole time constant
+        (a drive that starts slowly in fog read 0.45, then 0.2-0.3, and warned)."""
+        if self.start_ns is None:
+            self.start_ns, self.count, self.value = stamp_ns, 0, 0.0
+        self.count += 1
+        if stamp_ns - self.start_ns < smoothing_s * NS:
+            self.value += (share - self.value) / self.count
+        else:
+            self.value = ema(self.value, share, (stamp_ns - self.last_ns) / NS, smoothing_s)
+        self.last_ns = stamp_ns
+
+    def restart(self) -> None:
+        """A jump back in time: smoothing starts again, the verdict holds."""
+        self.value, self.last_ns, self.start_ns = math.nan, None, None
+        self.hysteresis.restart()
 
 
 class MotionAgreementMonitor:
@@ -140,9 +166,8 @@ class MotionAgreementMonitor:
         track = self._track
         if self._history and stamp_ns < self._history[-1][0]:  # a jump back (bag loop): start again
             self._history.clear()
-            track.value, track.last_ns = math.nan, None
-            track.hysteresis.restart()
-        now = block_means(camera, s.block_px)
+            track.restart()
+        now = block_means(camera, block_side(camera.shape[1], s))
         before = self._before(stamp_ns - int(s.lag_s * NS))
         self._history.append((stamp_ns, now))
         if events is None or before is None or before.shape != now.shape:
@@ -151,8 +176,7 @@ class MotionAgreementMonitor:
         self.last = stats
         if stats.moving_blocks < s.min_moving_blocks:
             return self.verdicts()
-        dt = None if track.last_ns is None else (stamp_ns - track.last_ns) / NS
-        track.value, track.last_ns = ema(track.value, stats.still_share, dt, s.smoothing_s), stamp_ns
+        track.smooth(stamp_ns, stats.still_share, s.smoothing_s)
         track.hysteresis.step(stamp_ns, warn=track.value > s.max_still_share, exclude=track.value > s.exclude_still_share,
                               recovered=track.value <= 0.5 * s.max_still_share, enter_ns=int(s.enter_s * NS),
                               recover_ns=int(s.recover_s * NS))  # fmt: skip
