@@ -117,6 +117,7 @@ def test_ros_parameters_are_not_ours_to_validate():
         ("model.backend", "tensorrt", "'model.backend' must be one of torch, onnx"),
         ("model.threads", 1.5, "'model.threads' must be an integer"),
         ("encoding.far_m", 0.1, "'encoding.far_m' must exceed 'encoding.near_m'"),
+        ("health.motion_agreement.exclude_still_share", 0.2, "'health.motion_agreement.exclude_still_share' must be at least"),
         ("outputs.overlay_alpha", 2.0, "'outputs.overlay_alpha' must be <= 1"),
         ("rig.camera.width", -5, "rig.camera.width/height/hfov_deg"),
     ],

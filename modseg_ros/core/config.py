@@ -394,6 +394,10 @@ class NodeConfig:
             recover_s=consistency.recover_s,
             exclude=consistency.exclude,
         )
+        if motion_agreement.exclude_still_share < motion_agreement.max_still_share:
+            raise ConfigError("parameter 'health.motion_agreement.exclude_still_share' must be at least "
+                              f"'health.motion_agreement.max_still_share' ({motion_agreement.max_still_share:g}), "
+                              f"got {motion_agreement.exclude_still_share:g}")  # fmt: skip
         encoding = EncodingConfig(
             near_m=r.positive("encoding.near_m"),
             far_m=r.positive("encoding.far_m"),

@@ -129,8 +129,9 @@ class _Track:
     def smooth(self, stamp_ns: int, share: float, smoothing_s: float) -> None:
         """The running mean of the shares over the first ``smoothing_s``, an EMA from there on: an
         EMA seeded by its first frame alone would carry that frame's share for a whole time constant
-        (a drive that starts slowly in fog read 0.45, then 0.2-0.3, and warned)."""
-        if self.start_ns is None:
+        (a drive that starts slowly in fog read 0.45, then 0.2-0.3, and warned). After a pause in
+        judging longer than ``smoothing_s`` (a stop: no events) it starts again the same way."""
+        if self.start_ns is None or stamp_ns - self.last_ns > smoothing_s * NS:
             self.start_ns, self.count, self.value = stamp_ns, 0, 0.0
         self.count += 1
         if stamp_ns - self.start_ns < smoothing_s * NS:
