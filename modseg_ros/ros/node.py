@@ -37,6 +37,7 @@ import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSPolicyKind, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -511,6 +512,11 @@ def spin(ros_args: Sequence[str] = (), params_file: str | None = None, foxglove=
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except _rclpy.RCLError:
+        # Ctrl-C or SIGTERM shut the context down between two waits of the executor: its next wait
+        # set then fails instead of raising ExternalShutdownException. Anything else is an error.
+        if rclpy.ok():
+            raise
     finally:
         # A second Ctrl-C (a terminal signals launch and the node, then launch signals the node
         # again) must not interrupt the teardown.
