@@ -1,4 +1,5 @@
-"""``modseg eval``: every-subset evaluation of a checkpoint on a DELIVER-layout split (JSON, Markdown, PNGs)."""
+"""``modseg eval``: every-subset evaluation of a checkpoint on a DELIVER-layout split, or camera-only
+evaluation on a real labelled dataset with ``--dataset`` (JSON, Markdown, PNGs)."""
 from __future__ import annotations
 
 import argparse
@@ -8,8 +9,14 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="model .safetensors (with its .json sidecar)")
-    parser.add_argument("data", type=Path, help="DELIVER-layout root")
-    parser.add_argument("--split", default="val", help="split to evaluate (default val, as DELIVER)")
+    parser.add_argument("data", type=Path, help="DELIVER-layout root, or a labelled dataset's root with --dataset")
+    parser.add_argument("--dataset", default="",
+                        help="a labelled camera dataset: 'camvid' or a mapping YAML (data/labelled.py); camera-only "
+                             "mIoU over its own classes at its native resolution")
+    parser.add_argument("--split", default=None, help="split to evaluate (default val, as DELIVER; test with --dataset)")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                        help="--dataset: network input size (default: the image's aspect ratio at the checkpoint's pixel count)")
+    parser.add_argument("--squash", action="store_true", help="--dataset: run at the checkpoint's input size whatever the aspect")
     parser.add_argument("--out", type=Path, required=True, help="folder for eval.json, eval.md, confusion.png, panels.png")
     parser.add_argument("--absent", choices=("drop", "zero"), default="drop",
                         help="absent modalities: dropped by the network (default) or zero-filled (benchmark protocol)")
@@ -21,13 +28,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modseg_ros.eval.evaluate import evaluate_checkpoint
-
     def progress(done: int, total: int) -> None:
         print(f"\r{done}/{total} frames", end="", file=sys.stderr, flush=True)
 
+    if args.dataset:
+        from modseg_ros.eval.labelled import evaluate_labelled
+
+        summary = evaluate_labelled(
+            args.checkpoint, args.data, args.dataset, args.out, split=args.split or "test",
+            input_size=tuple(args.input_size) if args.input_size else None, squash=args.squash, frames=args.frames,
+            panels=args.panels, threads=args.threads, progress=progress,
+        )  # fmt: skip
+        print(file=sys.stderr)
+        print(f"{summary['dataset']} {summary['split']}: mIoU {summary['miou']:.2f} (camera only, {summary['frames']} frames) -> {args.out}/eval.md")
+        return 0
+    from modseg_ros.eval.evaluate import evaluate_checkpoint
+
     summary = evaluate_checkpoint(
-        args.checkpoint, args.data, args.out, split=args.split, absent=args.absent, frames=args.frames,
+        args.checkpoint, args.data, args.out, split=args.split or "val", absent=args.absent, frames=args.frames,
         robust_frames=args.robust_frames, panels=args.panels, batch_size=args.batch_size, threads=args.threads,
         progress=progress,
     )  # fmt: skip

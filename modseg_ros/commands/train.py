@@ -1,17 +1,30 @@
-"""``modseg train``: train a segmentation network on a DELIVER-layout folder (alone or under torchrun)."""
+"""``modseg train``: train a segmentation network on a DELIVER-layout folder and/or real labelled camera
+datasets (alone or under torchrun)."""
 from __future__ import annotations
 
 import argparse
 import sys
 from dataclasses import fields
 
+from modseg_ros.model.inputs import LIDAR_INTENSITY
 from modseg_ros.model.segmenter import ARCHITECTURES
 from modseg_ros.model.training import TrainConfig, train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = TrainConfig(data="", out="")
-    parser.add_argument("data", help="DELIVER-layout root (real DELIVER or 'modseg world --format deliver' output)")
+    d = TrainConfig(data="-", out="")
+    parser.add_argument("data", nargs="?", default="",
+                        help="DELIVER-layout root (real DELIVER or 'modseg world --format deliver' output); optional with --real")
+    parser.add_argument("--real", action="append", default=[], metavar="MAPPING=ROOT",
+                        help="a real labelled camera dataset, e.g. camvid=path/to/CamVid (data/labelled.py); repeatable")
+    parser.add_argument("--real-ratio", type=float, default=d.real_ratio, help="share of draws from the --real datasets")
+    parser.add_argument("--real-val-frames", type=int, default=d.real_val_frames,
+                        help="val frames of each --real dataset scored for the curve (0 = none)")
+    parser.add_argument("--init", default="", help="checkpoint whose weights a new run starts from (fine-tuning)")
+    parser.add_argument("--lidar-intensity", choices=LIDAR_INTENSITY, default=d.lidar_intensity,
+                        help="how the network reads LiDAR intensity: raw, or scan_rank (rank within the scan: any sensor's scale)")
+    parser.add_argument("--narrow-lidar-p", type=float, default=d.narrow_lidar_p,
+                        help="chance of cutting a LiDAR image to a narrower field of view (augmentation)")
     parser.add_argument("--out", required=True, help="output folder: checkpoint, training state, log, curve")
     parser.add_argument("--arch", choices=ARCHITECTURES, default=d.arch)
     parser.add_argument("--backbone", choices=("b0", "b1", "b2"), default=d.backbone)
@@ -40,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     values["input_size"] = tuple(values["input_size"])
+    values["real"] = tuple(values["real"])
     cfg = TrainConfig(**values)
 
     def report(step: int, total: int, metrics: dict) -> None:

@@ -19,6 +19,7 @@ for that frame; a frame without a label file is skipped.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +139,10 @@ class DeliverDataset:
 
     def __len__(self) -> int:
         return len(self.refs)
+
+    def fingerprint(self) -> str:
+        """sha256 (16 hex digits) of the split's relative file names: which frames, not where they lie."""
+        return hashlib.sha256("\n".join(r.name for r in self.refs).encode()).hexdigest()[:16]
 
     def __getitem__(self, index: int) -> Frame:
         ref = self.refs[index]

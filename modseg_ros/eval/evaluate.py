@@ -42,6 +42,7 @@ class EvalOptions:
     rmm_rate: float = 0.5
     robust_frames: int = 64  # frames for RMM and NM (0 = skip them)
     seed: int = 0
+    lidar_intensity: str = "raw"  # the checkpoint's (model/inputs.py LIDAR_INTENSITY)
 
 
 @dataclass
@@ -92,7 +93,7 @@ class Evaluator:
     def __init__(self, model: Segmenter, options: EvalOptions) -> None:
         self.model = model.eval()
         self.options = options
-        self.transform = EvalTransform(model.config.input_size)
+        self.transform = EvalTransform(model.config.input_size, options.lidar_intensity)
 
     @torch.no_grad()
     def predict(self, inputs: Sequence[dict[Modality, np.ndarray]], subset: Sequence[Modality], size: tuple[int, int],
@@ -213,7 +214,8 @@ def evaluate_checkpoint(checkpoint, data, out, split: str = "val", absent: str =
         torch.set_num_threads(threads)
     model, info = load_checkpoint(checkpoint)
     dataset = DeliverDataset(data, split)
-    options = EvalOptions(absent=absent, frames=frames, batch_size=batch_size, robust_frames=robust_frames)
+    options = EvalOptions(absent=absent, frames=frames, batch_size=batch_size, robust_frames=robust_frames,
+                          lidar_intensity=info.lidar_intensity)  # fmt: skip
     examples: list[tuple] = []
     selected = spread(len(dataset), frames)
     wanted = {int(selected[i]) for i in spread(len(selected), panels)} if panels else set()

@@ -54,18 +54,28 @@ def write_reports(out: Path, summary: dict, name: str) -> None:
 
 
 def confusion_png(matrix: ConfusionMatrix, path: Path, title: str) -> None:
+    _confusion_figure(matrix.matrix, CLASSES, CLASSES, path, title)
+
+
+def dataset_confusion_png(matrix: np.ndarray, classes: tuple[str, ...], path: Path, title: str) -> None:
+    """A dataset's classes (rows) against the predictions mapped onto them, plus "no counterpart"."""
+    _confusion_figure(matrix, classes, (*classes, "no counterpart"), path, title)
+
+
+def _confusion_figure(matrix: np.ndarray, rows: tuple[str, ...], columns: tuple[str, ...], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    m = matrix.matrix.astype(np.float64)
-    rows = m.sum(axis=1, keepdims=True)
-    norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
-    fig, ax = plt.subplots(figsize=(9, 8))
+    m = matrix.astype(np.float64)
+    totals = m.sum(axis=1, keepdims=True)
+    norm = np.divide(m, totals, out=np.zeros_like(m), where=totals > 0)
+    size = 3 + 0.3 * len(columns)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
     ax.imshow(norm, cmap="viridis", vmin=0, vmax=1)
-    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(CLASSES)), CLASSES, fontsize=7)
+    ax.set_xticks(range(len(columns)), columns, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
     ax.set_xlabel("prediction")
     ax.set_ylabel("ground truth (rows normalised)")
     ax.set_title(title)
@@ -127,3 +137,38 @@ def comparison_markdown(summaries: dict[str, dict]) -> str:
             cells = [f"{s[key][g]['full_set']:.2f} / {s[key][g]['subset_mean']:.2f}" if g in s[key] else "-" for g in groups]
             out.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
+
+
+def labelled_markdown(summary: dict, name: str, classes: tuple[str, ...]) -> str:
+    out = [f"# {name} on {summary['dataset']} {summary['split']}", "",
+           f"{summary['frames']} frames, camera only, network input {', '.join(summary['network_input'])}, "
+           f"labels at the images' resolution; void skipped.", "",
+           f"**mIoU {summary['miou']:.2f}** over {len(classes)} classes; pixel accuracy {summary['pixel_accuracy']:.2f}; "
+           f"{summary['no_counterpart_share']:.2f} % of pixels predicted as a class the dataset does not have.", "",
+           "| class | IoU |", "|---|---|"]  # fmt: skip
+    out += [f"| {c} | {v:.2f} |" for c, v in summary["per_class_iou"].items()]
+    return "\n".join(out) + "\n"
+
+
+def write_labelled_reports(out: Path, summary: dict, name: str, classes: tuple[str, ...]) -> None:
+    (out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "eval.md").write_text(labelled_markdown(summary, name, classes))
+
+
+def dataset_panels_png(examples: list[tuple], colours: np.ndarray, path: Path) -> None:
+    """examples: (name, rgb, label, prediction) in dataset class indices -> one row per frame:
+    image, ground truth, prediction (void and "no counterpart" black)."""
+    from PIL import Image, ImageDraw
+
+    lut = np.zeros((256, 3), np.uint8)
+    lut[: len(colours)] = colours
+    rows = []
+    for name, rgb, label, prediction in examples:
+        h, w = label.shape
+        row = Image.fromarray(np.concatenate([rgb, lut[label], lut[prediction]], 1))
+        draw = ImageDraw.Draw(row)
+        for i, text in enumerate((name, "ground truth", "prediction (camera only)")):
+            draw.rectangle([i * w + 2, 2, i * w + 6 + 6 * len(text), 14], fill=(0, 0, 0))
+            draw.text((i * w + 4, 3), text, fill=(255, 255, 255))
+        rows.append(np.asarray(row))
+    Image.fromarray(np.concatenate(rows, 0)).save(path)

@@ -30,7 +30,7 @@ from modseg_ros.core.encoding import EncodingConfig
 from modseg_ros.core.palette import CLASSES, PALETTE
 from modseg_ros.core.types import MODALITIES
 from modseg_ros.errors import CheckpointError, ConfigError
-from modseg_ros.model.inputs import NORMALISATION, RESIZE_METHOD
+from modseg_ros.model.inputs import LIDAR_INTENSITY, NORMALISATION, RESIZE_METHOD
 from modseg_ros.model.segmenter import Segmenter, SegmenterConfig, build
 
 FORMAT = "modseg-segmenter"
@@ -52,6 +52,7 @@ class CheckpointInfo:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     weights_sha256: str = ""  # from the sidecar; ties calibrations (core/consistency.py) to these weights
+    lidar_intensity: str = "raw"  # how the network reads the LiDAR intensity (model/inputs.py LIDAR_INTENSITY)
 
 
 def sidecar_path(weights: Path) -> Path:
@@ -73,6 +74,7 @@ def save_checkpoint(
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     half: bool = True,
+    lidar_intensity: str = "raw",
 ) -> Path:
     """Write ``path`` (.safetensors) and its sidecar; returns the weights path."""
     path = Path(path)
@@ -102,6 +104,7 @@ def save_checkpoint(
             }
             for m in MODALITIES
         },
+        "lidar_intensity": lidar_intensity,
         "encoding": EncodingConfig().to_dict(),
         "weights_sha256": _sha256(path),
         "training": training or {},
@@ -154,10 +157,14 @@ def read_sidecar(path: str | Path) -> CheckpointInfo:
         raise CheckpointError(f"checkpoint sidecar {side}: 'model': {err}") from err
     if config.num_classes != len(CLASSES):
         raise CheckpointError(f"checkpoint sidecar {side}: model.num_classes is {config.num_classes}, expected {len(CLASSES)}")
+    lidar_intensity = doc.get("lidar_intensity", "raw")  # sidecars from before it was a choice: raw
+    if lidar_intensity not in LIDAR_INTENSITY:
+        raise CheckpointError(f"checkpoint sidecar {side}: lidar_intensity {lidar_intensity!r} is not one of {', '.join(LIDAR_INTENSITY)}")
     return CheckpointInfo(
         name=str(doc.get("name", path.stem)),
         config=config,
         classes=classes,
+        lidar_intensity=lidar_intensity,
         training=dict(doc.get("training", {})),
         metrics=dict(doc.get("metrics", {})),
         weights_sha256=str(doc.get("weights_sha256", "")),

@@ -108,10 +108,33 @@ def resize_encoding(modality: Modality, image: np.ndarray, size: tuple[int, int]
     raise ValueError(f"unknown modality {modality!r}")
 
 
-def normalise(modality: Modality, image01: np.ndarray) -> np.ndarray:
+# How a checkpoint wants the LiDAR intensity channel: as encoded ("raw": the driver's value scaled
+# into [0, 1]), or as each point's rank among the intensities of the points in the image
+# ("scan_rank", mid-rank in (0, 1]): independent of a sensor's intensity scale and distribution
+# (any monotonic calibration gives the same ranks), so a network trained on one LiDAR reads another.
+LIDAR_INTENSITY = ("raw", "scan_rank")
+
+
+def scan_rank(intensity01: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Each valid pixel's intensity -> its mid-rank among the valid pixels' (0 elsewhere).
+    O(n): the image holds at most 256 distinct levels (8-bit channel), so the ranks come from
+    their histogram."""
+    levels = np.rint(intensity01 * 255.0).astype(np.int64)
+    counts = np.bincount(levels[valid], minlength=256).astype(np.float32)
+    total = counts.sum()
+    if total == 0:
+        return np.zeros_like(intensity01)
+    mid_rank = (np.cumsum(counts) - 0.5 * counts) / total  # (256,)
+    return np.where(valid, mid_rank[levels], 0.0).astype(np.float32)
+
+
+def normalise(modality: Modality, image01: np.ndarray, lidar_intensity: str = "raw") -> np.ndarray:
     """h×w×3 float32 in [0, 1] -> 3×h×w float32 network input."""
     if modality is Modality.CAMERA:
         image01 = (image01 - IMAGENET_MEAN) / IMAGENET_STD
+    elif modality is Modality.LIDAR and lidar_intensity == "scan_rank":
+        image01 = image01.copy()
+        image01[..., 1] = scan_rank(image01[..., 1], image01[..., 0] > 0)
     return np.ascontiguousarray(image01.transpose(2, 0, 1), dtype=np.float32)
 
 

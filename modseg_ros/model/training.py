@@ -1,4 +1,10 @@
-"""Training: DELIVER-layout data, modality dropout, OHEM + LSCD / SGM, AdamW, warm-up + poly, DDP.
+"""Training: DELIVER-layout data mixed with real labelled camera data, modality dropout, OHEM + LSCD /
+SGM, AdamW, warm-up + poly, DDP.
+
+The world's frames carry all four modalities; a real labelled dataset (data/labelled.py, e.g.
+CamVid) carries the camera alone. ``real_ratio`` of the draws come from the real sets, so one run
+teaches every modality on the world and the camera on real images; modality dropout already trains
+the network to work with whatever subset a frame has.
 
 One function, ``train(TrainConfig)``, used by ``modseg train`` alone or under ``torchrun`` (DDP with
 gloo on CPU, NCCL on GPU). Everything needed to resume sits in the output folder:
@@ -30,9 +36,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from modseg_ros.core.palette import IGNORE, NUM_CLASSES
 from modseg_ros.core.types import MODALITIES
 from modseg_ros.data.deliver import CONDITIONS, DeliverDataset
+from modseg_ros.data.labelled import LabelledDataset
 from modseg_ros.data.transforms import EvalTransform, TrainAugmentation
 from modseg_ros.errors import CheckpointError, ConfigError
-from modseg_ros.model.checkpoint import save_checkpoint
+from modseg_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from modseg_ros.model.losses import lscd_loss, ohem_cross_entropy, random_teacher_split, sgm_loss
 from modseg_ros.model.segmenter import ModalBatch, Segmenter, SegmenterConfig, build, labels_at, upsample
 
@@ -41,7 +48,7 @@ NUM_MODALITIES = len(MODALITIES)
 
 @dataclass
 class TrainConfig:
-    data: str  # DELIVER-layout root
+    data: str  # DELIVER-layout root ("" = real data only)
     out: str  # output folder
     arch: str = "any2seg"
     backbone: str = "b0"
@@ -65,6 +72,20 @@ class TrainConfig:
     val_frames: int = 32
     name: str = ""  # checkpoint name; default <arch>_<backbone>
     resume: bool = True
+    real: tuple[str, ...] = ()  # labelled camera datasets as "<mapping>=<root>" (data/labelled.py)
+    real_ratio: float = 0.5  # share of draws from the real datasets (when there is world data too)
+    real_val_frames: int = 0  # frames of each real dataset's val split for the curve (0 = none)
+    init: str = ""  # checkpoint whose weights a new run starts from (fine-tuning)
+    lidar_intensity: str = "raw"  # model/inputs.py LIDAR_INTENSITY; recorded in the checkpoint
+    narrow_lidar_p: float = 0.0  # chance of cutting a LiDAR image to a narrower field of view
+
+    def __post_init__(self) -> None:
+        if not self.data and not self.real:
+            raise ConfigError("training needs data: a DELIVER-layout root, --real datasets, or both")
+        if not 0.0 <= self.real_ratio <= 1.0:
+            raise ConfigError(f"real_ratio must be within [0, 1], got {self.real_ratio}")
+        for spec in self.real:
+            real_spec(spec)
 
     @property
     def checkpoint_name(self) -> str:
@@ -75,6 +96,28 @@ class TrainConfig:
 
 
 # --- data ------------------------------------------------------------------------------------------
+
+
+def real_spec(spec: str) -> tuple[str, str]:
+    """"<mapping>=<root>" -> (mapping name or YAML path, dataset root)."""
+    mapping, sep, root = spec.partition("=")
+    if not sep or not mapping or not root:
+        raise ConfigError(f"real dataset '{spec}' must be <mapping>=<root>, e.g. camvid=path/to/CamVid")
+    return mapping, root
+
+
+def describe_sources(sources: list) -> list[dict]:
+    """What a run trained on, without where it lay on the machine: name, split, frames, fingerprint."""
+    described = []
+    for frames in sources:
+        if isinstance(frames, LabelledDataset):
+            described.append({"dataset": frames.mapping.name, "split": frames.split, "frames": len(frames),
+                              "fingerprint": frames.fingerprint()})  # fmt: skip
+        else:
+            world = frames.root / "world.yaml"
+            described.append({"dataset": "embedded world" if world.is_file() else "DELIVER layout", "split": frames.split,
+                              "frames": len(frames), "fingerprint": frames.fingerprint()})  # fmt: skip
+    return described
 
 
 class DrawSampler(Sampler[int]):
@@ -94,24 +137,37 @@ class DrawSampler(Sampler[int]):
 class TrainingSet(Dataset):
     """Draw k -> (images (4, 3, h, w), available (4,), label (h, w), condition index).
 
-    Frame = a per-epoch permutation (seeded) of the dataset, augmentation rng seeded by (seed, k).
+    The source of draw k is real with probability ``real_ratio`` (seeded by (seed, 2, k)); the frame
+    is the source's per-epoch permutation (seeded) at k, the augmentation rng seeded by (seed, 1, k).
     """
 
-    def __init__(self, frames: DeliverDataset, size: tuple[int, int], seed: int) -> None:
-        self.frames, self.augment, self.seed = frames, TrainAugmentation(tuple(size)), seed
-        self._perm: tuple[int, np.ndarray] | None = None
+    def __init__(self, world: DeliverDataset | None, real: list[LabelledDataset], real_ratio: float,
+                 augment: TrainAugmentation, seed: int) -> None:  # fmt: skip
+        self.world, self.real, self.augment, self.seed = world, real, augment, seed
+        self.real_ratio = real_ratio if world is not None and real else (1.0 if real else 0.0)
+        self._perms: dict[int, tuple[int, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return 1 << 62
 
-    def frame_index(self, k: int) -> int:
-        epoch, pos = divmod(k, len(self.frames))
-        if self._perm is None or self._perm[0] != epoch:
-            self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.frames)))
-        return int(self._perm[1][pos])
+    def source_of(self, k: int) -> int:
+        """-1 for the world, else the index of the real dataset."""
+        rng = np.random.default_rng([self.seed, 2, k])
+        if rng.random() >= self.real_ratio:
+            return -1
+        return int(rng.integers(len(self.real)))
+
+    def frame_index(self, source: int, k: int) -> int:
+        frames = self.world if source < 0 else self.real[source]
+        epoch, pos = divmod(k, len(frames))
+        cached = self._perms.get(source)
+        if cached is None or cached[0] != epoch:
+            cached = self._perms[source] = (epoch, np.random.default_rng([self.seed, epoch, source + 1]).permutation(len(frames)))
+        return int(cached[1][pos])
 
     def __getitem__(self, k: int):
-        frame = self.frames[self.frame_index(k)]
+        source = self.source_of(k)
+        frame = (self.world if source < 0 else self.real[source])[self.frame_index(source, k)]
         rng = np.random.default_rng([self.seed, 1, k])
         inputs, label = self.augment(frame.encodings, frame.label, rng)
         h, w = label.shape
@@ -197,12 +253,13 @@ def _load_state(out: Path, model: Segmenter, optimizer: torch.optim.Optimizer, c
 
 
 @torch.no_grad()
-def quick_validation(model: Segmenter, frames: DeliverDataset, count: int, size: tuple[int, int]) -> dict[str, float]:
+def quick_validation(model: Segmenter, frames: DeliverDataset, count: int, size: tuple[int, int],
+                     lidar_intensity: str = "raw") -> dict[str, float]:  # fmt: skip
     """mIoU of the full set and of each single modality on the first ``count`` frames (for the curve)."""
     from modseg_ros.eval.metrics import ConfusionMatrix
 
     model.eval()
-    transform = EvalTransform(tuple(size))
+    transform = EvalTransform(tuple(size), lidar_intensity)
     subsets = {"full": tuple(range(NUM_MODALITIES))} | {m.letter: (i,) for i, m in enumerate(MODALITIES)}
     matrices = {name: ConfusionMatrix() for name in subsets}
     for idx in range(min(count, len(frames))):
@@ -218,6 +275,22 @@ def quick_validation(model: Segmenter, frames: DeliverDataset, count: int, size:
             matrices[name].update(pred, label)
     model.train()
     return {name: m.miou() for name, m in matrices.items()}
+
+
+@torch.no_grad()
+def real_validation(model: Segmenter, frames: LabelledDataset, count: int, pixels: int) -> float:
+    """Camera-only mIoU over the dataset's own classes on ``count`` val frames spread over the split."""
+    from modseg_ros.eval.labelled import segment_camera
+    from modseg_ros.eval.metrics import ConfusionMatrix
+
+    model.eval()
+    lut = frames.mapping.prediction_lut()
+    matrix = ConfusionMatrix(len(frames.mapping.classes) + 1)
+    for idx in np.linspace(0, len(frames) - 1, min(count, len(frames))).astype(int):
+        rgb, label = frames.dataset_frame(int(idx))
+        matrix.update(lut[segment_camera(model, rgb, pixels)], label)
+    model.train()
+    return round(float(matrix.iou()[:-1].mean()), 2)
 
 
 def save_curve(out: Path, history: dict) -> None:
@@ -259,6 +332,14 @@ class TrainResult:
     history: dict = field(default_factory=dict)
 
 
+def training_record(cfg: TrainConfig, sources: list, step: int, world: int, seconds: float) -> dict:
+    """The sidecar's training block: the data by name, split and fingerprint, the settings that
+    shaped the weights; no paths of the machine it ran on."""
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("data", "out", "val_data", "real", "init", "resume")}
+    return {"data": describe_sources(sources), "steps": step, "world_size": world, "seconds": round(seconds, 1),
+            "initialised_from": Path(cfg.init).name if cfg.init else "", "config": settings}  # fmt: skip
+
+
 def _distributed() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -285,10 +366,20 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
     start, history = 0, {"steps": [], "loss": [], "val_steps": [], "val": [], "seconds": 0.0}
     if cfg.resume and (out / "state.json").is_file():
         start, history = _load_state(out, model, optimizer, cfg)
+    elif cfg.init:
+        initial, _ = load_checkpoint(cfg.init)
+        if initial.config.arch != model_cfg.arch or initial.config.backbone != model_cfg.backbone:
+            raise ConfigError(f"--init {cfg.init} is {initial.config.arch}/{initial.config.backbone}, not {model_cfg.arch}/{model_cfg.backbone}")
+        model.load_state_dict(initial.state_dict())
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", cfg.lr)
-    frames = DeliverDataset(cfg.data, cfg.split)
+    world_frames = DeliverDataset(cfg.data, cfg.split) if cfg.data else None
+    real_frames = [LabelledDataset(root, mapping, "train") for mapping, root in map(real_spec, cfg.real)]
+    sources = ([world_frames] if world_frames is not None else []) + real_frames
     val_frames = DeliverDataset(cfg.val_data, "val") if cfg.val_data and rank == 0 else None
+    real_val = [LabelledDataset(root, mapping, "val") for mapping, root in map(real_spec, cfg.real)] if cfg.real_val_frames and rank == 0 else []
+    augment = TrainAugmentation(tuple(cfg.input_size), real_camera=bool(real_frames), narrow_lidar_p=cfg.narrow_lidar_p,
+                                lidar_intensity=cfg.lidar_intensity)  # fmt: skip
     teacher = None
     if model_cfg.arch == "any2seg" and cfg.lscd_weight > 0:
         from modseg_ros.model.teacher import TextTeacher
@@ -298,7 +389,7 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     loader = DataLoader(
-        TrainingSet(frames, cfg.input_size, cfg.seed),
+        TrainingSet(world_frames, real_frames, cfg.real_ratio, augment, cfg.seed),
         batch_size=cfg.batch_size,
         sampler=DrawSampler(start, cfg.batch_size, rank, world),
         num_workers=cfg.workers,
@@ -343,9 +434,12 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
                 f.write(json.dumps(metrics) + "\n")
             if progress:
                 progress(step, cfg.steps, metrics)
-        if val_frames is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+        if (val_frames is not None or real_val) and (step % cfg.val_every == 0 or step == cfg.steps):
             history["val_steps"].append(step)
-            history["val"].append(quick_validation(model, val_frames, cfg.val_frames, cfg.input_size))
+            scores = quick_validation(model, val_frames, cfg.val_frames, cfg.input_size, cfg.lidar_intensity) if val_frames else {}
+            for frames in real_val:
+                scores[frames.mapping.name] = real_validation(model, frames, cfg.real_val_frames, cfg.input_size[0] * cfg.input_size[1])
+            history["val"].append(scores)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             if world > 1:
                 sums = [torch.zeros(1, dtype=torch.float64) for _ in range(world)]
@@ -357,15 +451,14 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
                 history["seconds"] = seconds_before + time.perf_counter() - started
                 _save_state(out, model, optimizer, step, cfg, history)
                 save_curve(out, history)
-                snapshot = {"data": str(cfg.data), "split": cfg.split, "frames": len(frames), "steps": step,
-                            "seconds": round(history["seconds"], 1), "config": asdict(cfg)}  # fmt: skip
-                save_checkpoint(model, out / f"{cfg.checkpoint_name}_step{step}.safetensors", name=cfg.checkpoint_name, training=snapshot)
+                snapshot = training_record(cfg, sources, step, world, history["seconds"])
+                save_checkpoint(model, out / f"{cfg.checkpoint_name}_step{step}.safetensors", name=cfg.checkpoint_name,
+                                training=snapshot, lidar_intensity=cfg.lidar_intensity)  # fmt: skip
     seconds = seconds_before + time.perf_counter() - started
     checkpoint = out / f"{cfg.checkpoint_name}.safetensors"
     if rank == 0:
-        training = {"data": str(cfg.data), "split": cfg.split, "frames": len(frames), "steps": step, "world_size": world,
-                    "seconds": round(seconds, 1), "config": asdict(cfg)}  # fmt: skip
-        save_checkpoint(model.eval(), checkpoint, name=cfg.checkpoint_name, training=training)
+        save_checkpoint(model.eval(), checkpoint, name=cfg.checkpoint_name, training=training_record(cfg, sources, step, world, seconds),
+                        lidar_intensity=cfg.lidar_intensity)  # fmt: skip
     if world > 1:
         dist.barrier()
     return TrainResult(checkpoint, step, seconds, history)
