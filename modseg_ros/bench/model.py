@@ -5,7 +5,9 @@ CDLE) it times the network (prepared inputs -> logits and consistency scores) in
 ``.onnx`` graph exists (``modseg export --onnx``; ``--export`` writes one beside a temporary copy of
 the checkpoint when it is missing), in ONNX Runtime, and ``SegmentationEngine.predict``
 end to end (uint8 encodings at the camera size -> labels at the camera size). Median of ``--repeat``
-runs after one warm-up.
+runs after one warm-up. ``--device cuda`` runs both backends on the GPU (torch fp16; ORT with the
+TensorRT / CUDA providers its build has): the check to run on a machine that has one; the table's
+title says where each ran.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=10, help="timed runs per figure (default 10)")
     parser.add_argument("--threads", type=int, default=2, help="threads for torch and ORT (default 2)")
     parser.add_argument("--export", action="store_true", help="export the ONNX graph to a temporary folder if it is missing")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--camera", type=int, nargs=2, default=(256, 512), metavar=("H", "W"), help="encoding size (default 256 512)")
 
 
@@ -63,14 +66,17 @@ def run(args: argparse.Namespace) -> int:
     if path is not None and args.export and not Path(path).with_suffix(".onnx").is_file():
         path = _exported_copy(Path(path))
     if path is not None and Path(path).with_suffix(".safetensors").is_file():
-        engine = SegmentationEngine.load(path, threads=args.threads)
-        onnx_engine = SegmentationEngine.load(path, "onnx", args.threads) if Path(path).with_suffix(".onnx").is_file() else None
+        engine = SegmentationEngine.load(path, threads=args.threads, device=args.device)
+        has_onnx = Path(path).with_suffix(".onnx").is_file()
+        onnx_engine = SegmentationEngine.load(path, "onnx", args.threads, device=args.device) if has_onnx else None
     else:
-        engine, onnx_engine = SegmentationEngine.untrained("any2seg"), None
+        engine, onnx_engine = SegmentationEngine.untrained("any2seg", device=args.device), None
     rng = np.random.default_rng(0)
     h, w = args.camera
     encoded = {m: rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for m in MODALITIES}
-    table = Table(title=f"{engine.name}: input {engine.input_size[0]}×{engine.input_size[1]}, camera {h}×{w}, {args.threads} threads, median ms")
+    where = engine.runs_on + (f"; {onnx_engine.runs_on}" if onnx_engine is not None else "")
+    table = Table(title=f"{engine.name}: input {engine.input_size[0]}×{engine.input_size[1]}, camera {h}×{w}, {args.threads} threads, "
+                        f"median ms ({where})")  # fmt: skip
     for column in ("modalities", "torch forward", "ORT forward", "ORT/torch time", "predict (torch)", "predict (ORT)"):
         table.add_column(column, justify="right")
     for k in range(1, len(MODALITIES) + 1):

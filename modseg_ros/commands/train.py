@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-every", type=int, default=d.val_every)
     parser.add_argument("--val-frames", type=int, default=d.val_frames)
     parser.add_argument("--name", default="", help="checkpoint name (default <arch>_<backbone>)")
+    parser.add_argument("--device", default=d.device,
+                        help="cpu, cuda or cuda:N (default: cuda where torch sees a GPU, else cpu); under torchrun each "
+                             "process takes cuda:<LOCAL_RANK>")
     parser.add_argument("--restart", dest="resume", action="store_false", help="ignore a saved state in --out")
 
 

@@ -41,9 +41,10 @@ def segment_camera(model: Segmenter, rgb: np.ndarray, pixels: int = 0, size: tup
     """DELIVER labels (H×W uint8) of one RGB image at its native resolution, camera only, the network
     at ``size`` or at ``aspect_size(rgb's shape, pixels)``."""
     size = size or aspect_size(rgb.shape[:2], pixels)
-    image = torch.from_numpy(encode_input(Modality.CAMERA, rgb, size))[None, None]  # (1, 1, 3, h, w)
-    logits = model(ModalBatch(image, torch.tensor([0]))).logits
-    return labels_at(logits, rgb.shape[:2])[0].numpy()
+    device = next(model.parameters()).device
+    image = torch.from_numpy(encode_input(Modality.CAMERA, rgb, size))[None, None].to(device)  # (1, 1, 3, h, w)
+    logits = model(ModalBatch(image, torch.tensor([0], device=device))).logits
+    return labels_at(logits.float().cpu(), rgb.shape[:2])[0].numpy()
 
 
 def evaluate_labelled(checkpoint: str | Path, data: str | Path, mapping: str, out: str | Path, split: str = "test",

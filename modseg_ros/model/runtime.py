@@ -18,6 +18,10 @@ per-modality features, the labels are taken, ``on_labels`` gets them, and only t
 computed from those features (a third of the network's time), so that a caller can publish the
 mask without waiting for them.
 
+``device`` (model/device.py): ``cpu``, ``cuda`` or ``cuda:N``. torch runs fp16 on CUDA; ONNX Runtime
+takes TensorRT, then CUDA, then the CPU provider, as its build offers them; ``engine.runs_on`` says
+which ran (the node logs it once).
+
 ``exclude`` leaves present modalities out of the fusion while still encoding them, so that their
 consistency with the others (model/consistency.py) keeps being measured; the health monitor uses
 this to drop a sensor that disagrees with the rest and to take it back when it agrees again.
@@ -36,6 +40,7 @@ from modseg_ros.core.types import MODALITIES, Modality
 from modseg_ros.errors import CheckpointError, ConfigError
 from modseg_ros.model.checkpoint import CheckpointInfo, load_checkpoint, read_sidecar
 from modseg_ros.model.consistency import MIN_MODALITIES
+from modseg_ros.model.device import providers_for, torch_device
 from modseg_ros.model.inputs import encode_input, stack_inputs
 from modseg_ros.model.segmenter import FrameModel, SegmenterConfig, build, labels_at
 
@@ -62,38 +67,55 @@ class Prediction:
     modality_consistency: dict[Modality, float] = field(default_factory=dict)
 
 
+def _host(x: torch.Tensor) -> np.ndarray:
+    return x.float().cpu().numpy()
+
+
 class _TorchBackend:
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.frame_model = FrameModel(model).eval()
+    """The model on ``device``: fp16 on CUDA, fp32 on the CPU; results come back as fp32 on the CPU."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device = torch.device("cpu")) -> None:
+        self.device = device
+        self.dtype = torch.float16 if device.type == "cuda" else torch.float32
+        self.frame_model = FrameModel(model).eval().to(device, self.dtype)
+
+    @property
+    def runs_on(self) -> str:
+        return f"torch on {self.device} ({'fp16' if self.dtype == torch.float16 else 'fp32'})"
+
+    def _tensors(self, images: np.ndarray, modality_index: np.ndarray, fused: np.ndarray) -> tuple[torch.Tensor, ...]:
+        return (torch.from_numpy(images).to(self.device, self.dtype), torch.from_numpy(modality_index).to(self.device),
+                torch.from_numpy(fused).to(self.device))  # fmt: skip
 
     @torch.inference_mode()
     def run(self, images: np.ndarray, modality_index: np.ndarray,
             fused: np.ndarray) -> tuple[torch.Tensor, np.ndarray, list[torch.Tensor]]:  # fmt: skip
         """Logits, fusion weights and what ``score`` needs (the stage features; none for early fusion)."""
-        logits, weights, features = self.frame_model.segment(torch.from_numpy(images), torch.from_numpy(modality_index),
-                                                             torch.from_numpy(fused))  # fmt: skip
-        return logits, weights.numpy(), features
+        logits, weights, features = self.frame_model.segment(*self._tensors(images, modality_index, fused))
+        return logits.float().cpu(), _host(weights), features
 
     @torch.inference_mode()
     def score(self, features: list[torch.Tensor]) -> np.ndarray:
-        return self.frame_model.consistency(features).numpy()
+        return _host(self.frame_model.consistency(features))
 
     @torch.inference_mode()
     def run_with_subsets(self, images: np.ndarray, modality_index: np.ndarray, fused: np.ndarray,
                          subsets: list[list[int]]) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[np.ndarray]]:  # fmt: skip
-        logits, weights, consistency, per_subset = self.frame_model.with_subsets(
-            torch.from_numpy(images), torch.from_numpy(modality_index), torch.from_numpy(fused), subsets)
-        return logits, weights.numpy(), consistency.numpy(), [s.numpy() for s in per_subset]
+        logits, weights, consistency, per_subset = self.frame_model.with_subsets(*self._tensors(images, modality_index, fused), subsets)
+        return logits.float().cpu(), _host(weights), _host(consistency), [_host(s) for s in per_subset]
 
 
 class _OnnxBackend:
     """The mask graph and, for late fusion, the scoring graph beside it (model/export.py)."""
 
-    def __init__(self, onnx_path: Path, threads: int | None, weights: Path, weights_sha256: str) -> None:
+    def __init__(self, onnx_path: Path, threads: int | None, weights: Path, weights_sha256: str, device: str = "cpu") -> None:
+        import onnxruntime as ort
+
         from modseg_ros.model.export import STAGES, scores_path
 
+        self.providers = providers_for(device, ort.get_available_providers())
         options = self._options(threads)
-        self.session = self._session(onnx_path, options, weights, weights_sha256)
+        self.session = self._session(onnx_path, options, weights, weights_sha256, self.providers)
         outputs = [o.name for o in self.session.get_outputs()]
         if outputs not in (["logits", "modality_weights"], ["logits", "modality_weights", *STAGES]):
             raise CheckpointError(f"ONNX graph {onnx_path} predates the separate scoring graph (outputs: {', '.join(outputs)}); "
@@ -109,7 +131,7 @@ class _OnnxBackend:
             # for those threads (with two threads, mask + scores took 35 ms instead of 17)
             quiet = self._options(threads)
             quiet.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self.scoring = self._session(scoring, quiet, weights, weights_sha256)
+            self.scoring = self._session(scoring, quiet, weights, weights_sha256, self.providers)
 
     @staticmethod
     def _options(threads: int | None):
@@ -121,14 +143,19 @@ class _OnnxBackend:
             options.inter_op_num_threads = 1
         return options
 
+    @property
+    def runs_on(self) -> str:
+        """The providers the session took, best first (ORT drops one it cannot start, e.g. TensorRT without its libraries)."""
+        return "onnxruntime with " + ", ".join(self.session.get_providers())
+
     @staticmethod
-    def _session(path: Path, options, weights: Path, weights_sha256: str):
+    def _session(path: Path, options, weights: Path, weights_sha256: str, providers: list):
         import onnxruntime as ort
 
         from modseg_ros.model.export import WEIGHTS_KEY
 
         try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as err:  # ORT raises its own exception types for unreadable graphs
             raise CheckpointError(f"ONNX graph {path} cannot be loaded: {err}") from err
         exported_from = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_KEY)
@@ -168,14 +195,21 @@ class SegmentationEngine:
         return self.info.config.input_size
 
     @property
+    def runs_on(self) -> str:
+        """Where the network runs, e.g. "torch on cpu (fp32)" or "onnxruntime with CUDAExecutionProvider, CPUExecutionProvider"."""
+        return self._backend.runs_on
+
+    @property
     def classes(self) -> tuple[str, ...]:
         return self.info.classes
 
     @classmethod
     def load(
-        cls, path: str | Path, backend: str = "torch", threads: int | None = None, onnx_path: str | Path | None = None
+        cls, path: str | Path, backend: str = "torch", threads: int | None = None, onnx_path: str | Path | None = None,
+        device: str = "cpu",
     ) -> SegmentationEngine:
-        """A checkpoint (``.safetensors`` + sidecar); ``onnx`` runs ``onnx_path`` (default: the ``.onnx`` beside it)."""
+        """A checkpoint (``.safetensors`` + sidecar) on ``device``; ``onnx`` runs ``onnx_path`` (default: the
+        ``.onnx`` beside it)."""
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
         path = Path(path)
@@ -183,17 +217,18 @@ class SegmentationEngine:
         if threads:
             torch.set_num_threads(threads)
         if backend == "torch":
+            target = torch_device(device)  # before loading: an absent device is the first thing to hear
             model, info = load_checkpoint(weights)
-            return cls(_TorchBackend(model), info, backend)
+            return cls(_TorchBackend(model, target), info, backend)
         onnx_path = Path(onnx_path) if onnx_path else path.with_suffix(".onnx")
         if not onnx_path.is_file():
             raise CheckpointError(f"ONNX graph {onnx_path} not found; create it with 'modseg export --onnx {weights}'")
         info = read_sidecar(weights)
-        return cls(_OnnxBackend(onnx_path, threads, weights, info.weights_sha256), info, backend)
+        return cls(_OnnxBackend(onnx_path, threads, weights, info.weights_sha256, device), info, backend)
 
     @classmethod
     def untrained(cls, arch: str = "any2seg", input_size: tuple[int, int] = (128, 256), seed: int = 0,
-                  threads: int | None = None) -> SegmentationEngine:  # fmt: skip
+                  threads: int | None = None, device: str = "cpu") -> SegmentationEngine:  # fmt: skip
         """The real architecture with its initial weights (for plumbing and tests; predictions are noise)."""
         if threads:
             torch.set_num_threads(threads)
@@ -201,7 +236,7 @@ class SegmentationEngine:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             model = build(config).eval()
-        return cls(_TorchBackend(model), CheckpointInfo(name=f"{arch}-untrained", config=config), "torch")
+        return cls(_TorchBackend(model, torch_device(device)), CheckpointInfo(name=f"{arch}-untrained", config=config), "torch")
 
     def predict(
         self,

@@ -7,7 +7,11 @@ teaches every modality on the world and the camera on real images; modality drop
 the network to work with whatever subset a frame has.
 
 One function, ``train(TrainConfig)``, used by ``modseg train`` alone or under ``torchrun`` (DDP with
-gloo on CPU, NCCL on GPU). Everything needed to resume sits in the output folder:
+gloo on CPU, NCCL on GPU; on several GPUs each process takes ``cuda:<LOCAL_RANK>``, on several
+machines the standard ``torchrun --nnodes N --node-rank R --rdzv-backend c10d --rdzv-endpoint
+HOST:PORT`` launch). On CUDA the forward and the losses run under automatic mixed precision (fp16
+with a gradient scaler); the weights and AdamW moments stay fp32. Everything needed to resume sits in
+the output folder:
 
     <out>/state.safetensors + state.json   model and AdamW moments (fp32), step, config, history
     <out>/<name>.safetensors + <name>.json  the model checkpoint (what eval, export and the node load)
@@ -40,6 +44,7 @@ from modseg_ros.data.labelled import LabelledDataset
 from modseg_ros.data.transforms import EvalTransform, TrainAugmentation
 from modseg_ros.errors import CheckpointError, ConfigError
 from modseg_ros.model.checkpoint import load_checkpoint, save_checkpoint
+from modseg_ros.model.device import default_device, parse_device, torch_device
 from modseg_ros.model.losses import lscd_loss, ohem_cross_entropy, random_teacher_split, sgm_loss
 from modseg_ros.model.segmenter import ModalBatch, Segmenter, SegmenterConfig, build, labels_at, upsample
 
@@ -78,6 +83,7 @@ class TrainConfig:
     init: str = ""  # checkpoint whose weights a new run starts from (fine-tuning)
     lidar_intensity: str = "raw"  # model/inputs.py LIDAR_INTENSITY; recorded in the checkpoint
     narrow_lidar_p: float = 0.0  # chance of cutting a LiDAR image to a narrower field of view
+    device: str = ""  # cpu | cuda | cuda:N ("" = cuda where torch sees a GPU, else cpu)
 
     def __post_init__(self) -> None:
         if not self.data and not self.real:
@@ -86,6 +92,8 @@ class TrainConfig:
             raise ConfigError(f"real_ratio must be within [0, 1], got {self.real_ratio}")
         for spec in self.real:
             real_spec(spec)
+        if self.device:
+            parse_device(self.device)
 
     @property
     def checkpoint_name(self) -> str:
@@ -215,10 +223,10 @@ def warmup_poly(step: int, total: int, warmup: int, warmup_ratio: float = 0.1, p
 
 
 def _save_state(out: Path, model: Segmenter, optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig, history: dict) -> None:
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for i, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
-            tensors[f"optim.{i}.{key}"] = torch.as_tensor(value).detach().contiguous()
+            tensors[f"optim.{i}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     tmp = out / "state.safetensors.tmp"
     save_file(tensors, str(tmp))
     tmp.replace(out / "state.safetensors")
@@ -269,9 +277,10 @@ def quick_validation(model: Segmenter, frames: DeliverDataset, count: int, size:
             present = [s for s in slots if MODALITIES[s] in inputs]
             if not present:
                 continue
-            images = torch.stack([torch.from_numpy(inputs[MODALITIES[s]]) for s in present])[:, None]
-            out = model(ModalBatch(images, torch.tensor(present)))
-            pred = labels_at(out.logits, label.shape)[0].numpy()
+            device = next(model.parameters()).device
+            images = torch.stack([torch.from_numpy(inputs[MODALITIES[s]]) for s in present])[:, None].to(device)
+            out = model(ModalBatch(images, torch.tensor(present, device=device)))
+            pred = labels_at(out.logits.float().cpu(), label.shape)[0].numpy()
             matrices[name].update(pred, label)
     model.train()
     return {name: m.miou() for name, m in matrices.items()}
@@ -332,6 +341,14 @@ class TrainResult:
     history: dict = field(default_factory=dict)
 
 
+def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """AdamW moments restored from a state file live on the CPU; put them beside their parameters."""
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and key != "step":
+                state[key] = value.to(device)
+
+
 def training_record(cfg: TrainConfig, sources: list, step: int, world: int, seconds: float) -> dict:
     """The sidecar's training block: the data by name, split and fingerprint, the settings that
     shaped the weights; no paths of the machine it ran on."""
@@ -340,11 +357,19 @@ def training_record(cfg: TrainConfig, sources: list, step: int, world: int, seco
             "initialised_from": Path(cfg.init).name if cfg.init else "", "config": settings}  # fmt: skip
 
 
-def _distributed() -> tuple[int, int]:
+def _distributed(device_name: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, this process's device). Under torchrun a CUDA run takes the GPU of its local
+    rank and NCCL; a CPU run takes gloo. The device is checked before the process group starts."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    kind, _ = parse_device(device_name)
+    if kind == "cuda" and world > 1:
+        device = torch_device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+        torch.cuda.set_device(device)
+    else:
+        device = torch_device(device_name)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return ((dist.get_rank(), world) if world > 1 else (0, 1)) + (device,)
 
 
 def _replica_checksum(model: torch.nn.Module) -> torch.Tensor:
@@ -354,7 +379,7 @@ def _replica_checksum(model: torch.nn.Module) -> torch.Tensor:
 def train(cfg: TrainConfig, progress=None) -> TrainResult:
     """Train (or resume) and return the final checkpoint. ``progress(step, total, metrics)`` is called
     on rank 0 every ``log_every`` steps."""
-    rank, world = _distributed()
+    rank, world, device = _distributed(cfg.device or default_device())
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -371,6 +396,8 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
         if initial.config.arch != model_cfg.arch or initial.config.backbone != model_cfg.backbone:
             raise ConfigError(f"--init {cfg.init} is {initial.config.arch}/{initial.config.backbone}, not {model_cfg.arch}/{model_cfg.backbone}")
         model.load_state_dict(initial.state_dict())
+    model.to(device)
+    _move_optimizer_state(optimizer, device)
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", cfg.lr)
     world_frames = DeliverDataset(cfg.data, cfg.split) if cfg.data else None
@@ -387,7 +414,10 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
         teacher = TextTeacher.load()
     net: torch.nn.Module = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                                        find_unused_parameters=True)  # fmt: skip
+    amp = device.type == "cuda"  # fp16 autocast + loss scaling on the GPU; fp32 on the CPU
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
     loader = DataLoader(
         TrainingSet(world_frames, real_frames, cfg.real_ratio, augment, cfg.seed),
         batch_size=cfg.batch_size,
@@ -395,6 +425,7 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
         num_workers=cfg.workers,
         persistent_workers=cfg.workers > 0,
         prefetch_factor=2 if cfg.workers > 0 else None,
+        pin_memory=device.type == "cuda",
     )
     started = time.perf_counter()
     seconds_before = float(history.get("seconds", 0.0))
@@ -404,13 +435,15 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
             break
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * world + rank)
         present = modality_dropout(available, gen) if cfg.modality_dropout else available.T.contiguous()
-        batch = ModalBatch(images.transpose(0, 1), torch.arange(NUM_MODALITIES), present)
+        images, labels, present = (t.to(device, non_blocking=True) for t in (images, labels, present))
+        batch = ModalBatch(images.transpose(0, 1), torch.arange(NUM_MODALITIES, device=device), present)
         factor = warmup_poly(step, cfg.steps, cfg.warmup_steps)
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * factor
-        output = net(batch)
-        logits = upsample(output.logits, labels.shape[-2:])
-        terms = {"ohem": ohem_cross_entropy(logits, labels)}
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            output = net(batch)
+            logits = upsample(output.logits, labels.shape[-2:])
+        terms = {"ohem": ohem_cross_entropy(logits.float(), labels)}
         if teacher is not None and output.embeddings is not None:
             conds = [CONDITIONS[c] if c >= 0 else "" for c in condition.tolist()]
             inter, intra = lscd_loss(output.embeddings, present, teacher.scene_embeddings(labels, conds))
@@ -420,8 +453,9 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
             terms["sgm"] = cfg.sgm_weight * sgm_loss(output.stage_features, present, labels, NUM_CLASSES, teachers)
         loss = sum(terms.values())
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         step += 1
         if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps):
             elapsed = seconds_before + time.perf_counter() - started
@@ -442,7 +476,7 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
             history["val"].append(scores)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             if world > 1:
-                sums = [torch.zeros(1, dtype=torch.float64) for _ in range(world)]
+                sums = [torch.zeros(1, dtype=torch.float64, device=device) for _ in range(world)]
                 dist.all_gather(sums, _replica_checksum(model))
                 if any(float(s) != float(sums[0]) for s in sums):
                     raise RuntimeError(f"DDP replicas diverged at step {step}: parameter checksums {[float(s) for s in sums]}")
