@@ -2,7 +2,7 @@
 on world frames of the rig it was calibrated on (512×256): the faulty sensor's consistency score
 falls below its warn threshold where the shipped model separates the fault, and no sensor does on
 the nominal frames. Faults the shipped model does not separate are strict xfails: they document the
-limit (README "Model-aware sensor health") and fail loudly once a checkpoint detects them."""
+limit (docs/health.md) and fail loudly once a checkpoint detects them."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Message <-> numpy conversions against cv_bridge / sensor_msgs_py semantics (ros.md §3), on
+"""Message <-> numpy conversions against cv_bridge / sensor_msgs_py semantics (docs/design.md#message-conversion), on
 hand-built messages: every encoding, row padding, byte order, point_step padding, float64 fields,
 organised clouds, and every malformed kind."""
 from __future__ import annotations

@@ -63,7 +63,7 @@ def test_the_node_encodes_the_bag_back_into_the_pngs(bag, deliver_root):
         node = {m: encoded[(m, stamp)].astype(int) for m in Modality}
         assert np.array_equal(node[C], png[C]) and np.array_equal(node[E], png[E])  # exact
         # depth: the range code is exact, the height from it within 2 codes; the surface channel is recomputed
-        # from 8-bit depth (the approximation the README states)
+        # from 8-bit depth (the approximation docs/integrations.md states)
         assert np.array_equal(node[D][..., 0], png[D][..., 0])
         assert np.abs(node[D][..., 1] - png[D][..., 1]).max() <= 2
         # LiDAR: the same pixels with the same range and intensity; heights from pixel centres

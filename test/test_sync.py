@@ -1,5 +1,5 @@
 """Synchronizer: message_filters' upstream cases, equivalence with ApproximateTimeSynchronizer on
-regular streams, and the dead-input cases message_filters cannot handle (ros.md §1.2-1.4)."""
+regular streams, and the dead-input cases message_filters cannot handle (docs/design.md#synchronizer)."""
 from __future__ import annotations
 
 import random

@@ -1,8 +1,8 @@
 """Write modseg_ros/model/teacher_embeddings.safetensors: all-MiniLM-L6-v2 text embeddings of the
 DELIVER classes (prompt ensemble, averaged) and of the five conditions, for Any2Seg's LSCD teacher.
 
-    python3 -m venv /tmp/teacher-venv && /tmp/teacher-venv/bin/pip install -r requirements-teacher.txt
-    /tmp/teacher-venv/bin/python tools/make_teacher_embeddings.py
+    python3 -m venv .venv-teacher && .venv-teacher/bin/pip install -r requirements-teacher.txt
+    .venv-teacher/bin/python tools/make_teacher_embeddings.py
 
 The heavy text model is needed only here; the output (~40 KB) is committed.
 """

@@ -13,7 +13,7 @@ offline through the node's perception core (eval/offline.py) with the checkpoint
   on, as shipped), against the same frames with the faulty sensor removed by hand
   (``inputs.modalities`` without it) and the nominal drive (no fault).
 
-The figures go in BENCHMARKS.md and the README's "Model-aware sensor health".
+The figures go in BENCHMARKS.md and docs/health.md.
 """
 from __future__ import annotations
 

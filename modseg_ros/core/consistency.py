@@ -212,7 +212,7 @@ class CalibrationRule:
     (``dark_below``) apart, when each has ``min_light_frames``. ``exclude_below`` is ``exclude_factor`` times
     as far below the median as ``warn_below``; ``recover_above`` is halfway between ``warn_below``
     and the median. Three spreads: with one, 25 s of nominal drives (one per condition) put the
-    warn level inside the nominal range of unseen drives (one alarm per 5 s drive, README).
+    warn level inside the nominal range of unseen drives (one alarm per 5 s drive, docs/benchmarks-log/health.md).
     """
 
     smoothing_s: float = 0.5

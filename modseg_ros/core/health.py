@@ -1,7 +1,7 @@
 """Sensor health monitor: decides, per modality, whether a stream is fit to be fused.
 
 Pure and clock-injected: every input carries the node-clock time ``now_ns`` (ROS time, so sim time
-works) and nothing here reads a clock. Two kinds of evidence (ros.md §2):
+works) and nothing here reads a clock. Two kinds of evidence (docs/design.md#sensor-health):
 
 - **Stream checks**, on ``tick(now)``: never received (STALE), no valid message for longer than the
   timeout (ERROR), message rate over a sliding window below the warn / error rates or above the

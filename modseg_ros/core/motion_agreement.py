@@ -14,7 +14,7 @@ blocks of the camera grid, ``blocks_across`` of them across (512×256: 16-pixel 
 - the statistic: the **still share**, still blocks / moving blocks (judged with at least
   ``min_moving_blocks`` moving blocks; a stopped vehicle gives no events and is not judged).
 
-On world drives (BENCHMARKS.md "Camera against events") the smoothed share stays at or below 0.24
+On world drives (docs/benchmarks-log/health.md "Camera against events") the smoothed share stays at or below 0.24
 on nominal drives of every condition (sky and plain road move little) and 0.25 under flickering
 events; with 40 % of the lens covered it reads 0.31 or more from a second after the onset (medians
 0.40-0.59), by day and at night, where the network's consistency score cannot tell the dark mud

@@ -1,7 +1,7 @@
 """A time synchronizer that keeps emitting while inputs die: one trigger, nearest partners, max-wait.
 
 message_filters' synchronizers need a message on every input before they emit, so one silent sensor
-stops all output (ros.md §1.3). Here the **trigger** is the highest-priority modality that the health
+stops all output (docs/design.md#synchronizer). Here the **trigger** is the highest-priority modality that the health
 monitor calls alive. For a trigger message at stamp ``t``, every other alive input contributes its
 message nearest to ``t + offset`` with ``|stamp - (t + offset)| < slop`` (strict, as message_filters'
 set spread). A partner is *settled* once the input has delivered a message stamped at or after the

@@ -34,7 +34,7 @@ class Qos:
     depth: int
 
 
-# rclpy's qos_profile_sensor_data: BEST_EFFORT, VOLATILE, KEEP_LAST 5 (ros.md §8.3)
+# rclpy's qos_profile_sensor_data: BEST_EFFORT, VOLATILE, KEEP_LAST 5 (docs/design.md#qos)
 SENSOR_QOS = Qos(reliable=False, transient_local=False, depth=5)
 DEFAULT_QOS = Qos(reliable=True, transient_local=False, depth=10)
 

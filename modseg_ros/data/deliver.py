@@ -1,6 +1,6 @@
 """DELIVER-layout datasets: a real DELIVER copy or the embedded world's ``--format deliver`` output.
 
-Layout (jamycheung/DELIVER ``semseg/datasets/deliver.py``, models.md §3.2)::
+Layout (jamycheung/DELIVER ``semseg/datasets/deliver.py``, docs/design.md#d1-deliver-layout)::
 
     <root>/img/<condition>/<split>/<sequence>/<id>_rgb_front.png
     <root>/hha/...      <id>_depth_front.png     (CMNeXt's depth source; ``depth/`` if no ``hha/``)

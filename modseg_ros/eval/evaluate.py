@@ -1,5 +1,5 @@
 """Evaluation of a checkpoint on a DELIVER-layout split, as the any-modal papers and the
-missing-modality benchmark report it (models.md §3.7, §6, D12).
+missing-modality benchmark report it (docs/design.md#d2-evaluation-protocol, D12).
 
 - EMM: every one of the 15 non-empty modality subsets; an absent modality is dropped (the network's
   own way) or, with ``absent="zero"``, zero-filled after normalisation (the benchmark's protocol);

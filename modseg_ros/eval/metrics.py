@@ -1,5 +1,5 @@
 """Segmentation metrics exactly as DELIVER's ``semseg/metrics.py``, and the robustness summaries of
-the missing-modality benchmark (models.md §3.7, §6).
+the missing-modality benchmark (docs/design.md#d2-evaluation-protocol, #d12-reporting).
 
 - one confusion matrix accumulated over the whole split (pixels with label 255 are skipped);
 - ``IoU_c = TP / (TP + FP + FN)``, a NaN IoU (class absent from labels and predictions) counts as 0

@@ -1,7 +1,7 @@
 """Any2Seg (Zheng, Lyu, Wang, ECCV 2024): one weight-shared MiT encoder over every present modality,
 MFF at every stage, SegFormer head; LSCD at training time (losses.py, teacher.py).
 
-Decisions where the paper is not available (models.md §1.3-1.5, §9 D5-D7; recorded in the model card):
+Decisions where the paper is not available (docs/design.md, D3-D7):
 - shared MiT encoder with per-modality stems (1×1 input adapter + LayerNorm, see mit.py);
 - MFF (fusion.py) on the four stages; the streams stay per modality, fused features go to the head;
 - absent modalities are dropped from the fusion, not zero-filled;

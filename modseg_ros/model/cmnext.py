@@ -1,4 +1,4 @@
-"""CMNeXt-style baseline (Zhang et al., CVPR 2023; models.md §3.8), simplified, RGB-centric.
+"""CMNeXt-style baseline (Zhang et al., CVPR 2023; docs/design.md#baselines), simplified, RGB-centric.
 
 An RGB MiT branch and one auxiliary MiT branch shared by depth, LiDAR and events (shared weights,
 per-modality stem). At every stage a Self-Query hub scores each auxiliary feature

@@ -1,4 +1,4 @@
-"""EQUISeg's Cross-Modal Transformer Block (CMTB) fusion step (models.md §2.2, decision D8).
+"""EQUISeg's Cross-Modal Transformer Block (CMTB) fusion step (docs/design.md#d8-equiseg).
 
 At one encoder stage, every present modality in turn is the *primary*: its tokens are the queries
 of a cross-attention whose keys/values are the spatially reduced tokens of all the other present

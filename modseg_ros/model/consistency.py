@@ -15,7 +15,7 @@ disagrees), whether or not the node fuses it into its output: the score depends 
 alone, never on an earlier exclusion decision, so a sensor left out of the fusion is judged
 exactly as before and can come back. A badly faulty sensor also pulls its partners' scores down
 through the reference; the monitor judges one culprit at a time (core/consistency.py). What the
-shipped checkpoint separates, and what not, is measured in README "Model-aware sensor health".
+shipped checkpoint separates, and what not, is measured in docs/health.md ("Measured").
 
 Cost: one decode of a batch of M single-modality fusions and one of the reference, on a stride-2
 subsample of the stage-1 grid (every head layer is per pixel, so this is a subsample of the

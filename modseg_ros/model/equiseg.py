@@ -1,7 +1,7 @@
 """EQUISeg (Li, Tan, Zheng, Liu, arXiv 2509.24505): one MiT branch per modality, a CMTB after every
 stage (cross-attention with rotating primary, residual Add, selection), SegFormer head; SGM at
 training time (losses.sgm_loss). The method section is not public: the CMTB and SGM forms are the
-decisions of models.md §2.2 / D8, recorded in the model card.
+decisions of docs/design.md#d8-equiseg.
 """
 from __future__ import annotations
 

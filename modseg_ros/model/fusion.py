@@ -60,7 +60,7 @@ class MeanFusion(nn.Module):
 
 
 class ModalityAgnosticFusion(nn.Module):
-    """Any2Seg's MFF (models.md §1.4): correlation-weighted mean, then per-pixel fine-grained selection.
+    """Any2Seg's MFF (docs/design.md#d5-mff-fusion): correlation-weighted mean, then per-pixel fine-grained selection.
 
     1. consensus ``f_ma = mean_m F_m`` over the present modalities (the paper's ``f_ma^{t-1}``; the
        previous stage's fused feature has another width and resolution, so the current mean stands in);

@@ -156,7 +156,7 @@ def prepare(
     """The present modalities' encodings -> (images (M, 3, h, w) float32, modality_index (M,) int64).
 
     Canonical modality order. With ``zero_fill`` every modality gets a slot and absent ones are
-    zeros after normalisation (the benchmark's protocol, models.md §6); otherwise absent modalities
+    zeros after normalisation (the benchmark's protocol, docs/design.md#d12-reporting); otherwise absent modalities
     are simply not there.
     """
     return stack_inputs({m: encode_input(m, image, size) for m, image in encoded.items()}, size, zero_fill)

@@ -1,7 +1,7 @@
 """Training losses: OHEM cross-entropy (DELIVER), LSCD (Any2Seg), SGM (EQUISeg).
 
-The LSCD and SGM equations are not public (models.md §1.3, §2.2, §9 D4/D8); the forms below are
-the documented decisions, recorded in the model card.
+The LSCD and SGM equations are not public; the forms below are the documented decisions
+(docs/design.md#d4-lscd-loss, docs/design.md#d8-equiseg).
 """
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def sgm_loss(
     teacher_mask: torch.Tensor,
     tau: float = 1.0,
 ) -> torch.Tensor:
-    """EQUISeg's self-guided module as prototype distillation (RobustSeg-style, models.md §2.2).
+    """EQUISeg's self-guided module as prototype distillation (RobustSeg-style, docs/design.md#d8-equiseg).
 
     For every sample, ``teacher_mask`` (S, B) marks the present modalities drawn as teachers this
     step, the other present ones are students. Per stage and class present in the sample, the

