@@ -6,6 +6,7 @@ from modseg_ros.core.encoding import (
     encode_depth,
     encode_events,
     encode_lidar,
+    nearest_per_pixel,
     range_code,
     render_events,
 )
@@ -92,3 +93,22 @@ def test_low_resolution_events_are_upsampled_nearest():
     enc = encode_events(packet, r, CFG)
     assert enc.shape == (4, 8, 3)
     assert np.argwhere(enc[..., 1] > 0).tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
+
+
+def test_nearest_per_pixel_takes_the_nearest_and_of_equals_the_first():
+    rng = np.random.default_rng(3)
+    pixel = rng.integers(0, 50, 4000)
+    z = np.round(rng.uniform(1, 5, 4000), 1).astype(np.float32)  # many equal depths
+    order = np.argsort(z, kind="stable")  # the sort-based reference: nearest first, then index
+    _, first = np.unique(pixel[order], return_index=True)
+    assert sorted(nearest_per_pixel(pixel, z, 50).tolist()) == sorted(order[first].tolist())
+
+
+def test_lidar_intensity_counts_beyond_one_keep_their_order():
+    points = np.array([[5.0, -0.5, 0.0], [5.0, 0.5, 0.0], [5.0, 0.0, 0.3], [np.nan, 0.0, 0.0], [np.inf, 1.0, 0.0]], np.float32)
+    unit = encode_lidar(PointCloud(points=points, intensity=np.array([0.1, 0.4, 0.2, 0.9, 0.9], np.float32)), rig(), CFG)
+    counts = encode_lidar(PointCloud(points=points, intensity=np.array([25.0, 100.0, 50.0, 255.0, 255.0], np.float32)), rig(), CFG)
+    hit = unit[..., 0] > 0
+    assert hit.sum() == 3 and (counts[..., 0] == unit[..., 0]).all()  # the non-finite points land nowhere
+    assert list(np.argsort(unit[..., 1][hit])) == list(np.argsort(counts[..., 1][hit]))
+    assert counts[..., 1][hit].max() == 255 and len(set(counts[..., 1][hit].tolist())) == 3  # not all clipped to 255
