@@ -142,6 +142,19 @@ def labels_at(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return labels.to(torch.uint8)
 
 
+def labels_on_grid(logits: torch.Tensor, size: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
+    """Class ids (B, H, W) uint8 at ``size`` with a bounded cost: ``labels_at`` on ``grid`` (where
+    ``size`` is larger: the bilinear labels at the network's input resolution, say), then the
+    nearest of those labels for each output pixel. A 1920×1080 mask costs what a 256×128 one does
+    plus one gather, instead of interpolating 25 score maps at two million pixels."""
+    if size[0] <= grid[0] and size[1] <= grid[1]:
+        return labels_at(logits, size)
+    small = labels_at(logits, (min(size[0], grid[0]), min(size[1], grid[1])))
+    rows = ((torch.arange(size[0]) + 0.5) * (small.shape[1] / size[0])).long()
+    cols = ((torch.arange(size[1]) + 0.5) * (small.shape[2] / size[1])).long()
+    return small[:, rows][:, :, cols]
+
+
 # Score gaps (relative to the largest |logit|) that the interpolation's float32 rounding could close.
 _SAFE_MARGIN = 1e-5
 
