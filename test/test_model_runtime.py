@@ -4,7 +4,7 @@ import torch
 
 from modseg_ros.core.types import MODALITIES, Modality, all_subsets
 from modseg_ros.model.runtime import SegmentationEngine
-from modseg_ros.model.segmenter import labels_at, upsample
+from modseg_ros.model.segmenter import labels_at, labels_on_grid, upsample
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +136,15 @@ def test_labels_equal_upsampled_logits_argmax():
         channels_last = logits.contiguous(memory_format=torch.channels_last)
         expected = upsample(channels_last, (out_h, out_w)).argmax(dim=1).to(torch.uint8)
         assert torch.equal(labels_at(logits, (out_h, out_w)), expected), (b, c, h, w, out_h, out_w)
+
+
+def test_labels_on_a_bounded_grid_are_the_nearest_of_the_grid_labels():
+    logits = torch.randn(1, 25, 16, 32, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(labels_on_grid(logits, (64, 128), (64, 128)), labels_at(logits, (64, 128)))  # within the grid: exact
+    on_grid = labels_at(logits, (64, 128))
+    big = labels_on_grid(logits, (1080, 1920), (64, 128))
+    assert big.shape == (1, 1080, 1920)
+    rows = ((torch.arange(1080) + 0.5) * 64 / 1080).long()
+    cols = ((torch.arange(1920) + 0.5) * 128 / 1920).long()
+    assert torch.equal(big, on_grid[:, rows][:, :, cols])
+    assert labels_on_grid(logits, (1080, 64), (64, 128)).shape == (1, 1080, 64)  # each axis bounded on its own

@@ -10,8 +10,11 @@
 Inputs are the camera-grid H×W×3 uint8 encodings of core/encoding.py for the modalities that are
 present; an absent modality is simply left out and the network drops it. ``absent="zero"`` instead
 feeds zeros for it, the benchmark protocol (evaluation only). Both backends share the preparation
-(model/inputs.py) and the post-processing (bilinear upsampling of the logits, argmax); the ONNX
-backend runs the graphs written by ``modseg export --onnx`` next to the checkpoint.
+(model/inputs.py) and the post-processing: labels from the logits bilinearly upsampled to the
+network's input grid, then the nearest of those for each output pixel (model/segmenter.py
+``labels_on_grid``: a 1920×1080 mask costs what a 512×256 one does; mIoU on 60 unseen world frames
+at 512×256 within 0.05 of bilinear labels at full resolution, BENCHMARKS.md). The ONNX backend runs
+the graphs written by ``modseg export --onnx`` next to the checkpoint.
 
 The labels come before the consistency scores: the network's forward gives the logits and the
 per-modality features, the labels are taken, ``on_labels`` gets them, and only then are the scores
@@ -42,7 +45,7 @@ from modseg_ros.model.checkpoint import CheckpointInfo, load_checkpoint, read_si
 from modseg_ros.model.consistency import MIN_MODALITIES
 from modseg_ros.model.device import providers_for, torch_device
 from modseg_ros.model.inputs import encode_input, stack_inputs
-from modseg_ros.model.segmenter import FrameModel, SegmenterConfig, build, labels_at
+from modseg_ros.model.segmenter import FrameModel, SegmenterConfig, build, labels_on_grid
 
 BACKENDS = ("torch", "onnx")
 DEFAULT_CHECKPOINT = "any2seg_b0.safetensors"
@@ -283,7 +286,7 @@ class SegmentationEngine:
         images, index = stack_inputs(inputs, self.input_size, zero_fill=absent == "zero")
         slots, fused = self._fused_slots(index, exclude)
         logits, weights, features = self._backend.run(images, index, fused)
-        labels = labels_at(logits, tuple(output_size))[0].numpy()
+        labels = labels_on_grid(logits, tuple(output_size), self.input_size)[0].numpy()
         if on_labels is not None:
             on_labels(labels)
         slot_scores = self._slot_scores(features, len(slots)) if consistency else np.full(len(slots), np.nan, dtype=np.float32)
@@ -310,7 +313,7 @@ class SegmentationEngine:
         slots, fused = self._fused_slots(index, exclude)
         rows = [[slots.index(m) for m in MODALITIES if m in subset] for subset in subsets]
         logits, weights, slot_scores, per_subset = self._backend.run_with_subsets(images, index, fused, rows)
-        labels = labels_at(logits, tuple(output_size))[0].numpy()
+        labels = labels_on_grid(logits, tuple(output_size), self.input_size)[0].numpy()
         prediction = self._prediction(labels, weights, slot_scores, slots, inputs, start)
         return prediction, [{slots[i]: float(c) for i, c in zip(row, s.tolist())} for row, s in zip(rows, per_subset)]
 
