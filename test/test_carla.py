@@ -10,6 +10,7 @@ import pytest
 import yaml
 from replay_fixtures import SMALL, modseg
 
+from modseg_ros.core import messages
 from modseg_ros.core.carla import (
     CARLA_0_9_13,
     CARLA_0_9_14,
@@ -20,10 +21,10 @@ from modseg_ros.core.carla import (
     tags_from_labels,
 )
 from modseg_ros.core.config import NodeConfig, default_parameters, load_parameters
-from modseg_ros.core.failures import parse_failure_spec
 from modseg_ros.core.palette import CLASS_ID, CLASSES, IGNORE, PALETTE
 from modseg_ros.core.types import EventTime, Modality
 from modseg_ros.data.bags import Bag, BagMessage
+from modseg_ros.data.failures import parse_failure_spec
 from modseg_ros.data.playback import MessageInjector, topic_roles
 from modseg_ros.data.world.generate import WorldOptions, generate
 from modseg_ros.errors import ConfigError
@@ -32,7 +33,6 @@ from modseg_ros.eval.render_recording import render_recording
 from modseg_ros.eval.replay_eval import replay_eval
 from modseg_ros.eval.run import ReplayOptions
 from modseg_ros.paths import config_file
-from modseg_ros.ros import convert
 
 ALL_IDS = np.arange(len(CLASSES), dtype=np.uint8)
 VEHICLES_ONLY_LATER = ("TwoWheeler", "Bus", "Truck")  # CARLA <= 0.9.13 tags these Vehicles
@@ -143,14 +143,14 @@ def test_the_world_writes_the_bridges_topics_and_layouts(carla_bag):
         assert [f.name for f in lidar.fields] == ["x", "y", "z", "intensity"] and lidar.point_step == 16
         events = first(config.topics.events)
         assert [(f.name, f.offset, f.datatype) for f in events.fields] == [("x", 0, 4), ("y", 2, 4), ("t", 4, 8), ("pol", 12, 1)]
-        t = convert.cloud_array(events, "e").reshape(-1)["t"]
-        stamp = convert.stamp_ns(events.header)
+        t = messages.cloud_array(events, "e").reshape(-1)["t"]
+        stamp = messages.stamp_ns(events.header)
         assert stamp < 10**11  # simulation time, seconds into the episode
         assert np.all(np.abs(t - stamp) < 1e8)  # a double holding nanoseconds, as the bridge packs it
-        assert convert.resolve_event_time(t, stamp) is EventTime.FLOAT_NS
+        assert messages.resolve_event_time(t, stamp) is EventTime.FLOAT_NS
         semantic = first(config.ground_truth.topic)
         assert semantic.encoding == "bgra8"
-        colours = convert.camera_frame(semantic, "s").image.reshape(-1, 3)
+        colours = messages.camera_frame(semantic, "s").image.reshape(-1, 3)
         known = {tuple(c) for c in CARLA_0_9_13.colors}
         assert {tuple(c) for c in np.unique(colours, axis=0)} <= known
 
@@ -165,9 +165,9 @@ def test_injected_event_failures_keep_the_bridges_layout(carla_bag):
         assert raw != message.raw  # rewritten with the burst
         msg = bag.deserialize(BagMessage(topic, message.msgtype, message.log_ns, raw))
         assert [f.name for f in msg.fields] == ["x", "y", "t", "pol"]
-        t = convert.cloud_array(msg, topic).reshape(-1)["t"]
-        assert convert.resolve_event_time(t, convert.stamp_ns(msg.header)) is EventTime.FLOAT_NS
-        forced = convert.event_packet(msg, topic, 64, 32, EventTime.FLOAT_NS)
+        t = messages.cloud_array(msg, topic).reshape(-1)["t"]
+        assert messages.resolve_event_time(t, messages.stamp_ns(msg.header)) is EventTime.FLOAT_NS
+        forced = messages.event_packet(msg, topic, 64, 32, EventTime.FLOAT_NS)
         assert len(forced.t_ns) > 64 * 32 // 2 and np.all(np.abs(forced.t_ns) < 1e8)
 
 
@@ -225,13 +225,13 @@ def test_carla_drive_through_the_live_node_recorded_for_foxglove_and_rviz(carla_
     with Bag(recording) as rec:
         infos = [rec.deserialize(m) for m in rec.messages(["/segmentation/info"])]
         masks = [rec.deserialize(m) for m in rec.messages(["/segmentation/mask"])]
-        live = {convert.stamp_ns(m.header): m for m in masks}
+        live = {messages.stamp_ns(m.header): m for m in masks}
     same = 0
     for info in infos:
-        stamp = convert.stamp_ns(info.header)
+        stamp = messages.stamp_ns(info.header)
         key = (stamp, tuple(sorted((Modality.parse(n), t.sec * 1_000_000_000 + t.nanosec) for n, t in zip(info.modalities_used, info.modality_stamps))))
         if key in offline and stamp in live:
-            assert np.array_equal(convert.image_array(live[stamp], "mask"), offline[key])
+            assert np.array_equal(messages.image_array(live[stamp], "mask"), offline[key])
             same += 1
     assert same >= 4
     pictures = render_recording(recording, tmp_path / "frames", frames=2, params=params)

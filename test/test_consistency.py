@@ -8,8 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from modseg_ros.core.config import ModelConfig
-from modseg_ros.core.consistency import (
+from modseg_ros.core.checks.consistency import (
     CalibrationRule,
     ConsistencyCalibration,
     ConsistencyMonitor,
@@ -21,13 +20,15 @@ from modseg_ros.core.consistency import (
     smooth,
     thresholds_from,
 )
+from modseg_ros.core.config import ModelConfig
 from modseg_ros.core.health import HealthConfig, HealthMonitor, StreamLimits
-from modseg_ros.core.perception import load_calibration
 from modseg_ros.core.types import CameraFrame, HealthLevel, Modality, SensorSample
 from modseg_ros.errors import ConfigError
+from modseg_ros.model.architectures import build
 from modseg_ros.model.checkpoint import save_checkpoint
+from modseg_ros.model.loading import load_calibration
 from modseg_ros.model.runtime import SegmentationEngine
-from modseg_ros.model.segmenter import SegmenterConfig, build
+from modseg_ros.model.segmenter import SegmenterConfig
 
 C, D, L, E = Modality.CAMERA, Modality.DEPTH, Modality.LIDAR, Modality.EVENTS
 S = 1_000_000_000

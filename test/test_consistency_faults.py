@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from modseg_ros.core.checks.consistency import ConsistencyCalibration, Light, calibration_path, scene_brightness
 from modseg_ros.core.config import NodeConfig
-from modseg_ros.core.consistency import ConsistencyCalibration, Light, calibration_path, scene_brightness
 from modseg_ros.core.encoding import encode_payload
-from modseg_ros.core.failures import apply_to_payload, parse_failure_spec
 from modseg_ros.core.types import MODALITIES, Modality, SensorSample
+from modseg_ros.data.failures import apply_to_payload, parse_failure_spec
 from modseg_ros.data.world.conditions import make_condition
 from modseg_ros.data.world.simulator import Simulator
 from modseg_ros.data.world.town import TownParams, generate_town

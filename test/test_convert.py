@@ -12,6 +12,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from modseg_ros.bench.reference import cv_bridge_imgmsg_to_cv2, read_points
+from modseg_ros.core import messages
 from modseg_ros.errors import ConversionError
 from modseg_ros.ros import convert
 
@@ -55,11 +56,11 @@ def test_camera_encodings_give_cv_bridge_rgb8(encoding, channels, to_rgb, pad):
     shape = (6, 7, channels) if channels > 1 else (6, 7)
     pixels = RNG.integers(0, 256, shape, dtype=np.uint8)
     msg = image(pixels, encoding, pad=pad)
-    passthrough = convert.image_array(msg, "camera/image")
+    passthrough = messages.image_array(msg, "camera/image")
     assert np.array_equal(passthrough, pixels)
     if pad % channels == 0:  # cv_bridge sizes rows as step // pixel size: other paddings shear its rows
         assert np.array_equal(passthrough, cv_bridge_imgmsg_to_cv2(msg, "u1", channels))
-    rgb = convert.camera_frame(msg, "camera/image").image
+    rgb = messages.camera_frame(msg, "camera/image").image
     assert rgb.shape == (6, 7, 3) and rgb.dtype == np.uint8
     assert np.array_equal(rgb, to_rgb(pixels))
 
@@ -67,7 +68,7 @@ def test_camera_encodings_give_cv_bridge_rgb8(encoding, channels, to_rgb, pad):
 def test_rgb8_is_a_view_of_the_message_buffer_even_with_row_padding():
     for pad in (0, 3):
         msg = image(RNG.integers(0, 256, (4, 5, 3), dtype=np.uint8), "rgb8", pad=pad)
-        rgb = convert.camera_frame(msg, "camera/image").image
+        rgb = messages.camera_frame(msg, "camera/image").image
         assert np.shares_memory(rgb, np.frombuffer(msg.data, np.uint8))
 
 
@@ -79,14 +80,14 @@ def test_passthrough_of_wide_encodings_matches_cv_bridge(encoding, dtype, pad, b
     shape = (5, 3, channels) if channels > 1 else (5, 3)
     pixels = (RNG.random(shape) * 3000).astype(dtype)
     msg = image(pixels, encoding, pad=pad, bigendian=bigendian)
-    out = convert.image_array(msg, "depth/image")
+    out = messages.image_array(msg, "depth/image")
     assert out.dtype == np.dtype(dtype) and out.dtype.isnative
     assert np.array_equal(out, pixels) and np.array_equal(out, cv_bridge_imgmsg_to_cv2(msg, dtype, channels))
 
 
 def test_depth_32fc1_metres_with_every_invalid_marker():
     depth = np.array([[1.5, 0.0, np.nan], [np.inf, -2.0, 80.25]], np.float32)
-    out = convert.depth_frame(image(depth, "32FC1"), "depth/image").depth_m
+    out = messages.depth_frame(image(depth, "32FC1"), "depth/image").depth_m
     expected = np.array([[1.5, np.nan, np.nan], [np.nan, np.nan, 80.25]], np.float32)
     assert out.dtype == np.float32 and np.array_equal(out, expected, equal_nan=True)
 
@@ -95,16 +96,16 @@ def test_depth_32fc1_metres_with_every_invalid_marker():
 @pytest.mark.parametrize("bigendian", [False, True])
 def test_depth_16uc1_millimetres(encoding, bigendian):
     mm = np.array([[0, 1500, 65535], [1, 250, 0]], np.uint16)
-    out = convert.depth_frame(image(mm, encoding, pad=2, bigendian=bigendian), "depth/image").depth_m
+    out = messages.depth_frame(image(mm, encoding, pad=2, bigendian=bigendian), "depth/image").depth_m
     expected = np.array([[np.nan, 1.5, 65.535], [0.001, 0.25, np.nan]], np.float32)
     assert np.allclose(out, expected, equal_nan=True, rtol=1e-6)
 
 
 def test_event_image_and_camera_info():
     pixels = RNG.integers(0, 256, (4, 6, 3), dtype=np.uint8)
-    assert np.array_equal(convert.event_frame(image(pixels, "bgr8"), "events/image").image, pixels[..., ::-1])
+    assert np.array_equal(messages.event_frame(image(pixels, "bgr8"), "events/image").image, pixels[..., ::-1])
     info = CameraInfo(width=640, height=480, k=[500.0, 0.0, 320.5, 0.0, 510.0, 240.5, 0.0, 0.0, 1.0])
-    intr = convert.camera_intrinsics(info, "camera/camera_info")
+    intr = messages.camera_intrinsics(info, "camera/camera_info")
     assert (intr.width, intr.height, intr.fx, intr.fy, intr.cx, intr.cy) == (640, 480, 500.0, 510.0, 320.5, 240.5)
 
 
@@ -117,8 +118,8 @@ def test_rosbags_messages_convert_the_same_as_rclpy_messages():
     msg = image(pixels, "bgr8", pad=2)
     bag_msg = BagImage(header=BagHeader(stamp=Time(sec=5, nanosec=250_000_000), frame_id="cam"), height=3, width=4,
                        encoding="bgr8", is_bigendian=0, step=msg.step, data=np.frombuffer(msg.data, np.uint8).copy())  # fmt: skip
-    assert np.array_equal(convert.camera_frame(bag_msg, "t").image, convert.camera_frame(msg, "t").image)
-    assert convert.stamp_ns(bag_msg.header) == convert.stamp_ns(msg.header) == 5_250_000_000
+    assert np.array_equal(messages.camera_frame(bag_msg, "t").image, messages.camera_frame(msg, "t").image)
+    assert messages.stamp_ns(bag_msg.header) == messages.stamp_ns(msg.header) == 5_250_000_000
 
 
 @pytest.mark.parametrize(
@@ -137,17 +138,17 @@ def test_malformed_images_raise_a_typed_error_naming_topic_and_problem(mutate, n
     msg = image(RNG.integers(0, 256, (4, 6, 3), dtype=np.uint8), "rgb8")
     mutate(msg)
     with pytest.raises(ConversionError, match=needle) as err:
-        convert.camera_frame(msg, "front/camera/image")
+        messages.camera_frame(msg, "front/camera/image")
     assert err.value.topic == "front/camera/image" and str(err.value).startswith("front/camera/image: ")
 
 
 def test_odd_step_and_bad_camera_info_are_rejected():
     msg = image(np.zeros((2, 2), np.uint16), "16UC1", pad=1)
     with pytest.raises(ConversionError, match="not a multiple"):
-        convert.depth_frame(msg, "depth/image")
+        messages.depth_frame(msg, "depth/image")
     info = CameraInfo(width=640, height=480, k=[np.nan, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0])
     with pytest.raises(ConversionError, match="not a finite 3×3"):
-        convert.camera_intrinsics(info, "camera/camera_info")
+        messages.camera_intrinsics(info, "camera/camera_info")
 
 
 # --- point clouds ------------------------------------------------------------------------------------
@@ -187,11 +188,11 @@ def test_world_lidar_layout_is_a_zero_copy_view_equal_to_read_points():
     rows = lidar_rows(50, nan_every=7)
     msg = cloud(XYZIR, rows, point_step=18)
     ref = read_points(msg)
-    out = convert.cloud_array(msg, "lidar/points")
+    out = messages.cloud_array(msg, "lidar/points")
     assert out.shape == (1, 50) and np.shares_memory(out, np.frombuffer(msg.data, np.uint8))
     for name in ref.dtype.names:
         assert np.array_equal(out[name].ravel(), ref[name], equal_nan=True)
-    pc = convert.point_cloud(msg, "lidar/points")
+    pc = messages.point_cloud(msg, "lidar/points")
     assert np.shares_memory(pc.points, np.frombuffer(msg.data, np.uint8))
     expected = np.array([r[:3] for r in rows], np.float32)
     assert pc.points.dtype == np.float32 and np.array_equal(pc.points, expected, equal_nan=True)
@@ -204,10 +205,10 @@ def test_padded_point_step_float64_and_byte_order(bigendian):
     rows = [(int(RNG.integers(0, 256)), *RNG.normal(0, 50, 3)) for _ in range(20)]
     msg = cloud(fields, rows, point_step=40, bigendian=bigendian)
     ref = read_points(msg)
-    out = convert.cloud_array(msg, "lidar/points")
+    out = messages.cloud_array(msg, "lidar/points")
     for name in ("intensity", "x", "y", "z"):
         assert np.array_equal(out[name].ravel(), ref[name]) and out[name].dtype.isnative
-    pc = convert.point_cloud(msg, "lidar/points", intensity_scale=255.0)
+    pc = messages.point_cloud(msg, "lidar/points", intensity_scale=255.0)
     assert np.allclose(pc.points, np.array([r[1:] for r in rows], np.float32))
     assert np.allclose(pc.intensity, [r[0] / 255.0 for r in rows]) and pc.ring is None
 
@@ -215,20 +216,20 @@ def test_padded_point_step_float64_and_byte_order(bigendian):
 def test_organised_cloud_with_row_padding_is_read_row_major():
     rows = lidar_rows(4 * 6)
     msg = cloud(XYZIR, rows, point_step=20, height=4, row_pad=12)
-    out = convert.cloud_array(msg, "lidar/points")
+    out = messages.cloud_array(msg, "lidar/points")
     assert out.shape == (4, 6)
-    pc = convert.point_cloud(msg, "lidar/points")
+    pc = messages.point_cloud(msg, "lidar/points")
     assert np.allclose(pc.points, np.array([r[:3] for r in rows], np.float32))
     # without row padding, read_points' flat view agrees
     plain = cloud(XYZIR, rows, point_step=20, height=4)
-    assert np.array_equal(convert.cloud_array(plain, "l").ravel()["x"], read_points(plain)["x"])
+    assert np.array_equal(messages.cloud_array(plain, "l").ravel()["x"], read_points(plain)["x"])
 
 
 def test_multi_count_fields_are_named_as_sensor_msgs_py():
     msg = cloud([("x", 0, F32), ("y", 4, F32), ("z", 8, F32)], [(1.0, 2.0, 3.0)], point_step=20)
     msg.fields.append(PointField(name="normal", offset=12, datatype=U16, count=3))
     msg.fields.append(PointField(name="", offset=18, datatype=U8, count=1))
-    names = convert.cloud_array(msg, "l").dtype.names
+    names = messages.cloud_array(msg, "l").dtype.names
     assert names == ("x", "y", "z", "normal_0", "normal_1", "normal_2", "unnamed_field_4")
 
 
@@ -241,7 +242,7 @@ def test_events_in_the_carla_layout(stamp, step):
     msg = cloud(fields, [(0, 0, 0.0, 0)] * 3, point_step=step)
     msg.data = data  # CARLA declares t FLOAT64 but writes int64 nanoseconds
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-    packet = convert.event_packet(msg, "events/points", width=10, height=5)
+    packet = messages.event_packet(msg, "events/points", width=10, height=5)
     assert list(packet.x) == [3, 0, 9] and list(packet.y) == [1, 2, 4]
     assert list(packet.t_ns) == [-40_000_000, -1_000, 0] and list(packet.polarity) == [1, -1, 1]
     assert (packet.width, packet.height) == (10, 5)
@@ -252,10 +253,10 @@ def test_events_with_integer_nanoseconds_or_float_seconds():
     fields = [("x", 0, U16), ("y", 2, U16), ("t", 4, U32), ("polarity", 8, I8)]
     as_ns = cloud(fields, [(1, 1, 999_000_000, -1)], point_step=9)
     as_ns.header.stamp.sec, as_ns.header.stamp.nanosec = 1, 0
-    packet = convert.event_packet(as_ns, "e", 4, 4)
+    packet = messages.event_packet(as_ns, "e", 4, 4)
     assert packet.t_ns[0] == -1_000_000 and packet.polarity[0] == -1
     seconds = cloud([("x", 0, U16), ("y", 2, U16), ("t", 4, F64), ("p", 12, I8)], [(1, 2, 5.24, 1)], point_step=13)
-    packet = convert.event_packet(seconds, "e", 4, 4)
+    packet = messages.event_packet(seconds, "e", 4, 4)
     assert packet.t_ns[0] == 5_240_000_000 - stamp and packet.polarity[0] == 1
 
 
@@ -278,19 +279,19 @@ def test_malformed_clouds_raise_a_typed_error_naming_topic_and_problem(mutate, n
     msg = cloud(XYZIR, lidar_rows(10), point_step=18)
     mutate(msg)
     with pytest.raises(ConversionError, match=needle) as err:
-        convert.point_cloud(msg, "lidar/points")
+        messages.point_cloud(msg, "lidar/points")
     assert err.value.topic == "lidar/points"
 
 
 def test_events_missing_polarity_is_named():
     msg = cloud([("x", 0, U16), ("y", 2, U16), ("t", 4, F64)], [(1, 1, 0.0)], point_step=12)
     with pytest.raises(ConversionError, match="no polarity field"):
-        convert.event_packet(msg, "events/points", 4, 4)
+        messages.event_packet(msg, "events/points", 4, 4)
 
 
 def test_empty_cloud_converts_to_zero_points():
     msg = cloud(XYZIR, [], point_step=18)
-    pc = convert.point_cloud(msg, "lidar/points")
+    pc = messages.point_cloud(msg, "lidar/points")
     assert pc.points.shape == (0, 3) and pc.intensity.shape == (0,)
 
 
@@ -301,9 +302,9 @@ def test_outbound_image_and_cloud_round_trip():
     mask = RNG.integers(0, 25, (3, 5), dtype=np.uint8)
     msg = convert.image_msg(mask, "mono8", header())
     assert (msg.encoding, msg.step, msg.height, msg.width) == ("mono8", 5, 3, 5)
-    assert np.array_equal(convert.image_array(msg, "mask"), mask)
+    assert np.array_equal(messages.image_array(msg, "mask"), mask)
     colour = RNG.integers(0, 256, (3, 5, 3), dtype=np.uint8)[:, ::-1]  # a non-contiguous view
-    assert np.array_equal(convert.camera_frame(convert.image_msg(colour, "rgb8", header()), "c").image, colour)
+    assert np.array_equal(messages.camera_frame(convert.image_msg(colour, "rgb8", header()), "c").image, colour)
     dtype = np.dtype({"names": ["x", "y", "z", "intensity", "label", "rgb"],
                       "formats": ["f4", "f4", "f4", "f4", "u1", "f4"], "offsets": [0, 4, 8, 12, 16, 20], "itemsize": 24})  # fmt: skip
     points = np.zeros(7, dtype)
@@ -313,14 +314,14 @@ def test_outbound_image_and_cloud_round_trip():
     assert [(f.name, f.offset, f.datatype) for f in out.fields] == [
         ("x", 0, F32), ("y", 4, F32), ("z", 8, F32), ("intensity", 12, F32), ("label", 16, U8), ("rgb", 20, F32)
     ]  # fmt: skip
-    back = convert.cloud_array(out, "points").ravel()
+    back = messages.cloud_array(out, "points").ravel()
     assert np.array_equal(back["label"], points["label"]) and np.array_equal(back["x"], points["x"])
 
 
 def test_event_times_that_are_not_finite_are_rejected():
     msg = cloud([("x", 0, U16), ("y", 2, U16), ("t", 4, F64), ("p", 12, I8)], [(1, 2, float("nan"), 1)], point_step=13)
     with pytest.raises(ConversionError, match="event times contain NaN"):
-        convert.event_packet(msg, "events/points", 4, 4)
+        messages.event_packet(msg, "events/points", 4, 4)
 
 
 # --- event time conventions (inputs.event_time) ---------------------------------------------------------
@@ -352,28 +353,28 @@ def test_every_event_time_convention_reads_right_forced_and_auto(convention, sta
     # a double keeps 53 bits: wall-clock nanoseconds as a double are exact to 256 ns, seconds to about 0.2 µs
     tolerance = 0 if convention is EventTime.INT64_NS or stamp == SIM_STAMP and convention is EventTime.FLOAT_NS else 300
     for setting in (convention, EventTime.AUTO):
-        packet = convert.event_packet(msg, "events", 10, 5, setting)
+        packet = messages.event_packet(msg, "events", 10, 5, setting)
         assert np.allclose(packet.t_ns, EVENT_OFFSETS, rtol=0, atol=tolerance), (setting, packet.t_ns)
         assert list(packet.polarity) == [1, -1, 1]
-    points = convert.cloud_array(msg, "events").reshape(-1)
-    assert convert.resolve_event_time(points["t"], stamp) is convention
+    points = messages.cloud_array(msg, "events").reshape(-1)
+    assert messages.resolve_event_time(points["t"], stamp) is convention
 
 
 def test_the_auto_rule_tells_sim_time_nanoseconds_from_wall_clock_seconds():
     # the same magnitude, about 1.8e9: simulation nanoseconds (1.8 s into an episode) or wall-clock seconds
     values = np.array([1.79e9, 1.795e9])
-    assert convert.resolve_event_time(values, stamp_ns=1_800_000_000) is EventTime.FLOAT_NS
-    assert convert.resolve_event_time(values, stamp_ns=1_795_000_000 * 1_000_000_000) is EventTime.FLOAT_S
+    assert messages.resolve_event_time(values, stamp_ns=1_800_000_000) is EventTime.FLOAT_NS
+    assert messages.resolve_event_time(values, stamp_ns=1_795_000_000 * 1_000_000_000) is EventTime.FLOAT_S
     # without a header stamp, magnitude decides: above 1e7 is nanoseconds
-    assert convert.resolve_event_time(np.array([2.5e9]), 0) is EventTime.FLOAT_NS
-    assert convert.resolve_event_time(np.array([12.5]), 0) is EventTime.FLOAT_S
+    assert messages.resolve_event_time(np.array([2.5e9]), 0) is EventTime.FLOAT_NS
+    assert messages.resolve_event_time(np.array([12.5]), 0) is EventTime.FLOAT_S
 
 
 def test_a_wrong_forced_convention_is_visible_and_an_impossible_one_is_an_error():
     msg = carla_events(SIM_STAMP, EventTime.FLOAT_NS)
-    misread = convert.event_packet(msg, "events", 10, 5, EventTime.FLOAT_S)  # nanoseconds taken as seconds
+    misread = messages.event_packet(msg, "events", 10, 5, EventTime.FLOAT_S)  # nanoseconds taken as seconds
     assert misread.t_ns.min() > 1e15  # events from the far future: the health monitor's business, not a crash
     f32 = cloud([("x", 0, U16), ("y", 2, U16), ("t", 4, F32), ("pol", 8, I8)], [(1, 1, 5.2, 1)], point_step=9)
     with pytest.raises(ConversionError, match="int64 nanoseconds need an 8-byte field.*inputs.event_time: int64_ns"):
-        convert.event_packet(f32, "events", 4, 4, EventTime.INT64_NS)
-    assert convert.event_packet(f32, "events", 4, 4).t_ns[0] == pytest.approx(5_200_000_000 - 5_250_000_000, abs=200)
+        messages.event_packet(f32, "events", 4, 4, EventTime.INT64_NS)
+    assert messages.event_packet(f32, "events", 4, 4).t_ns[0] == pytest.approx(5_200_000_000 - 5_250_000_000, abs=200)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from modseg_ros.core.metrics import ConfusionMatrix, emm_expected, summarise_subsets
 from modseg_ros.core.types import Modality, all_subsets
-from modseg_ros.eval.metrics import ConfusionMatrix, emm_expected, summarise_subsets
 
 
 def test_confusion_matrix_and_miou_match_a_hand_computation():

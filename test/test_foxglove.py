@@ -16,7 +16,7 @@ from replay_fixtures import modseg
 from rosbags.typesys import Stores, get_typestore
 from websockets.sync.client import connect
 
-from modseg_ros.ros import convert
+from modseg_ros.core import messages
 
 PARAMS = HERE / "params" / "node_test.yaml"
 SUBPROTOCOL = "foxglove.sdk.v1"  # the subprotocol foxglove-sdk 0.30 accepts (Foxglove WebSocket protocol)
@@ -66,7 +66,7 @@ def test_a_websocket_client_on_loopback_receives_a_mask():
                     assert subscription == 7 and log_time > 0
                     payload = frame[13:]
         image = get_typestore(Stores.ROS2_KILTED).deserialize_cdr(payload, "sensor_msgs/msg/Image")
-        labels = np.array(convert.image_array(image, "/segmentation/mask"))
+        labels = np.array(messages.image_array(image, "/segmentation/mask"))
         assert image.encoding == "mono8" and labels.shape == (32, 64) and labels.max() < 25
     finally:
         node.stop()

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of every conversion (ros/convert.py) on real rclpy messages, random and
+"""Property-based fuzzing of every conversion (core/messages.py, ros/convert.py) on real rclpy messages, random and
 adversarial (test/fuzz_messages.py).
 
 Properties: a conversion either returns a payload with the documented shape, type and value range,
@@ -25,8 +25,8 @@ from fuzz_messages import (
 from hypothesis import given
 from hypothesis import strategies as st
 
+from modseg_ros.core import messages
 from modseg_ros.errors import ConversionError
-from modseg_ros.ros import convert
 
 
 def converted(fn, *args):
@@ -45,10 +45,10 @@ def converted(fn, *args):
 @given(images())
 def test_image_passthrough_accepts_exactly_the_valid_images(case):
     msg = case.msg
-    out = converted(convert.image_array, msg, TOPIC)
+    out = converted(messages.image_array, msg, TOPIC)
     assert (out is not None) == image_is_valid(msg, KNOWN_ENCODINGS)
     if out is not None:
-        code, channels = convert._IMAGE_ENCODINGS[msg.encoding]
+        code, channels = messages._IMAGE_ENCODINGS[msg.encoding]
         assert out.shape == ((msg.height, msg.width) if channels == 1 else (msg.height, msg.width, channels))
         assert out.dtype == np.dtype(code) and out.dtype.isnative
 
@@ -56,9 +56,9 @@ def test_image_passthrough_accepts_exactly_the_valid_images(case):
 @given(images())
 def test_camera_and_event_images_are_rgb8_on_the_message_grid(case):
     msg = case.msg
-    for fn in (lambda m, t: convert.camera_frame(m, t).image, lambda m, t: convert.event_frame(m, t).image):
+    for fn in (lambda m, t: messages.camera_frame(m, t).image, lambda m, t: messages.event_frame(m, t).image):
         rgb = converted(fn, msg, TOPIC)
-        assert (rgb is not None) == image_is_valid(msg, convert.CAMERA_ENCODINGS)
+        assert (rgb is not None) == image_is_valid(msg, messages.CAMERA_ENCODINGS)
         if rgb is not None:
             assert rgb.shape == (msg.height, msg.width, 3) and rgb.dtype == np.uint8
 
@@ -66,8 +66,8 @@ def test_camera_and_event_images_are_rgb8_on_the_message_grid(case):
 @given(images())
 def test_depth_is_float32_metres_positive_and_finite_or_nan(case):
     msg = case.msg
-    frame = converted(convert.depth_frame, msg, TOPIC)
-    assert (frame is not None) == image_is_valid(msg, convert.DEPTH_ENCODINGS)
+    frame = converted(messages.depth_frame, msg, TOPIC)
+    assert (frame is not None) == image_is_valid(msg, messages.DEPTH_ENCODINGS)
     if frame is not None:
         depth = frame.depth_m
         assert depth.shape == (msg.height, msg.width) and depth.dtype == np.float32
@@ -78,9 +78,9 @@ def test_depth_is_float32_metres_positive_and_finite_or_nan(case):
 @given(camera_infos())
 def test_camera_info_gives_positive_finite_intrinsics_or_is_rejected(case):
     msg = case.msg
-    intrinsics = converted(convert.camera_intrinsics, msg, TOPIC)
+    intrinsics = converted(messages.camera_intrinsics, msg, TOPIC)
     k = np.asarray(msg.k)
-    valid = (0 < msg.width and 0 < msg.height and msg.width * msg.height <= convert.MAX_PIXELS
+    valid = (0 < msg.width and 0 < msg.height and msg.width * msg.height <= messages.MAX_PIXELS
              and np.isfinite(k).all() and k[0] > 0 and k[4] > 0)  # fmt: skip
     assert (intrinsics is not None) == bool(valid)
     if intrinsics is not None:
@@ -90,7 +90,7 @@ def test_camera_info_gives_positive_finite_intrinsics_or_is_rejected(case):
 @given(clouds([LIDAR_LAYOUT]))
 def test_lidar_clouds_give_n_by_3_points_or_a_named_error(case):
     msg, damage = case.msg, case.damage
-    cloud = converted(convert.point_cloud, msg, TOPIC, 255.0)
+    cloud = converted(messages.point_cloud, msg, TOPIC, 255.0)
     if damage in BREAKING:
         assert cloud is None, damage
         return
@@ -104,7 +104,7 @@ def test_lidar_clouds_give_n_by_3_points_or_a_named_error(case):
 @given(clouds(EVENT_LAYOUTS), st.integers(1, 640), st.integers(1, 480))
 def test_event_packets_give_aligned_arrays_or_a_named_error(case, width, height):
     msg, damage = case.msg, case.damage
-    packet = converted(convert.event_packet, msg, TOPIC, width, height)
+    packet = converted(messages.event_packet, msg, TOPIC, width, height)
     if damage in BREAKING:
         assert packet is None, damage
         return
@@ -120,7 +120,7 @@ def test_event_packets_give_aligned_arrays_or_a_named_error(case, width, height)
 @given(clouds([LIDAR_LAYOUT] + EVENT_LAYOUTS))
 def test_structured_view_has_one_entry_per_point(case):
     msg, damage = case.msg, case.damage
-    points = converted(convert.cloud_array, msg, TOPIC)
+    points = converted(messages.cloud_array, msg, TOPIC)
     if damage in BREAKING and damage != "drop_x":  # without x it is still a valid cloud, just not a LiDAR one
         assert points is None, damage
     elif points is not None:

@@ -1,5 +1,5 @@
 """Property-based fuzzing of the node's intake: the health monitor and the synchronizer fed through
-``Perception.receive`` with the node's own converters (ros/convert.py ``sensor_inputs``) on real rclpy
+``Perception.receive`` with the node's own converters (core/messages.py ``sensor_inputs``) on real rclpy
 messages, exactly as ros/node.py's subscriptions do.
 
 Sequences interleave good messages of the synthetic street, the stream's known malformed kinds and
@@ -24,11 +24,11 @@ from fuzz_messages import EVENT_LAYOUTS, LIDAR_LAYOUT, clouds, images
 from hypothesis import given
 from hypothesis import strategies as st
 
+from modseg_ros.core import messages
 from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.perception import Perception
 from modseg_ros.core.types import MODALITIES, HealthLevel, Modality
 from modseg_ros.model.runtime import SegmentationEngine
-from modseg_ros.ros import convert
 from modseg_ros.ros.stream import Frames, Scenario, break_message
 
 C, D, L, E = MODALITIES
@@ -36,7 +36,7 @@ MS, S = 1_000_000, 1_000_000_000
 WIDTH, HEIGHT = 64, 32
 RATES = {"camera": 20.0, "depth": 20.0, "lidar": 10.0, "events": 20.0}
 CONFIG = NodeConfig.from_parameters({"rig.camera.width": WIDTH, "rig.camera.height": HEIGHT})
-SOURCES = convert.sensor_inputs(CONFIG)
+SOURCES = messages.sensor_inputs(CONFIG)
 FRAMES = Frames(Scenario(duration_s=1.0, rate_hz=RATES, width=WIDTH, height=HEIGHT, loop=4))
 MALFORMED = {  # the stream's damage kinds that apply to each message type
     C: ("short_data", "bad_step", "bad_encoding", "empty", "absurd_size"),
@@ -66,7 +66,7 @@ def with_stamp(msg, stamp_ns: int):
 
 def garbage(data, modality: Modality):
     """A random adversarial message of the modality's type (any stamp, any content)."""
-    if SOURCES[modality].msg_type.__name__ == "Image":
+    if SOURCES[modality].msg_type == messages.IMAGE:
         return data.draw(images()).msg
     return data.draw(clouds([LIDAR_LAYOUT] if modality is L else EVENT_LAYOUTS)).msg
 

@@ -10,7 +10,6 @@ import pytest
 
 from modseg_ros.core.config import load_parameters, rig_from_parameters
 from modseg_ros.core.health import HealthConfig, HealthMonitor, StreamLimits
-from modseg_ros.core.synthetic import SyntheticStreet
 from modseg_ros.core.types import (
     CameraFrame,
     DepthFrame,
@@ -21,6 +20,7 @@ from modseg_ros.core.types import (
     PointCloud,
     SensorSample,
 )
+from modseg_ros.data.synthetic import SyntheticStreet
 from modseg_ros.paths import config_file
 
 C, D, L, E = Modality.CAMERA, Modality.DEPTH, Modality.LIDAR, Modality.EVENTS

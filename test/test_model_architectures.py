@@ -2,14 +2,15 @@ import pytest
 import torch
 
 from modseg_ros.core.types import MODALITIES, all_subsets
+from modseg_ros.model.architectures import ARCHITECTURES, build
 from modseg_ros.model.cmtb import CrossModalBlock
 from modseg_ros.model.fusion import MeanFusion, ModalityAgnosticFusion
-from modseg_ros.model.segmenter import ARCHITECTURES, FrameModel, ModalBatch, SegmenterConfig, build
+from modseg_ros.model.segmenter import FrameModel, ModalBatch, SegmenterConfig
 
 SIZE = (32, 64)
 
 
-@pytest.fixture(scope="module", params=ARCHITECTURES)
+@pytest.fixture(scope="module", params=list(ARCHITECTURES))
 def model(request):
     torch.manual_seed(0)
     model = build(SegmenterConfig(arch=request.param, input_size=SIZE))

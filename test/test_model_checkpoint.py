@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from modseg_ros.errors import CheckpointError
+from modseg_ros.model.architectures import build
 from modseg_ros.model.checkpoint import load_checkpoint, save_checkpoint, sidecar_path
-from modseg_ros.model.segmenter import FrameModel, SegmenterConfig, build
+from modseg_ros.model.segmenter import FrameModel, SegmenterConfig
 
 CONFIG = SegmenterConfig(arch="any2seg", input_size=(32, 64))
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from modseg_ros.core.network_input import IMAGENET_MEAN, IMAGENET_STD, _block_reduce, _block_starts, prepare, resize_encoding
 from modseg_ros.core.types import MODALITIES, Modality
-from modseg_ros.model.inputs import IMAGENET_MEAN, IMAGENET_STD, _block_reduce, _block_starts, prepare, resize_encoding
 
 
 def test_lidar_downscale_keeps_the_nearest_point_whole():

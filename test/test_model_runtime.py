@@ -67,7 +67,7 @@ def test_the_labels_are_handed_on_before_the_scores_are_computed(engine, monkeyp
 
 
 def test_subsets_scored_from_one_encoder_pass_match_predicting_each_subset_alone(engine):
-    from modseg_ros.model.inputs import encode_input
+    from modseg_ros.core.network_input import encode_input
 
     inputs = {m: encode_input(m, e, engine.input_size) for m, e in encodings(5).items()}
     subsets = [(Modality.CAMERA, Modality.LIDAR, Modality.EVENTS), (Modality.DEPTH, Modality.LIDAR, Modality.EVENTS)]

@@ -2,13 +2,14 @@
 import numpy as np
 import pytest
 
-from modseg_ros.core.consistency import ConsistencyCalibration, calibration_path
+from modseg_ros.core.checks.consistency import ConsistencyCalibration, calibration_path
+from modseg_ros.core.metrics import ConfusionMatrix
 from modseg_ros.core.palette import CLASS_ID
 from modseg_ros.core.types import MODALITIES, Modality
 from modseg_ros.data.deliver import DeliverDataset
-from modseg_ros.eval.metrics import ConfusionMatrix
 from modseg_ros.model.export import export_onnx
-from modseg_ros.model.runtime import SegmentationEngine, default_checkpoint
+from modseg_ros.model.loading import default_checkpoint
+from modseg_ros.model.runtime import SegmentationEngine
 
 
 @pytest.fixture(scope="module")

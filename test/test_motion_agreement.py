@@ -1,4 +1,4 @@
-"""The camera-against-events motion check (core/motion_agreement.py): its statistic on constructed
+"""The camera-against-events motion check (core/checks/motion_agreement.py): its statistic on constructed
 frames, hysteresis, exclusion switch and bag loops, and the camera occlusion of the failure spec on
 world frames of the shipped rig (512×256), by day and at night: caught within 2 s, nothing on the
 nominal frames, and flickering events not blamed on the camera."""
@@ -7,17 +7,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modseg_ros.core.config import NodeConfig
-from modseg_ros.core.encoding import encode_payload
-from modseg_ros.core.failures import apply_to_payload, parse_failure_spec
-from modseg_ros.core.motion_agreement import (
+from modseg_ros.core.checks.motion_agreement import (
     MotionAgreementMonitor,
     MotionAgreementSettings,
     block_means,
     block_side,
     compare_motion,
 )
+from modseg_ros.core.config import NodeConfig
+from modseg_ros.core.encoding import encode_payload
 from modseg_ros.core.types import HealthLevel, Modality
+from modseg_ros.data.failures import apply_to_payload, parse_failure_spec
 from modseg_ros.data.world.conditions import make_condition
 from modseg_ros.data.world.simulator import Simulator
 from modseg_ros.data.world.town import TownParams, generate_town

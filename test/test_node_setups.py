@@ -118,7 +118,7 @@ def test_an_inconsistent_sensor_is_warned_excluded_and_scored_in_info_and_diagno
     """The model-aware check through the live node: a calibration that finds the LiDAR inconsistent
     whatever it sees (its nominal level set at a perfect 1.0) makes it WARN and leaves it out of the
     fusion; segmentation/info and /diagnostics carry every sensor's score."""
-    from modseg_ros.core.consistency import ConsistencyCalibration, Thresholds
+    from modseg_ros.core.checks.consistency import ConsistencyCalibration, Thresholds
     from modseg_ros.core.types import Modality
     from modseg_ros.model.checkpoint import read_sidecar
     from modseg_ros.paths import model_file

@@ -15,13 +15,13 @@ from replay_fixtures import Listener, modseg, small_world_bag
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore, get_types_from_msg
 
-from modseg_ros.core.failures import FailureInjector, apply_to_payload, parse_failure_spec
+from modseg_ros.core import messages
 from modseg_ros.core.types import CameraFrame, Modality
 from modseg_ros.data.bags import Bag
+from modseg_ros.data.failures import FailureInjector, apply_to_payload, parse_failure_spec
 from modseg_ros.data.playback import CLOCK_TOPIC, MessageInjector, PlaybackOptions, header_stamp, schedule, topic_roles
 from modseg_ros.data.world.bag_writer import cloud_dtype
 from modseg_ros.errors import BagError
-from modseg_ros.ros import convert
 
 NS = 1_000_000_000
 
@@ -56,7 +56,7 @@ KILTED = get_typestore(Stores.ROS2_KILTED)
 
 def image(raw):
     msg = KILTED.deserialize_cdr(raw, "sensor_msgs/msg/Image")
-    return np.array(convert.image_array(msg, "test"))
+    return np.array(messages.image_array(msg, "test"))
 
 
 # --- timing and /clock over DDS ------------------------------------------------------------------------

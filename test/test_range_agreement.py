@@ -1,4 +1,4 @@
-"""The depth-LiDAR range check (core/range_agreement.py): its statistics, blame and hysteresis, and
+"""The depth-LiDAR range check (core/checks/range_agreement.py): its statistics, blame and hysteresis, and
 each geometric fault of the failure spec on world frames of the shipped rig (512×256): detected and
 blamed on the right sensor, nothing on the nominal frames."""
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from modseg_ros.core.checks.range_agreement import RangeAgreementMonitor, RangeAgreementSettings, compare_ranges
 from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.encoding import EncodingConfig, encode_payload, range_code
-from modseg_ros.core.failures import apply_to_payload, parse_failure_spec
-from modseg_ros.core.range_agreement import RangeAgreementMonitor, RangeAgreementSettings, compare_ranges
 from modseg_ros.core.types import HealthLevel, Modality
+from modseg_ros.data.failures import apply_to_payload, parse_failure_spec
 from modseg_ros.data.world.conditions import make_condition
 from modseg_ros.data.world.simulator import Simulator
 from modseg_ros.data.world.town import TownParams, generate_town

@@ -13,9 +13,9 @@ from replay_fixtures import PARAMS, modseg, small_world_bag
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from modseg_ros.core.failures import parse_failure_spec
 from modseg_ros.core.types import HealthLevel, Modality
 from modseg_ros.data.bags import Bag
+from modseg_ros.data.failures import parse_failure_spec
 from modseg_ros.eval.offline import run_offline
 from modseg_ros.eval.replay import evaluate
 from modseg_ros.eval.replay_eval import replay_eval

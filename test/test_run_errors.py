@@ -17,7 +17,7 @@ import yaml
 from harness import MODSEG
 
 from modseg_ros.model.checkpoint import sidecar_path
-from modseg_ros.model.runtime import default_checkpoint
+from modseg_ros.model.loading import default_checkpoint
 
 
 def _params(tmp_path, values: dict):

@@ -11,10 +11,10 @@ import pytest
 from harness import make_world_bag
 from rosbags.highlevel import AnyReader
 
+from modseg_ros.core import messages
 from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.perception import Perception
 from modseg_ros.core.types import MODALITIES, HealthLevel, Modality
-from modseg_ros.ros import convert
 
 WIDTH, HEIGHT = 128, 64
 TICK_NS = 20_000_000  # the node's health tick
@@ -36,7 +36,7 @@ def node_config() -> NodeConfig:
     return NodeConfig.from_parameters({"rig.camera.width": WIDTH, "rig.camera.height": HEIGHT})
 
 
-INPUTS = {f"/{source.topic}": source for source in convert.sensor_inputs(node_config()).values()}  # as the node
+INPUTS = {f"/{source.topic}": source for source in messages.sensor_inputs(node_config()).values()}  # as the node
 
 
 def replay(bag: Path):

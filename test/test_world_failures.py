@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from modseg_ros.core.failures import (
+from modseg_ros.core.types import CameraFrame, DepthFrame, EventPacket, Modality, PointCloud
+from modseg_ros.data.failures import (
     DELIVER_CASES,
     FailureInjector,
     apply_to_payload,
@@ -14,7 +15,6 @@ from modseg_ros.core.failures import (
     make_failure,
     parse_failure_spec,
 )
-from modseg_ros.core.types import CameraFrame, DepthFrame, EventPacket, Modality, PointCloud
 from modseg_ros.errors import ConfigError
 
 RNG = np.random.default_rng(0)

@@ -12,9 +12,9 @@ from rosbags.highlevel import AnyReader
 
 from modseg_ros.core.config import load_parameters, rig_from_parameters
 from modseg_ros.core.encoding import EncodingConfig, encode_payload
-from modseg_ros.core.failures import parse_failure_spec
 from modseg_ros.core.palette import CLASSES, IGNORE
 from modseg_ros.core.types import Modality
+from modseg_ros.data.failures import parse_failure_spec
 from modseg_ros.data.world.bag_writer import EVENT_FIELDS, EVENT_STEP, TOPICS, cloud_dtype
 from modseg_ros.data.world.deliver_writer import labels_from_semantic_png
 from modseg_ros.data.world.drive import DEFAULT_CLOCKS

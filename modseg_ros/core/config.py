@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import yaml
 
-from modseg_ros.core.consistency import ConsistencySettings
-from modseg_ros.core.motion_agreement import MotionAgreementSettings
-from modseg_ros.core.range_agreement import RangeAgreementSettings
+from modseg_ros.core.carla import GT_ENCODINGS, TAG_SETS
+from modseg_ros.core.checks.consistency import ConsistencySettings
+from modseg_ros.core.checks.motion_agreement import MotionAgreementSettings
+from modseg_ros.core.checks.range_agreement import RangeAgreementSettings
 from modseg_ros.core.encoding import EncodingConfig
 from modseg_ros.core.geometry import Intrinsics, Rig, Transform
 from modseg_ros.core.health import CameraChecks, DepthChecks, EventChecks, HealthConfig, LidarChecks, StreamLimits
 from modseg_ros.core.sync import InputSync, SyncConfig
-from modseg_ros.core.carla import GT_ENCODINGS, TAG_SETS
 from modseg_ros.core.types import MODALITIES, EventTime, Modality
 from modseg_ros.errors import ConfigError
 from modseg_ros.paths import config_file

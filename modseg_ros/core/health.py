@@ -17,9 +17,9 @@ stream at once and recovery from it also needs ``recover_count`` good messages. 
 level < ERROR after the first message; it drives the synchronizer and the model.
 
 - **Cross-checks** between sensors, judged on the worker after each segmented bundle and handed
-  over with ``judge``: consistency with the other sensors (core/consistency.py, from the network's
-  output), depth against LiDAR ranges (core/range_agreement.py) and the camera against the event
-  camera's motion (core/motion_agreement.py). An alive sensor a check judges faulty is WARN with
+  over with ``judge``: consistency with the other sensors (core/checks/consistency.py, from the network's
+  output), depth against LiDAR ranges (core/checks/range_agreement.py) and the camera against the event
+  camera's motion (core/checks/motion_agreement.py). An alive sensor a check judges faulty is WARN with
   that check's reason (it stays alive: it is still encoded and checked, so it can recover).
 """
 from __future__ import annotations
@@ -302,7 +302,7 @@ class _Hysteresis:
 
 
 class CrossCheckVerdict(Protocol):
-    """What a cross-check (core/consistency.py, range_agreement.py, motion_agreement.py) says of one sensor."""
+    """What a cross-check (core/checks/consistency.py, range_agreement.py, motion_agreement.py) says of one sensor."""
 
     level: HealthLevel
     reason: str

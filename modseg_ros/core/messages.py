@@ -1,7 +1,8 @@
-"""sensor_msgs <-> numpy, the project's own (cv_bridge and sensor_msgs_py are not installable here).
+"""sensor_msgs -> numpy, the project's own (cv_bridge and sensor_msgs_py are not installable here).
 
-Inbound functions read any object with the message's fields, so they take rclpy messages and
-``rosbags`` messages alike (the offline replay uses them on bag messages). They return views over
+The readers need no rclpy: they read any object with the message's fields (duck-typed), so they
+take rclpy messages and ``rosbags`` messages alike (the offline replay uses them on bag messages);
+the rclpy-specific writers (numpy -> messages) are in ros/convert.py. The readers return views over
 the message buffer where the layout allows (the view keeps the message's buffer alive) and give the
 same values as the reference implementations:
 
@@ -22,8 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sensor_msgs.msg import Image, PointCloud2, PointField
-from std_msgs.msg import Header
 
 from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.geometry import Intrinsics
@@ -50,14 +49,12 @@ for _depth, _code in (("8U", "u1"), ("8S", "i1"), ("16U", "u2"), ("16S", "i2"), 
 CAMERA_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 DEPTH_ENCODINGS = ("32FC1", "16UC1", "mono16")  # metres; millimetres; millimetres
 
-# PointField.datatype -> numpy type (PointField.INT8 .. FLOAT64)
+# PointField.datatype -> numpy type (sensor_msgs/PointField INT8 = 1 .. FLOAT64 = 8)
 POINT_FIELD_TYPES: dict[int, np.dtype] = {
-    PointField.INT8: np.dtype("i1"), PointField.UINT8: np.dtype("u1"),
-    PointField.INT16: np.dtype("i2"), PointField.UINT16: np.dtype("u2"),
-    PointField.INT32: np.dtype("i4"), PointField.UINT32: np.dtype("u4"),
-    PointField.FLOAT32: np.dtype("f4"), PointField.FLOAT64: np.dtype("f8"),
+    1: np.dtype("i1"), 2: np.dtype("u1"), 3: np.dtype("i2"), 4: np.dtype("u2"),
+    5: np.dtype("i4"), 6: np.dtype("u4"), 7: np.dtype("f4"), 8: np.dtype("f8"),
 }  # fmt: skip
-_POINT_FIELD_CODES = {dtype: code for code, dtype in POINT_FIELD_TYPES.items()}
+POINT_FIELD_CODES = {dtype: code for code, dtype in POINT_FIELD_TYPES.items()}
 
 # Field names accepted for event packets (the CARLA DVS layout uses "pol").
 _EVENT_TIME_FIELDS = ("t", "ts", "timestamp")
@@ -359,6 +356,9 @@ def event_packet(msg, topic: str, width: int, height: int, time_convention: Even
 
 # --- The node's inputs ------------------------------------------------------------------------------
 
+IMAGE = "sensor_msgs/msg/Image"
+POINT_CLOUD = "sensor_msgs/msg/PointCloud2"
+
 
 @dataclass(frozen=True)
 class SensorInput:
@@ -366,7 +366,7 @@ class SensorInput:
 
     modality: Modality
     topic: str
-    msg_type: type
+    msg_type: str  # "sensor_msgs/msg/Image" or "sensor_msgs/msg/PointCloud2"
     read: Callable[[object, str], Payload]  # (message, resolved topic name) -> payload; ConversionError
 
     def sample(self, msg, topic: str, now_ns: int) -> SensorSample:
@@ -380,40 +380,13 @@ def sensor_inputs(config: NodeConfig) -> dict[Modality, SensorInput]:
     events = config.rig.intrinsics_of(Modality.EVENTS)
     inputs = config.inputs
     scale = inputs.lidar_intensity_scale
-    readers: dict[Modality, tuple[type, Callable[[object, str], Payload]]] = {
-        Modality.CAMERA: (Image, camera_frame),
-        Modality.DEPTH: (Image, depth_frame),
-        Modality.LIDAR: (PointCloud2, lambda msg, topic: point_cloud(msg, topic, scale)),
+    readers: dict[Modality, tuple[str, Callable[[object, str], Payload]]] = {
+        Modality.CAMERA: (IMAGE, camera_frame),
+        Modality.DEPTH: (IMAGE, depth_frame),
+        Modality.LIDAR: (POINT_CLOUD, lambda msg, topic: point_cloud(msg, topic, scale)),
         Modality.EVENTS: (
-            (PointCloud2, lambda msg, topic: event_packet(msg, topic, events.width, events.height, inputs.event_time))
-            if inputs.events_source == "points" else (Image, event_frame)
+            (POINT_CLOUD, lambda msg, topic: event_packet(msg, topic, events.width, events.height, inputs.event_time))
+            if inputs.events_source == "points" else (IMAGE, event_frame)
         ),
     }  # fmt: skip
     return {m: SensorInput(m, config.topics.sensor(m, inputs.events_source), *readers[m]) for m in inputs.modalities}
-
-
-# --- Outbound: numpy -> messages -------------------------------------------------------------------
-
-
-def image_msg(array: np.ndarray, encoding: str, header: Header) -> Image:
-    """H×W (mono8) or H×W×3 (rgb8) uint8 -> Image, one copy of the pixels."""
-    array = np.ascontiguousarray(array)
-    msg = Image(header=header, height=array.shape[0], width=array.shape[1], encoding=encoding, is_bigendian=0)
-    msg.step = array.shape[1] * (array.shape[2] if array.ndim == 3 else 1) * array.itemsize
-    msg.data = array.tobytes()
-    return msg
-
-
-def cloud_msg(points: np.ndarray, header: Header) -> PointCloud2:
-    """A 1-D structured array -> unorganised PointCloud2 with the same field layout (native order)."""
-    fields = []
-    for name in points.dtype.names:
-        dtype, offset = points.dtype.fields[name][:2]
-        fields.append(PointField(name=name, offset=offset, datatype=_POINT_FIELD_CODES[dtype.newbyteorder("=")], count=1))
-    points = np.ascontiguousarray(points)
-    msg = PointCloud2(header=header, height=1, width=len(points), fields=fields, is_bigendian=not _LITTLE_HOST)
-    msg.point_step = points.dtype.itemsize
-    msg.row_step = msg.point_step * len(points)
-    msg.is_dense = True
-    msg.data = points.tobytes()
-    return msg

@@ -4,7 +4,7 @@ In DELIVER's order: ColorJitter (p 0.2, camera only; brightness, contrast, satur
 horizontal flip (p 0.5, all modalities and the label), 3×3 Gaussian blur (p 0.2, camera only,
 σ ~U(0.1, 2.0)), random resized crop (scale r ~U(0.5, 2.0) of the size that fits the crop, random
 crop, padding 0 for images and 255 for the label), normalisation. One deviation: images are resized
-per modality with model/inputs.py's methods (sparse LiDAR and events keep whole returns; DELIVER
+per modality with core/network_input.py's methods (sparse LiDAR and events keep whole returns; DELIVER
 resizes every modality bilinearly), so training sees the same resizing as inference.
 
 Both transforms return network inputs: ``{modality: (3, h, w) float32}`` and the label.
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from modseg_ros.core.network_input import normalise, resize_encoding
 from modseg_ros.core.palette import IGNORE
 from modseg_ros.core.types import Modality
-from modseg_ros.model.inputs import normalise, resize_encoding
 
 
 def nearest_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:

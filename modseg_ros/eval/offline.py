@@ -2,7 +2,7 @@
 without DDS, for fast batch scoring and as the reference the live node is checked against.
 
 It mirrors ros/node.py on bag time: the messages the player would publish (same schedule, same
-injected failures, data/playback.py) are converted with the node's converters (ros/convert.py reads
+injected failures, data/playback.py) are converted with the node's converters (core/messages.py reads
 rosbags messages too) and observed at the node clock the player's /clock gives them; the node's
 timers (health tick, synchronizer poll, ``sensor_health``) fire on that clock. The one difference
 is deliberate: every bundle is segmented (the live node's newest-wins mailbox drops bundles when
@@ -21,19 +21,20 @@ import numpy as np
 
 from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.config import resolved_topic as resolved
-from modseg_ros.core.perception import Perception, load_calibration, load_engine
+from modseg_ros.core.perception import Perception
 from modseg_ros.core.types import Bundle, HealthState, Modality
 from modseg_ros.data.bags import Bag, BagMessage
 from modseg_ros.data.playback import CLOCK_TOPIC, MessageInjector, PlaybackOptions, schedule, topic_roles, window
 from modseg_ros.errors import ConversionError
 from modseg_ros.eval.run import HealthRecord, MaskRecord, ReplayOptions, RunOutputs
+from modseg_ros.model.loading import load_calibration, load_engine
 
 def node_inputs(config: NodeConfig) -> dict:
-    """The node's inputs (ros/convert.py ``SensorInput``) by the absolute topic the node resolves
+    """The node's inputs (core/messages.py ``SensorInput``) by the absolute topic the node resolves
     them to in the root namespace (the launch default), as recorded in bags."""
-    from modseg_ros.ros import convert  # message-field readers; they take rosbags messages as well
+    from modseg_ros.core import messages  # message-field readers; they take rosbags messages as well
 
-    return {resolved(source.topic): source for source in convert.sensor_inputs(config).values()}
+    return {resolved(source.topic): source for source in messages.sensor_inputs(config).values()}
 
 
 def node_topic_roles(config: NodeConfig) -> dict[str, Modality]:
@@ -91,10 +92,10 @@ class OfflineNode:
 
     def message(self, topic: str, msg) -> None:
         if topic == self.camera_info_topic:
-            from modseg_ros.ros import convert
+            from modseg_ros.core import messages
 
             try:
-                self.perception.set_camera(convert.camera_intrinsics(msg, topic))
+                self.perception.set_camera(messages.camera_intrinsics(msg, topic))
             except ConversionError:
                 pass  # the node drops it with a warning
             return
@@ -181,8 +182,8 @@ def encode_inputs(bag: Bag, options: ReplayOptions, config: NodeConfig,
                   wanted: set[tuple[Modality, int]]) -> dict[tuple[Modality, int], np.ndarray]:  # fmt: skip
     """The camera-grid encodings of the inputs with the given (modality, header stamp), as the node
     received them (same schedule and injected failures), for the report's panels."""
+    from modseg_ros.core import messages
     from modseg_ros.core.encoding import encode_payload
-    from modseg_ros.ros import convert
 
     inputs = node_inputs(config)
     topics = node_topics(bag, config)
@@ -194,7 +195,7 @@ def encode_inputs(bag: Bag, options: ReplayOptions, config: NodeConfig,
         message = BagMessage(item.topic, bag.topics[item.topic].msgtype, item.bag_ns, item.raw)
         if item.topic == resolved(config.topics.camera_info):
             try:
-                rig = rig.with_camera(convert.camera_intrinsics(bag.deserialize(message), item.topic))
+                rig = rig.with_camera(messages.camera_intrinsics(bag.deserialize(message), item.topic))
             except ConversionError:
                 pass
             continue

@@ -27,11 +27,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from modseg_ros.core.encoding import EncodingConfig
+from modseg_ros.core.network_input import NORMALISATION, RESIZE_METHOD
 from modseg_ros.core.palette import CLASSES, PALETTE
 from modseg_ros.core.types import MODALITIES
 from modseg_ros.errors import CheckpointError, ConfigError
-from modseg_ros.model.inputs import NORMALISATION, RESIZE_METHOD
-from modseg_ros.model.segmenter import Segmenter, SegmenterConfig, build
+from modseg_ros.model.architectures import build
+from modseg_ros.model.segmenter import Segmenter, SegmenterConfig
 
 FORMAT = "modseg-segmenter"
 VERSION = 1
@@ -51,7 +52,7 @@ class CheckpointInfo:
     classes: tuple[str, ...] = CLASSES
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-    weights_sha256: str = ""  # from the sidecar; ties calibrations (core/consistency.py) to these weights
+    weights_sha256: str = ""  # from the sidecar; ties calibrations (core/checks/consistency.py) to these weights
 
 
 def sidecar_path(weights: Path) -> Path:

@@ -10,7 +10,7 @@
 Inputs are the camera-grid H×W×3 uint8 encodings of core/encoding.py for the modalities that are
 present; an absent modality is simply left out and the network drops it. ``absent="zero"`` instead
 feeds zeros for it, the benchmark protocol (evaluation only). Both backends share the preparation
-(model/inputs.py) and the post-processing (bilinear upsampling of the logits, argmax); the ONNX
+(core/network_input.py) and the post-processing (bilinear upsampling of the logits, argmax); the ONNX
 backend runs the graphs written by ``modseg export --onnx`` next to the checkpoint.
 
 The labels come before the consistency scores: the network's forward gives the logits and the
@@ -32,23 +32,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from modseg_ros.core.network_input import encode_input, stack_inputs
 from modseg_ros.core.types import MODALITIES, Modality
 from modseg_ros.errors import CheckpointError, ConfigError
+from modseg_ros.model.architectures import build
 from modseg_ros.model.checkpoint import CheckpointInfo, load_checkpoint, read_sidecar
 from modseg_ros.model.consistency import MIN_MODALITIES
-from modseg_ros.model.inputs import encode_input, stack_inputs
-from modseg_ros.model.segmenter import FrameModel, SegmenterConfig, build, labels_at
+from modseg_ros.model.segmenter import FrameModel, SegmenterConfig, labels_at
 
 BACKENDS = ("torch", "onnx")
-DEFAULT_CHECKPOINT = "any2seg_b0.safetensors"
-
-
-def default_checkpoint() -> Path | None:
-    """The shipped default checkpoint (models/any2seg_b0.safetensors), if installed."""
-    from modseg_ros.paths import model_file
-
-    path = model_file(DEFAULT_CHECKPOINT)
-    return path if path.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -240,7 +232,7 @@ class SegmentationEngine:
         consistency: bool = True,
         on_labels: Callable[[np.ndarray], None] | None = None,
     ) -> Prediction:
-        """``predict`` from network inputs already made by model/inputs.py ``encode_input`` (3×h×w
+        """``predict`` from network inputs already made by core/network_input.py ``encode_input`` (3×h×w
         float32 at ``input_size``); ``inference_ms`` then covers the network and the labels only."""
         start = time.perf_counter()
         if absent not in ("drop", "zero"):

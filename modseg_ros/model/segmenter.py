@@ -1,4 +1,5 @@
-"""What every segmentation architecture shares: its config, its input batch, its output, and ``build``.
+"""What every segmentation architecture shares: its config, its input batch and its output
+(model/architectures.py builds one by name).
 
 A batch holds modality *slots*: ``images`` ``(S, B, 3, H, W)`` with the modality of each slot in
 ``modality_index`` (indices into ``MODALITIES``) and a ``present`` mask ``(S, B)``. Training uses the
@@ -19,13 +20,12 @@ from modseg_ros.core.types import MODALITIES
 from modseg_ros.errors import ConfigError
 from modseg_ros.model.consistency import modality_consistency, subset_consistency
 
-ARCHITECTURES = ("any2seg", "equiseg", "cmnext", "meanfusion")
 NUM_MODALITIES = len(MODALITIES)
 
 
 @dataclass(frozen=True)
 class SegmenterConfig:
-    arch: str = "any2seg"
+    arch: str = "any2seg"  # a name of model/architectures.py ARCHITECTURES (checked when the model is built)
     backbone: str = "b0"  # MiT variant: b0 | b1 | b2
     num_classes: int = NUM_CLASSES
     head_dim: int = 256  # SegFormer head width (256 for B0/B1, 768 for B2 in the paper; 256 here)
@@ -35,8 +35,6 @@ class SegmenterConfig:
     drop_path: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise ConfigError(f"unknown architecture '{self.arch}' (choose from {', '.join(ARCHITECTURES)})")
         if self.backbone not in ("b0", "b1", "b2"):
             raise ConfigError(f"unknown backbone '{self.backbone}' (choose from b0, b1, b2)")
         h, w = self.input_size
@@ -184,26 +182,6 @@ def encode_slots(encoder: nn.Module, batch: ModalBatch) -> list[torch.Tensor]:
         full = f.new_zeros((s * b,) + f.shape[1:]).index_copy(0, keep, f)
         dense.append(full.unflatten(0, (s, b)))
     return dense
-
-
-def build(config: SegmenterConfig) -> Segmenter:
-    """A freshly initialised model of ``config.arch``."""
-    if config.arch == "any2seg":
-        from modseg_ros.model.any2seg import Any2Seg
-
-        return Any2Seg(config)
-    if config.arch == "equiseg":
-        from modseg_ros.model.equiseg import EQUISeg
-
-        return EQUISeg(config)
-    if config.arch == "cmnext":
-        from modseg_ros.model.cmnext import CMNeXtStyle
-
-        return CMNeXtStyle(config)
-    from modseg_ros.model.meanfusion import MeanFusionSeg
-
-    return MeanFusionSeg(config)
-
 
 
 class FrameModel(nn.Module):

@@ -32,9 +32,10 @@ from modseg_ros.core.types import MODALITIES
 from modseg_ros.data.deliver import CONDITIONS, DeliverDataset
 from modseg_ros.data.transforms import EvalTransform, TrainAugmentation
 from modseg_ros.errors import CheckpointError, ConfigError
+from modseg_ros.model.architectures import build
 from modseg_ros.model.checkpoint import save_checkpoint
 from modseg_ros.model.losses import lscd_loss, ohem_cross_entropy, random_teacher_split, sgm_loss
-from modseg_ros.model.segmenter import ModalBatch, Segmenter, SegmenterConfig, build, labels_at, upsample
+from modseg_ros.model.segmenter import ModalBatch, Segmenter, SegmenterConfig, labels_at, upsample
 
 NUM_MODALITIES = len(MODALITIES)
 
@@ -199,7 +200,7 @@ def _load_state(out: Path, model: Segmenter, optimizer: torch.optim.Optimizer, c
 @torch.no_grad()
 def quick_validation(model: Segmenter, frames: DeliverDataset, count: int, size: tuple[int, int]) -> dict[str, float]:
     """mIoU of the full set and of each single modality on the first ``count`` frames (for the curve)."""
-    from modseg_ros.eval.metrics import ConfusionMatrix
+    from modseg_ros.core.metrics import ConfusionMatrix
 
     model.eval()
     transform = EvalTransform(tuple(size))

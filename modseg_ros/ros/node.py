@@ -1,6 +1,6 @@
 """The any2seg ROS 2 node: a thin shell around core/perception.py.
 
-Subscriptions convert messages (ros/convert.py) and hand them to the health monitor and the
+Subscriptions convert messages (core/messages.py) and hand them to the health monitor and the
 synchronizer; completed bundles go to a newest-wins mailbox; the inference thread encodes, runs the
 network, publishes the mask as soon as it exists and ``segmentation/info`` once the consistency
 scores are computed, then hands the segmentation to the
@@ -43,11 +43,13 @@ from rclpy.qos import QoSPolicyKind, QoSProfile, ReliabilityPolicy, qos_profile_
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
+from modseg_ros.core import messages
 from modseg_ros.core.config import NodeConfig, default_parameters, load_parameters
-from modseg_ros.core.perception import Perception, Segmentation, load_calibration, load_engine
+from modseg_ros.core.perception import Perception, Segmentation
 from modseg_ros.core.types import MODALITIES, Bundle, HealthLevel, HealthState, Modality, SensorSample, subset_name
 from modseg_ros.errors import ConfigError, ConversionError, ModsegError
 from modseg_ros.model.engine_process import EngineProcess
+from modseg_ros.model.loading import load_calibration, load_engine
 from modseg_ros.msg import SegmentationInfo, SensorHealth, SensorHealthArray
 from modseg_ros.ros import convert
 
@@ -191,8 +193,8 @@ class Any2SegNode(Node):
         else:
             qos = QoSProfile(depth=cfg.qos_depth, reliability=ReliabilityPolicy.RELIABLE)
         topics = self.config.topics
-        for source in convert.sensor_inputs(self.config).values():
-            self._subscribe(source.modality, source.msg_type, source.topic, qos, lambda msg, s=source: self._on_sensor(s, msg))
+        for source in messages.sensor_inputs(self.config).values():
+            self._subscribe(source.modality, convert.MESSAGE_CLASSES[source.msg_type], source.topic, qos, lambda msg, s=source: self._on_sensor(s, msg))
         if Modality.CAMERA in cfg.modalities:
             self._subscribe(Modality.CAMERA, CameraInfo, topics.camera_info, qos, self._on_camera_info, info=True)
 
@@ -207,7 +209,7 @@ class Any2SegNode(Node):
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
-    def _on_sensor(self, source: convert.SensorInput, msg) -> None:
+    def _on_sensor(self, source: messages.SensorInput, msg) -> None:
         now = self._now_ns()
         wall = time.monotonic()
         topic = self._topics[source.topic]
@@ -222,7 +224,7 @@ class Any2SegNode(Node):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         topic = self._topics[self.config.topics.camera_info]
         try:
-            intrinsics = convert.camera_intrinsics(msg, topic.name)
+            intrinsics = messages.camera_intrinsics(msg, topic.name)
         except ConversionError as err:
             self._warn_topic(topic, f"dropped: {err.problem}")
             return

@@ -22,7 +22,7 @@ from the dark scene.
 
 Blame is the camera's: the event camera's own faults add events (flicker: the camera still moves
 behind them) or remove them (fewer moving blocks), neither makes the camera stand still. Smoothing
-and hysteresis as the range check (core/range_agreement.py): WARN after ``enter_s`` beyond
+and hysteresis as the range check (core/checks/range_agreement.py): WARN after ``enter_s`` beyond
 ``max_still_share``, excluded from the fusion (when ``health.consistency.exclude`` is on) after
 ``enter_s`` beyond ``exclude_still_share``, OK again after ``recover_s`` within half the limit.
 Pure functions of (stamps, encodings): no clock, no thread.
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modseg_ros.core.consistency import NS, Hysteresis, ema, fmt_score
+from modseg_ros.core.checks.consistency import NS, Hysteresis, ema, fmt_score
 from modseg_ros.core.types import HealthLevel, Modality
 
 

@@ -20,7 +20,7 @@ LiDAR moved along its optical axis shifts every range like a depth offset and is
 depth camera: the limit of comparing two sensors.
 
 Each statistic is smoothed (EMA, time constant ``smoothing_s``) and judged with the same
-hysteresis as the network's consistency check (core/consistency.py): WARN after ``enter_s``
+hysteresis as the network's consistency check (core/checks/consistency.py): WARN after ``enter_s``
 beyond its limit, excluded from the fusion (when ``health.consistency.exclude`` is on) after
 ``enter_s`` beyond twice the limit, OK again after ``recover_s`` within half of it. Pure functions
 of (stamps, encodings): no clock, no thread.
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modseg_ros.core.consistency import NS, Hysteresis, ema, fmt_score
+from modseg_ros.core.checks.consistency import NS, Hysteresis, ema, fmt_score
 from modseg_ros.core.encoding import EncodingConfig
 from modseg_ros.core.types import HealthLevel, Modality
 
