@@ -146,3 +146,23 @@ def test_every_parameter_is_documented_in_the_one_readme_table():
                 documented |= {name.replace("<sensor>", m.value) for m in Modality}
     assert set(default_parameters()) - documented == set()
     assert documented - set(default_parameters()) <= {f"rig.lidar.{k}" for k in ("width", "height", "hfov_deg")}
+
+
+# --- the declared parameters ---------------------------------------------------------------------
+
+from modseg_ros.core.config import declared_parameters  # noqa: E402
+from modseg_ros.core.params import parameter_table  # noqa: E402
+
+
+def test_every_parameter_of_the_shipped_file_is_declared_once_by_its_module():
+    keys = [p.key for p in declared_parameters()]
+    assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
+    assert set(keys) == set(default_parameters()), {"undeclared": sorted(set(default_parameters()) - set(keys)),
+                                                    "not in the file": sorted(set(keys) - set(default_parameters()))}  # fmt: skip
+    assert all(p.description for p in declared_parameters())
+
+
+def test_the_parameter_table_has_a_row_per_parameter_with_its_default():
+    table = parameter_table(declared_parameters(), default_parameters()).splitlines()
+    assert len(table) == 2 + len(declared_parameters())
+    assert "| `sync.max_wait_s` | `0.05` |" in "\n".join(table)

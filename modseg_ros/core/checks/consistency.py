@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from modseg_ros.core.params import Parameter, ParameterReader
 from modseg_ros.core.types import MODALITIES, CameraFrame, HealthLevel, Modality, SensorSample, subset_name
 from modseg_ros.errors import ConfigError
 
@@ -176,6 +177,20 @@ class ConsistencySettings:
     exclude: bool = True  # leave a sensor below exclude_below out of the fusion
     enter_s: float = 0.5  # below a threshold this long: WARN / excluded
     recover_s: float = 1.0  # at or above recover_above this long: OK again
+
+    PARAMETERS = (
+        Parameter("health.consistency.enabled", "compute and judge the scores (judging needs a calibration); false: not computed", "bool"),
+        Parameter("health.consistency.calibration", "thresholds file; \"\" = <checkpoint>.consistency.json beside the model", "path"),
+        Parameter("health.consistency.exclude", "leave a sensor past its exclusion threshold out of the fusion (all three checks)", "bool"),
+        Parameter("health.consistency.enter_s", "past a threshold this long: WARN / excluded (all three checks)", ">= 0 s"),
+        Parameter("health.consistency.recover_s", "back within it this long: OK, fused again (all three checks)", ">= 0 s"),
+    )  # fmt: skip
+
+    @classmethod
+    def from_parameters(cls, r: ParameterReader) -> ConsistencySettings:
+        return cls(enabled=r.boolean("health.consistency.enabled"), calibration=r.string("health.consistency.calibration"),
+                   exclude=r.boolean("health.consistency.exclude"), enter_s=r.number("health.consistency.enter_s", 0.0),
+                   recover_s=r.number("health.consistency.recover_s", 0.0))  # fmt: skip
 
 
 # --- calibration ------------------------------------------------------------------------------------

@@ -35,8 +35,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modseg_ros.core.checks.consistency import NS, Hysteresis, ema, fmt_score
+from modseg_ros.core.checks.consistency import NS, ConsistencySettings, Hysteresis, ema, fmt_score
+from modseg_ros.core.params import Parameter, ParameterReader
 from modseg_ros.core.types import HealthLevel, Modality
+from modseg_ros.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,35 @@ class MotionAgreementSettings:
     enter_s: float = 0.5
     recover_s: float = 1.0
     exclude: bool = False
+
+    PARAMETERS = (
+        Parameter("health.motion_agreement.enabled", "judge the camera against the event camera's motion", "bool"),
+        Parameter("health.motion_agreement.blocks_across", "square blocks across the camera grid", ">= 1"),
+        Parameter("health.motion_agreement.lag_s", "camera block means compared with those this long before", "> 0 s"),
+        Parameter("health.motion_agreement.still_below", "a block whose mean moved less than this (grey levels) is still", "> 0"),
+        Parameter("health.motion_agreement.min_event_share", "share of a block's pixels with events that makes it moving", "> 0"),
+        Parameter("health.motion_agreement.min_moving_blocks", "fewer moving blocks (a stopped vehicle): the frame is not judged", ">= 1"),
+        Parameter("health.motion_agreement.max_still_share", "share of moving blocks the camera sees still, beyond it: camera WARN", "> 0"),
+        Parameter("health.motion_agreement.exclude_still_share", "beyond this: excluded from the fusion (health.consistency.exclude)", ">= max_still_share"),
+        Parameter("health.motion_agreement.smoothing_s", "EMA time constant of the share", ">= 0 s"),
+    )  # fmt: skip
+
+    @classmethod
+    def from_parameters(cls, r: ParameterReader, shared: ConsistencySettings) -> MotionAgreementSettings:
+        """``health.motion_agreement.*``; enter, recover and exclude are the consistency check's."""
+        p = "health.motion_agreement"
+        settings = cls(enabled=r.boolean(f"{p}.enabled"), blocks_across=r.integer(f"{p}.blocks_across", 1),
+                       lag_s=r.positive(f"{p}.lag_s"), still_below=r.positive(f"{p}.still_below"),
+                       min_event_share=r.positive(f"{p}.min_event_share"),
+                       min_moving_blocks=r.integer(f"{p}.min_moving_blocks", 1),
+                       max_still_share=r.positive(f"{p}.max_still_share"),
+                       exclude_still_share=r.positive(f"{p}.exclude_still_share"),
+                       smoothing_s=r.number(f"{p}.smoothing_s", 0.0), enter_s=shared.enter_s, recover_s=shared.recover_s,
+                       exclude=shared.exclude)  # fmt: skip
+        if settings.exclude_still_share < settings.max_still_share:
+            raise ConfigError(f"parameter '{p}.exclude_still_share' must be at least '{p}.max_still_share' "
+                              f"({settings.max_still_share:g}), got {settings.exclude_still_share:g}")  # fmt: skip
+        return settings
 
 
 @dataclass(frozen=True)

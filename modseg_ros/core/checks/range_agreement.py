@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modseg_ros.core.checks.consistency import NS, Hysteresis, ema, fmt_score
+from modseg_ros.core.checks.consistency import NS, ConsistencySettings, Hysteresis, ema, fmt_score
 from modseg_ros.core.encoding import EncodingConfig
+from modseg_ros.core.params import Parameter, ParameterReader
 from modseg_ros.core.types import HealthLevel, Modality
 
 
@@ -50,6 +51,25 @@ class RangeAgreementSettings:
     enter_s: float = 0.5
     recover_s: float = 1.0
     exclude: bool = False  # leave the blamed sensor out of the fusion past twice its limit (health.consistency.exclude)
+
+    PARAMETERS = (
+        Parameter("health.range_agreement.enabled", "judge depth against LiDAR ranges where both see a pixel", "bool"),
+        Parameter("health.range_agreement.max_shift_codes", "|median depth - LiDAR range code| beyond this: depth WARN (1 code = 2.4 % of range)", "> 0"),
+        Parameter("health.range_agreement.max_misregistration", "share of off-surface LiDAR points a shift across the image puts back, beyond it: LiDAR WARN", "> 0"),
+        Parameter("health.range_agreement.tolerance_codes", "a point further than this from the median is off the surface", ">= 1"),
+        Parameter("health.range_agreement.min_pixels", "fewer pixels with both ranges: the frame is not judged", ">= 1"),
+        Parameter("health.range_agreement.smoothing_s", "EMA time constant of both statistics", ">= 0 s"),
+    )  # fmt: skip
+
+    @classmethod
+    def from_parameters(cls, r: ParameterReader, shared: ConsistencySettings) -> RangeAgreementSettings:
+        """``health.range_agreement.*``; enter, recover and exclude are the consistency check's."""
+        p = "health.range_agreement"
+        return cls(enabled=r.boolean(f"{p}.enabled"), max_shift_codes=r.positive(f"{p}.max_shift_codes"),
+                   max_misregistration=r.positive(f"{p}.max_misregistration"),
+                   tolerance_codes=r.integer(f"{p}.tolerance_codes", 1), min_pixels=r.integer(f"{p}.min_pixels", 1),
+                   smoothing_s=r.number(f"{p}.smoothing_s", 0.0), enter_s=shared.enter_s, recover_s=shared.recover_s,
+                   exclude=shared.exclude)  # fmt: skip
 
 
 # A slipped LiDAR leaves the median difference within this (0.17 codes at 3° yaw on world drives);
