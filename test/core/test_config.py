@@ -137,7 +137,7 @@ def test_every_node_parameter_is_read_and_validated(key):
 def test_every_parameter_is_documented_in_the_one_readme_table():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     table = readme.split("**Parameters**")[1].split("**Benchmarks**")[0]
     documented = set()
     for line in table.splitlines():

@@ -14,7 +14,7 @@ from sensor_msgs.msg import Image
 
 from modseg_ros.msg import SegmentationInfo
 
-PUBLISHER = Path(__file__).parent / "procs" / "publish_image_and_info.py"
+PUBLISHER = Path(__file__).parents[1] / "procs" / "publish_image_and_info.py"
 
 
 def test_image_and_info_cross_processes_without_loss():
