@@ -4,6 +4,10 @@ The parameter file is the single source of truth for the node, ``modseg run``, t
 offline replay and the embedded world. ROS parameter files nest keys under
 ``<node name or /**>: ros__parameters:``; here they are flattened to dotted names
 (``rig.lidar.xyz``), which is also how rclpy names them.
+
+Each module reads and validates its own parameters (its settings' ``from_parameters``) and declares
+them (``PARAMETERS``, core/params.py); ``NodeConfig`` composes those settings with the node's own
+(rig, topics, inputs, model, outputs, ground truth), and ``declared_parameters`` lists them all.
 """
 from __future__ import annotations
 
@@ -154,7 +158,6 @@ _ROS_PREFIXES = ("qos_overrides.",)
 EVENTS_SOURCES = ("points", "image")
 QOS_RELIABILITIES = ("best_effort", "reliable")
 BACKENDS = ("torch", "onnx")
-
 
 RIG_PARAMETERS = (
     Parameter("rig.base_frame", "the vehicle frame the sensor poses are given in", "frame id"),
