@@ -27,6 +27,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
 )
 LAYER_OF = {package: level for level, packages in enumerate(LAYERS) for package in packages}
+# rclpy and the ROS message packages: only ``ros`` and the layers above it import them
+ROS_PACKAGES = ("rclpy", "rosidl_runtime_py", "builtin_interfaces", "diagnostic_msgs", "geometry_msgs", "rosgraph_msgs",
+                "sensor_msgs", "std_msgs", "tf2_msgs")  # fmt: skip
 
 
 def module_name(path: Path) -> str:
@@ -35,9 +38,8 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(path: Path) -> set[str]:
-    """The modseg_ros modules ``path`` imports anywhere in its body (``from x import y``: ``x.y`` when
-    that is a module, else ``x``)."""
+def imported_names(path: Path) -> set[str]:
+    """Every module name ``path`` imports anywhere in its body (``from x import y``: ``x`` and ``x.y``)."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
@@ -52,7 +54,12 @@ def imports(path: Path) -> set[str]:
                 module = node.module or ""
             found.add(module)
             found.update(f"{module}.{alias.name}" for alias in node.names)
-    return {m for m in found if m.startswith("modseg_ros.") and m in MODULES}
+    return found
+
+
+def imports(path: Path) -> set[str]:
+    """The modseg_ros modules ``path`` imports (``from x import y``: ``x.y`` when that is a module)."""
+    return {m for m in imported_names(path) if m.startswith("modseg_ros.") and m in MODULES}
 
 
 def _known_modules() -> set[str]:
@@ -142,6 +149,14 @@ def test_every_package_has_a_layer():
 def test_imports_point_down():
     bad = upward_edges(package_graph(module_graph()))
     assert not bad, "imports from a lower layer (or a peer) to a higher one:\n" + "\n".join(bad)
+
+
+def test_only_ros_and_above_import_rclpy():
+    below = {package for package, level in LAYER_OF.items() if level < LAYER_OF["ros"]}
+    bad = sorted(f"{module_name(path)} imports {name}" for path in ROOT.rglob("*.py")
+                 if module_name(path) == "modseg_ros" or package_of(module_name(path)) in below
+                 for name in imported_names(path) if name.split(".")[0] in ROS_PACKAGES)  # fmt: skip
+    assert not bad, "ROS imports below the ros layer:\n" + "\n".join(bad)
 
 
 def test_no_package_cycles():
