@@ -1,7 +1,8 @@
 """The node's logic without ROS: samples in, bundles out, bundles to segmentations.
 
 The ROS node (ros/node.py) is a thin shell around this class, and the offline replay drives the
-same class straight from a bag, so live and offline runs give the same masks for the same bundles.
+same class straight from a bag, both through the same loop (core/loop.py), so live and offline runs
+give the same masks for the same bundles. The engine is handed in (model/loading.py makes it).
 Two threads use it: the receiving side (``observe``, ``reject``, ``tick``, ``set_camera``) and one
 worker (``segment``); they share nothing mutable but the rig, which is replaced, never modified.
 ``render`` reads only its segmentation and the configuration, so the node draws on a third thread.
