@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "render": ("modseg_ros.commands.render", "render frames of a replay recording (replay-eval --record) to PNG"),
     "bench": ("modseg_ros.commands.bench", "run a benchmark and print its figures (modseg bench --help lists the targets)"),
     "info": ("modseg_ros.commands.info", "show versions, install paths and the DDS environment"),
+    "params": ("modseg_ros.commands.params", "list the node's parameters: default, accepted values, meaning (--markdown: a table)"),
 }
 
 

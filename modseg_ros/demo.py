@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from modseg_ros.core.failures import format_failure_spec, parse_failure_spec
+from modseg_ros.data.failures import format_failure_spec, parse_failure_spec
 from modseg_ros.paths import config_file
 
 CAMERA_RATE_HZ = 20.0

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from modseg_ros.ros import convert
+from modseg_ros.core import messages
 
 
 class Case:
@@ -49,14 +49,14 @@ def payload_bytes(length: int, seed: int, floats: str | None = None, specials: b
     return values.tobytes()[:length]
 
 
-KNOWN_ENCODINGS = sorted(convert._IMAGE_ENCODINGS)
+KNOWN_ENCODINGS = sorted(messages._IMAGE_ENCODINGS)
 ENCODINGS = st.one_of(st.sampled_from(KNOWN_ENCODINGS), st.sampled_from(["yuv422", "", "RGB8", "bayer_rggb8", "8UC5", "32FC", "rgb8 "]))
 
 
 @st.composite
 def images(draw):
     encoding = draw(ENCODINGS)
-    code, channels = convert._IMAGE_ENCODINGS.get(encoding, ("u1", 3))
+    code, channels = messages._IMAGE_ENCODINGS.get(encoding, ("u1", 3))
     itemsize = np.dtype(code).itemsize
     height, width = draw(dims), draw(dims)
     natural = width * channels * itemsize
@@ -74,10 +74,10 @@ def images(draw):
 def image_is_valid(msg: Image, allowed) -> bool:
     if msg.encoding not in allowed:
         return False
-    code, channels = convert._IMAGE_ENCODINGS[msg.encoding]
+    code, channels = messages._IMAGE_ENCODINGS[msg.encoding]
     itemsize = np.dtype(code).itemsize
     h, w = msg.height, msg.width
-    return (0 < h and 0 < w and h * w <= convert.MAX_PIXELS and msg.step >= w * channels * itemsize
+    return (0 < h and 0 < w and h * w <= messages.MAX_PIXELS and msg.step >= w * channels * itemsize
             and msg.step % itemsize == 0 and len(msg.data) >= msg.step * h)  # fmt: skip
 
 
@@ -110,7 +110,7 @@ def clouds(draw, layouts):
     layout = draw(st.sampled_from(layouts))
     damage = draw(st.sampled_from(BREAKING + HARMLESS))
     fields = [PointField(name=n, offset=o, datatype=d, count=1) for n, o, d in layout]
-    end = max(o + np.dtype(convert.POINT_FIELD_TYPES[d]).itemsize for _, o, d in layout)
+    end = max(o + np.dtype(messages.POINT_FIELD_TYPES[d]).itemsize for _, o, d in layout)
     point_step = end + (draw(st.integers(1, 12)) if damage == "padded_step" else 0)
     n = 0 if damage == "empty" else draw(st.one_of(st.integers(1, 40), st.sampled_from([1000, 5000])))
     height = draw(st.sampled_from([d for d in (2, 4, 5) if n % d == 0] or [1])) if damage in ("organised", "row_padding") else 1
@@ -163,10 +163,10 @@ def _special_points(layout, point_step, n, row_step, height, seed, big_endian) -
     rng = np.random.default_rng(seed)
     order = ">" if big_endian else "<"
     dtype = np.dtype({"names": [f[0] for f in layout], "offsets": [f[1] for f in layout], "itemsize": point_step,
-                      "formats": [convert.POINT_FIELD_TYPES[f[2]].newbyteorder(order) for f in layout]})  # fmt: skip
+                      "formats": [messages.POINT_FIELD_TYPES[f[2]].newbyteorder(order) for f in layout]})  # fmt: skip
     points = np.zeros(n, dtype)
     for name, _, datatype in layout:
-        kind = convert.POINT_FIELD_TYPES[datatype]
+        kind = messages.POINT_FIELD_TYPES[datatype]
         if kind.kind == "f":
             points[name] = rng.choice(SPECIAL_FLOATS, n)
         else:

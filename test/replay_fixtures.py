@@ -11,7 +11,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from modseg_ros.core.failures import parse_failure_spec
+from modseg_ros.data.failures import parse_failure_spec
 from modseg_ros.data.world.generate import WorldOptions, generate
 from modseg_ros.data.world.sensors import LidarModel
 from modseg_ros.data.world.simulator import SensorModels

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from modseg_ros.commands.bench import TARGETS
+    from modseg_ros.bench import TARGETS
 
     console = Console(width=180)
     timings, failed = [], []

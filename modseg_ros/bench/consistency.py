@@ -5,7 +5,7 @@ offline through the node's perception core (eval/offline.py) with the checkpoint
 
 - **nominal**, every condition of ``--nominal-seeds`` (towns): consistency alarms (a sensor
   entering WARN "inconsistent with other sensors" from the network's score, or a depth or LiDAR
-  WARN from the depth-LiDAR range agreement, core/range_agreement.py) per 10 minutes of drive;
+  WARN from the depth-LiDAR range agreement, core/checks/range_agreement.py) per 10 minutes of drive;
 - **each quiet fault and magnitude** injected by the player from ``--onset`` on, over the first
   ``--fault-duration`` seconds of the drives of ``--conditions``: detected or not, the delay from onset to WARN and to exclusion, and
   alarms on the healthy sensors;
@@ -50,7 +50,7 @@ DETECT_WITHIN_S = 2.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from modseg_ros.commands.calibrate import parse_seeds
+    from modseg_ros.eval.calibrate import parse_seeds
     from modseg_ros.paths import config_file
 
     parser.add_argument("--checkpoint", type=Path, help="model .safetensors (default: the shipped one); calibrated beside it")
@@ -108,8 +108,8 @@ class CaseResult:
 def _replay(engine, calibration, params: Path, bag: Path, overrides: dict, spec: str, onset_s: float,
             duration_s: float | None) -> Run:  # fmt: skip
     from modseg_ros.core.config import NodeConfig
-    from modseg_ros.core.failures import parse_failure_spec
     from modseg_ros.data.bags import Bag
+    from modseg_ros.data.failures import parse_failure_spec
     from modseg_ros.data.playback import PlaybackOptions, window
     from modseg_ros.eval.offline import OfflineNode, replay_into
     from modseg_ros.eval.replay import label_frames, match_masks
@@ -143,7 +143,7 @@ def _replay(engine, calibration, params: Path, bag: Path, overrides: dict, spec:
 
 
 def _confusion(run: Run, since_ns: int):
-    from modseg_ros.eval.metrics import ConfusionMatrix
+    from modseg_ros.core.metrics import ConfusionMatrix
     from modseg_ros.eval.replay import _fit
 
     cm = ConfusionMatrix()
@@ -155,7 +155,7 @@ def _confusion(run: Run, since_ns: int):
 
 def present_miou(cms: Sequence) -> float:
     """mIoU (%) over the classes present in the pooled ground truth or predictions."""
-    from modseg_ros.eval.metrics import ConfusionMatrix
+    from modseg_ros.core.metrics import ConfusionMatrix
 
     if not cms:
         return math.nan
@@ -188,11 +188,11 @@ def _first_at(run: Run, since_ns: int, hit) -> float | None:
 
 def run(args: argparse.Namespace) -> int:
     from modseg_ros.core.config import NodeConfig
-    from modseg_ros.core.failures import parse_failure_spec
-    from modseg_ros.core.perception import load_calibration, load_engine
     from modseg_ros.core.types import MODALITIES, HealthLevel
+    from modseg_ros.data.failures import parse_failure_spec
     from modseg_ros.errors import ConfigError
     from modseg_ros.eval.calibrate import CONDITIONS, NominalDrives
+    from modseg_ros.model.loading import load_calibration, load_engine
 
     overrides = {"model.threads": args.threads, "health.consistency.exclude": True,  # what exclusion recovers is measured
                  **({"model.path": str(args.checkpoint)} if args.checkpoint else {})}  # fmt: skip

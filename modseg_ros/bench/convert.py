@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from std_msgs.msg import Header
 
     from modseg_ros.bench import reference as ref
+    from modseg_ros.core import messages
     from modseg_ros.ros import convert
 
     rng = np.random.default_rng(0)
@@ -66,21 +67,21 @@ def run(args: argparse.Namespace) -> int:
         rgb = convert.image_msg(pixels, "rgb8", Header())
         bgr = convert.image_msg(pixels, "bgr8", Header())
         size = f"{width}×{height}"
-        compare(f"Image rgb8 {size} -> RGB (view)", lambda m=rgb: convert.camera_frame(m, "t"),
+        compare(f"Image rgb8 {size} -> RGB (view)", lambda m=rgb: messages.camera_frame(m, "t"),
                 lambda m=rgb: ref.cv_bridge_imgmsg_to_cv2(m, "u1", 3))  # fmt: skip
-        compare(f"Image bgr8 {size} -> RGB + contiguous", lambda m=bgr: np.ascontiguousarray(convert.camera_frame(m, "t").image),
+        compare(f"Image bgr8 {size} -> RGB + contiguous", lambda m=bgr: np.ascontiguousarray(messages.camera_frame(m, "t").image),
                 lambda m=bgr: ref.cv_bridge_imgmsg_to_cv2(m, "u1", 3, to_rgb=True))  # fmt: skip
         depth = convert.image_msg(rng.random((height, width), dtype=np.float32) * 80, "32FC1", Header())
-        compare(f"Image 32FC1 {size} -> metres, NaN invalid", lambda m=depth: convert.depth_frame(m, "t"),
+        compare(f"Image 32FC1 {size} -> metres, NaN invalid", lambda m=depth: messages.depth_frame(m, "t"),
                 lambda m=depth: _invalid_to_nan(ref.cv_bridge_imgmsg_to_cv2(m, "f4", 1)))  # fmt: skip
         compare(f"rgb8 {size} -> Image message", lambda p=pixels: convert.image_msg(p, "rgb8", Header()),
                 lambda p=pixels: ref.cv_bridge_cv2_to_imgmsg(p, Image(encoding="rgb8")))  # fmt: skip
     for lidar_rows, columns in ((32, 1024), (128, 2048)):
         cloud = _cloud(lidar_rows, columns)
         compare(f"PointCloud2 {lidar_rows}×{columns} XYZ+I+ring -> xyz, intensity",
-                lambda m=cloud: convert.point_cloud(m, "t"),
+                lambda m=cloud: messages.point_cloud(m, "t"),
                 lambda m=cloud: (ref.read_points_numpy(m, ("x", "y", "z")), ref.read_points(m)["intensity"].astype(np.float32)))  # fmt: skip
-        compare(f"PointCloud2 {lidar_rows}×{columns} -> structured view", lambda m=cloud: convert.cloud_array(m, "t"),
+        compare(f"PointCloud2 {lidar_rows}×{columns} -> structured view", lambda m=cloud: messages.cloud_array(m, "t"),
                 lambda m=cloud: ref.read_points(m))  # fmt: skip
 
     per_frame = _per_frame(args.repeat)
@@ -104,6 +105,7 @@ def _per_frame(repeat: int) -> list[tuple[str, float]]:
     """LiDAR -> camera projection and event-frame rendering, ms per frame, on the default rig."""
     import numpy as np
 
+    from modseg_ros.core import messages
     from modseg_ros.core.config import NodeConfig
     from modseg_ros.core.encoding import encode_lidar, render_events
     from modseg_ros.core.types import EventPacket, Modality
@@ -113,7 +115,7 @@ def _per_frame(repeat: int) -> list[tuple[str, float]]:
     rig, cfg = config.rig, config.encoding
     rows = []
     for lidar_rows, columns in ((32, 1024), (128, 2048)):
-        cloud = convert.point_cloud(_cloud(lidar_rows, columns), "t")
+        cloud = messages.point_cloud(_cloud(lidar_rows, columns), "t")
         rows.append((f"LiDAR {lidar_rows}×{columns} -> camera {rig.camera.width}×{rig.camera.height} (project, z-buffer, encode)",
                      _time(lambda c=cloud: encode_lidar(c, rig, cfg), repeat)))  # fmt: skip
     events = rig.intrinsics_of(Modality.EVENTS)

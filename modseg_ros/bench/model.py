@@ -57,9 +57,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from modseg_ros.core.network_input import prepare
     from modseg_ros.core.types import MODALITIES, subset_name
-    from modseg_ros.model.inputs import prepare
-    from modseg_ros.model.runtime import SegmentationEngine, default_checkpoint
+    from modseg_ros.model.loading import default_checkpoint
+    from modseg_ros.model.runtime import SegmentationEngine
 
     torch.set_num_threads(args.threads)
     path = args.checkpoint or default_checkpoint()

@@ -110,18 +110,18 @@ class _Bundles:
         self.config = config
 
     def sample(self, modality: Modality, stamp_ns: int, start_ns: int):
+        from modseg_ros.core import messages
         from modseg_ros.core.types import SensorSample
-        from modseg_ros.ros import convert
 
         rate = self.scenario.rate_hz[modality.value]
         k = round((stamp_ns - start_ns) * rate / 1e9)
         msg = self.frames.message(modality.value, k, stamp_ns)
         events = self.config.rig.intrinsics_of(Modality.EVENTS)
         data = {
-            Modality.CAMERA: lambda: convert.camera_frame(msg, "camera"),
-            Modality.DEPTH: lambda: convert.depth_frame(msg, "depth"),
-            Modality.LIDAR: lambda: convert.point_cloud(msg, "lidar"),
-            Modality.EVENTS: lambda: convert.event_packet(msg, "events", events.width, events.height),
+            Modality.CAMERA: lambda: messages.camera_frame(msg, "camera"),
+            Modality.DEPTH: lambda: messages.depth_frame(msg, "depth"),
+            Modality.LIDAR: lambda: messages.point_cloud(msg, "lidar"),
+            Modality.EVENTS: lambda: messages.event_packet(msg, "events", events.width, events.height),
         }[modality]()
         return SensorSample(modality, stamp_ns, 0, modality.value, data)
 
@@ -240,8 +240,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from modseg_ros.core.config import NodeConfig
-    from modseg_ros.core.perception import Perception, load_engine
+    from modseg_ros.core.perception import Perception
     from modseg_ros.core.types import MODALITIES
+    from modseg_ros.model.loading import load_engine
     from modseg_ros.ros.stream import Scenario
 
     console = Console(width=220)

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from numpy.lib.recfunctions import structured_to_unstructured
 
-from modseg_ros.ros.convert import POINT_FIELD_TYPES
+from modseg_ros.core.messages import POINT_FIELD_TYPES
 
 
 def cv_bridge_imgmsg_to_cv2(msg, dtype: str, channels: int, to_rgb: bool = False) -> np.ndarray:

@@ -81,6 +81,7 @@ def _cloud_msg(count: int):
 def _lidar_rows(repeat: int) -> list[tuple[str, float, float, float]]:
     import numpy as np
 
+    from modseg_ros.core import messages
     from modseg_ros.core.config import NodeConfig
     from modseg_ros.core.encoding import encode_lidar
     from modseg_ros.core.health import HealthMonitor
@@ -99,7 +100,7 @@ def _lidar_rows(repeat: int) -> list[tuple[str, float, float, float]]:
 
         def scan(msg=msg, monitor=monitor, clock=clock) -> None:
             now = next(clock)
-            cloud = convert.point_cloud(msg, "lidar/points")
+            cloud = messages.point_cloud(msg, "lidar/points")
             monitor.observe(SensorSample(Modality.LIDAR, now, now, "lidar", cloud), now)
             encode_lidar(cloud, rig, config.encoding)
             labelled_points(cloud, labels, rig)
@@ -114,14 +115,16 @@ def _image_rows(repeat: int, threads: int) -> list[tuple[str, float, float, floa
     import numpy as np
     from std_msgs.msg import Header
 
+    from modseg_ros.core import messages
     from modseg_ros.core.config import NodeConfig
-    from modseg_ros.core.perception import Perception, load_engine
+    from modseg_ros.core.perception import Perception
     from modseg_ros.core.types import Bundle, EventPacket, Modality, SensorSample
+    from modseg_ros.model.loading import load_engine
     from modseg_ros.ros import convert
 
     rows = []
     engine = None
-    cloud = convert.point_cloud(_cloud_msg(32 * 1024), "lidar/points")
+    cloud = messages.point_cloud(_cloud_msg(32 * 1024), "lidar/points")
     for width, height in IMAGE_SIZES:
         config = NodeConfig.load(overrides={"rig.camera.width": width, "rig.camera.height": height, "model.threads": threads})
         if engine is None:
@@ -136,8 +139,8 @@ def _image_rows(repeat: int, threads: int) -> list[tuple[str, float, float, floa
                              polarity=rng.choice([-1, 1], EVENTS_PER_PACKET).astype(np.int8), width=width, height=height)  # fmt: skip
 
         def bundle(perception=perception, image=image, depth=depth, events=events) -> None:
-            payloads = {Modality.CAMERA: convert.camera_frame(image, "camera/image"),
-                        Modality.DEPTH: convert.depth_frame(depth, "depth/image"), Modality.LIDAR: cloud,
+            payloads = {Modality.CAMERA: messages.camera_frame(image, "camera/image"),
+                        Modality.DEPTH: messages.depth_frame(depth, "depth/image"), Modality.LIDAR: cloud,
                         Modality.EVENTS: events}  # fmt: skip
             samples = {m: SensorSample(m, 0, 0, m.value, data) for m, data in payloads.items()}
             seg = perception.segment(Bundle(0, Modality.CAMERA, samples, frozenset(), 0))

@@ -5,15 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from modseg_ros.eval.calibrate import parse_seeds
 from modseg_ros.paths import config_file
-
-
-def parse_seeds(text: str) -> tuple[int, ...]:
-    """'41,51,61' -> (41, 51, 61) (argparse reports the ValueError with the option's name)."""
-    seeds = tuple(int(part) for part in text.split(",") if part.strip())
-    if not seeds:
-        raise ValueError("no seed")
-    return seeds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modseg_ros.core.consistency import CalibrationRule
+    from modseg_ros.core.checks.consistency import CalibrationRule
     from modseg_ros.data.bags import bag_paths
     from modseg_ros.eval.calibrate import NominalDrives, calibrate_checkpoint
 

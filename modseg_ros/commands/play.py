@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from modseg_ros.core.failures import load_failure_schedule
 from modseg_ros.core.types import Modality
+from modseg_ros.data.failures import load_failure_schedule
 from modseg_ros.errors import ConfigError
 
 DEFAULT_CLOCK_HZ = 40.0  # as `ros2 bag play --clock`

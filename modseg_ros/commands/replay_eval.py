@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from modseg_ros.core.failures import load_failure_schedule
+from modseg_ros.data.failures import load_failure_schedule
 from modseg_ros.errors import ConfigError
 from modseg_ros.paths import config_file
 

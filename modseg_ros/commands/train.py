@@ -6,8 +6,8 @@ import argparse
 import sys
 from dataclasses import fields
 
-from modseg_ros.model.inputs import LIDAR_INTENSITY
-from modseg_ros.model.segmenter import ARCHITECTURES
+from modseg_ros.core.network_input import LIDAR_INTENSITY
+from modseg_ros.model.architectures import ARCHITECTURES
 from modseg_ros.model.training import TrainConfig, train
 
 
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--narrow-lidar-p", type=float, default=d.narrow_lidar_p,
                         help="chance of cutting a LiDAR image to a narrower field of view (augmentation)")
     parser.add_argument("--out", required=True, help="output folder: checkpoint, training state, log, curve")
-    parser.add_argument("--arch", choices=ARCHITECTURES, default=d.arch)
+    parser.add_argument("--arch", choices=list(ARCHITECTURES), default=d.arch)
     parser.add_argument("--backbone", choices=("b0", "b1", "b2"), default=d.backbone)
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=list(d.input_size))
     parser.add_argument("--steps", type=int, default=d.steps)

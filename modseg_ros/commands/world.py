@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from modseg_ros.core.failures import load_failure_schedule
+from modseg_ros.data.failures import load_failure_schedule
 from modseg_ros.errors import ConfigError
 
 

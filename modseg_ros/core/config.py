@@ -4,6 +4,10 @@ The parameter file is the single source of truth for the node, ``modseg run``, t
 offline replay and the embedded world. ROS parameter files nest keys under
 ``<node name or /**>: ros__parameters:``; here they are flattened to dotted names
 (``rig.lidar.xyz``), which is also how rclpy names them.
+
+Each module reads and validates its own parameters (its settings' ``from_parameters``) and declares
+them (``PARAMETERS``, core/params.py); ``NodeConfig`` composes those settings with the node's own
+(rig, topics, inputs, model, outputs, ground truth), and ``declared_parameters`` lists them all.
 """
 from __future__ import annotations
 
@@ -15,19 +19,18 @@ from typing import Any
 import numpy as np
 import yaml
 
-from modseg_ros.core.consistency import ConsistencySettings
-from modseg_ros.core.motion_agreement import MotionAgreementSettings
-from modseg_ros.core.range_agreement import RangeAgreementSettings
+from modseg_ros.core.carla import GT_ENCODINGS, TAG_SETS
+from modseg_ros.core.checks.consistency import ConsistencySettings
+from modseg_ros.core.checks.motion_agreement import MotionAgreementSettings
+from modseg_ros.core.checks.range_agreement import RangeAgreementSettings
 from modseg_ros.core.encoding import EncodingConfig
 from modseg_ros.core.geometry import Intrinsics, Rig, Transform
-from modseg_ros.core.health import CameraChecks, DepthChecks, EventChecks, HealthConfig, LidarChecks, StreamLimits
-from modseg_ros.core.sync import InputSync, SyncConfig
-from modseg_ros.core.carla import GT_ENCODINGS, TAG_SETS
+from modseg_ros.core.health import HealthConfig
+from modseg_ros.core.params import Parameter, ParameterReader, Parameters
+from modseg_ros.core.sync import SyncConfig
 from modseg_ros.core.types import MODALITIES, EventTime, Modality
 from modseg_ros.errors import ConfigError
 from modseg_ros.paths import config_file
-
-Parameters = dict[str, Any]
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> Parameters:
@@ -156,83 +159,35 @@ EVENTS_SOURCES = ("points", "image")
 QOS_RELIABILITIES = ("best_effort", "reliable")
 BACKENDS = ("torch", "onnx")
 
+RIG_PARAMETERS = (
+    Parameter("rig.base_frame", "the vehicle frame the sensor poses are given in", "frame id"),
+    *Parameter("rig.{m}.frame_id", "the sensor's frame (its messages' frame_id)", "frame id").for_modalities(),
+    *Parameter("rig.{m}.xyz", "the sensor frame's position in the base frame", "[x, y, z] m").for_modalities(),
+    *Parameter("rig.{m}.rpy", "the sensor frame's roll, pitch, yaw in the base frame (fixed axes)", "[r, p, y] rad").for_modalities(),
+    *(p for m in MODALITIES if m is not Modality.LIDAR for p in (
+        Parameter(f"rig.{m.value}.width", "image width until a CameraInfo arrives (0: the camera's)", "px"),
+        Parameter(f"rig.{m.value}.height", "image height (0: the camera's)", "px"),
+        Parameter(f"rig.{m.value}.hfov_deg", "horizontal field of view (0: the camera's)", "0 < hfov < 180 deg"),
+    )),
+)  # fmt: skip
+LOOP_PARAMETERS = (
+    Parameter("sync.poll_rate_hz", "how often max_wait and health changes are checked", "> 0 Hz"),
+    Parameter("health.tick_rate_hz", "timeout and rate checks; detection delay <= timeout + 1 / tick_rate", "> 0 Hz"),
+)
+
+
+def declared_parameters() -> tuple[Parameter, ...]:
+    """Every parameter of the node, as the modules that read it declare it (the one list the
+    parameter table and the ROS parameter descriptions come from)."""
+    return (*RIG_PARAMETERS, *TopicsConfig.PARAMETERS, *InputsConfig.PARAMETERS, *SyncConfig.PARAMETERS, *LOOP_PARAMETERS,
+            *HealthConfig.PARAMETERS, *ConsistencySettings.PARAMETERS, *RangeAgreementSettings.PARAMETERS,
+            *MotionAgreementSettings.PARAMETERS, *ModelConfig.PARAMETERS, *EncodingConfig.PARAMETERS,
+            *OutputsConfig.PARAMETERS, *GroundTruthConfig.PARAMETERS)  # fmt: skip
+
 
 def default_parameters() -> Parameters:
     """The shipped parameter file: the default of every parameter and the list of known ones."""
     return load_parameters(config_file("any2seg.yaml"))
-
-
-class _Reader:
-    """Typed, validated access to flat parameters; every error names the parameter."""
-
-    def __init__(self, params: Parameters):
-        self.params = params
-
-    def _get(self, key: str) -> Any:
-        if key not in self.params:
-            raise ConfigError(f"parameter '{key}' is missing")
-        return self.params[key]
-
-    def number(self, key: str, low: float | None = None, high: float | None = None, low_open: bool = False) -> float:
-        value = self._get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            raise ConfigError(f"parameter '{key}' must be a number, got {value!r}")
-        value = float(value)
-        if low is not None and (value < low or (low_open and value == low)):
-            raise ConfigError(f"parameter '{key}' must be {'>' if low_open else '>='} {low:g}, got {value:g}")
-        if high is not None and value > high:
-            raise ConfigError(f"parameter '{key}' must be <= {high:g}, got {value:g}")
-        return value
-
-    def positive(self, key: str) -> float:
-        return self.number(key, 0.0, low_open=True)
-
-    def integer(self, key: str, low: int | None = None) -> int:
-        value = self._get(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"parameter '{key}' must be an integer, got {value!r}")
-        if low is not None and value < low:
-            raise ConfigError(f"parameter '{key}' must be >= {low}, got {value}")
-        return value
-
-    def boolean(self, key: str) -> bool:
-        value = self._get(key)
-        if not isinstance(value, bool):
-            raise ConfigError(f"parameter '{key}' must be true or false, got {value!r}")
-        return value
-
-    def string(self, key: str, choices: tuple[str, ...] | None = None) -> str:
-        value = self._get(key)
-        if not isinstance(value, str):
-            raise ConfigError(f"parameter '{key}' must be a string, got {value!r}")
-        if choices and value not in choices:
-            raise ConfigError(f"parameter '{key}' must be one of {', '.join(choices)}, got '{value}'")
-        return value
-
-    def topic(self, key: str) -> str:
-        """A ROS topic name: alphanumerics, '_' and '/' separators, '~' only first, no empty tokens."""
-        value = self.string(key)
-        body = value[1:] if value[:1] in "/~" else value
-        tokens = body.lstrip("/").split("/") if value.startswith("~/") else body.split("/")
-        if not value or not all(t and (t[0].isalpha() or t[0] == "_") and t.replace("_", "").isalnum() for t in tokens):
-            raise ConfigError(f"parameter '{key}' is not a valid ROS topic name: '{value}'")
-        return value
-
-    def modalities(self, key: str) -> tuple[Modality, ...]:
-        value = self._get(key)
-        if not isinstance(value, (list, tuple)) or not value:
-            raise ConfigError(f"parameter '{key}' must be a non-empty list of modalities, got {value!r}")
-        try:
-            parsed = tuple(Modality.parse(str(v)) for v in value)
-        except ValueError as err:
-            raise ConfigError(f"parameter '{key}': {err}") from None
-        if len(set(parsed)) != len(parsed):
-            raise ConfigError(f"parameter '{key}' lists a modality twice: {value!r}")
-        return parsed
-
-    def seconds(self, key: str, allow_zero: bool = True) -> int:
-        """A duration in seconds -> integer nanoseconds."""
-        return int(round(self.number(key, 0.0, low_open=not allow_zero) * 1e9))
 
 
 @dataclass(frozen=True)
@@ -245,6 +200,19 @@ class TopicsConfig:
     lidar: str
     events: str  # PointCloud2 events
     events_image: str  # rendered event frames
+
+    PARAMETERS = (
+        Parameter("topics.camera", "camera images (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8)", "topic"),
+        Parameter("topics.camera_info", "the camera's intrinsics (sensor_msgs/CameraInfo); the output grid", "topic"),
+        Parameter("topics.depth", "depth images (32FC1 metres; 16UC1, mono16 millimetres)", "topic"),
+        Parameter("topics.lidar", "LiDAR points (PointCloud2 x, y, z[, intensity])", "topic"),
+        Parameter("topics.events", "events as PointCloud2 x, y, t, polarity (inputs.events_source: points)", "topic"),
+        Parameter("topics.events_image", "rendered event frames (inputs.events_source: image)", "topic"),
+    )
+
+    @classmethod
+    def from_parameters(cls, r: ParameterReader) -> TopicsConfig:
+        return cls(**{name: r.topic(f"topics.{name}") for name in cls.__dataclass_fields__})
 
     def sensor(self, modality: Modality, events_source: str) -> str:
         """The topic a modality's messages arrive on."""
@@ -261,6 +229,18 @@ class GroundTruthConfig:
     encoding: str  # one of core/carla.py GT_ENCODINGS
     carla_tags: str  # a key of core/carla.py TAG_SETS
 
+    PARAMETERS = (
+        Parameter("ground_truth.topic", "per-pixel labels in a bag, stamped as the camera image (replay evaluation)", "topic"),
+        Parameter("ground_truth.encoding", "deliver: DELIVER ids; carla_tags: CARLA tag in the red channel; "
+                  "carla_cityscapes: CARLA's CityScapes colours", " | ".join(GT_ENCODINGS)),
+        Parameter("ground_truth.carla_tags", "CARLA tag numbering of the carla_* encodings", " | ".join(TAG_SETS)),
+    )  # fmt: skip
+
+    @classmethod
+    def from_parameters(cls, r: ParameterReader) -> GroundTruthConfig:
+        return cls(topic=r.topic("ground_truth.topic"), encoding=r.string("ground_truth.encoding", GT_ENCODINGS),
+                   carla_tags=r.string("ground_truth.carla_tags", tuple(TAG_SETS)))  # fmt: skip
+
 
 @dataclass(frozen=True)
 class InputsConfig:
@@ -272,6 +252,29 @@ class InputsConfig:
     lidar_intensity_scale: float
     encode_on_arrival: bool  # encode each alive sensor's message when it arrives (off: in the worker)
 
+    PARAMETERS = (
+        Parameter("inputs.modalities", "sensors to subscribe to and fuse", "list of camera, depth, lidar, events"),
+        Parameter("inputs.events_source", "points: topics.events (PointCloud2); image: topics.events_image", " | ".join(EVENTS_SOURCES)),
+        Parameter("inputs.event_time", "how float event time fields are read", " | ".join(e.value for e in EventTime)),
+        Parameter("inputs.qos_reliability", "subscription reliability (best_effort: SensorDataQoS)", " | ".join(QOS_RELIABILITIES)),
+        Parameter("inputs.qos_depth", "subscription queue depth", ">= 1"),
+        Parameter("inputs.lidar_intensity_scale", "LiDAR intensity is divided by this into [0, 1] (255 for 8-bit drivers)", "> 0"),
+        Parameter("inputs.encode_on_arrival", "encode messages as they arrive; false: per bundle, in the worker", "bool"),
+    )  # fmt: skip
+
+    @classmethod
+    def from_parameters(cls, r: ParameterReader) -> InputsConfig:
+        enabled = r.modalities("inputs.modalities")
+        return cls(
+            modalities=tuple(m for m in MODALITIES if m in enabled),
+            events_source=r.string("inputs.events_source", EVENTS_SOURCES),
+            event_time=EventTime(r.string("inputs.event_time", tuple(e.value for e in EventTime))),
+            qos_reliability=r.string("inputs.qos_reliability", QOS_RELIABILITIES),
+            qos_depth=r.integer("inputs.qos_depth", 1),
+            lidar_intensity_scale=r.positive("inputs.lidar_intensity_scale"),
+            encode_on_arrival=r.boolean("inputs.encode_on_arrival"),
+        )
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -280,6 +283,19 @@ class ModelConfig:
     backend: str
     threads: int  # 0 = library default
     process: bool  # the live node runs the network in a child process (model/engine_process.py)
+
+    PARAMETERS = (
+        Parameter("model.path", "checkpoint (.safetensors; .onnx beside it for backend onnx); \"\" = the shipped one", "path"),
+        Parameter("model.arch", "architecture built with initial weights when no checkpoint exists", "model/architectures.py names"),
+        Parameter("model.backend", "inference library", " | ".join(BACKENDS)),
+        Parameter("model.threads", "intra-op threads; 0 keeps the library default", ">= 0"),
+        Parameter("model.process", "live node: run the network in its own process", "bool"),
+    )  # fmt: skip
+
+    @classmethod
+    def from_parameters(cls, r: ParameterReader) -> ModelConfig:
+        return cls(path=r.string("model.path"), arch=r.string("model.arch"), backend=r.string("model.backend", BACKENDS),
+                   threads=r.integer("model.threads", 0), process=r.boolean("model.process"))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -290,6 +306,26 @@ class OutputsConfig:
     qos_depth: int
     diagnostics_rate_hz: float
     health_rate_hz: float
+
+    PARAMETERS = (
+        Parameter("outputs.frame_id", "frame of every output; \"\" = rig.camera.frame_id", "frame id"),
+        Parameter("outputs.overlay_alpha", "weight of the colour mask in segmentation/overlay", "0 .. 1"),
+        Parameter("outputs.publish_points", "publish segmentation/points (LiDAR labelled from the mask)", "bool"),
+        Parameter("outputs.qos_depth", "outputs are RELIABLE, KEEP_LAST with this depth", ">= 1"),
+        Parameter("outputs.diagnostics_rate_hz", "/diagnostics rate", "> 0 Hz"),
+        Parameter("outputs.health_rate_hz", "sensor_health rate (also published on every change)", "> 0 Hz"),
+    )
+
+    @classmethod
+    def from_parameters(cls, r: ParameterReader, rig: Rig) -> OutputsConfig:
+        return cls(
+            frame_id=r.string("outputs.frame_id") or rig.frame_ids[Modality.CAMERA],
+            overlay_alpha=r.number("outputs.overlay_alpha", 0.0, 1.0),
+            publish_points=r.boolean("outputs.publish_points"),
+            qos_depth=r.integer("outputs.qos_depth", 1),
+            diagnostics_rate_hz=r.positive("outputs.diagnostics_rate_hz"),
+            health_rate_hz=r.positive("outputs.health_rate_hz"),
+        )
 
 
 @dataclass(frozen=True)
@@ -323,123 +359,25 @@ class NodeConfig:
             if key not in merged:
                 raise ConfigError(f"unknown parameter '{key}' (the known ones are listed in config/any2seg.yaml)")
             merged[key] = value
-        r = _Reader(merged)
-        enabled = r.modalities("inputs.modalities")
-        inputs = InputsConfig(
-            modalities=tuple(m for m in MODALITIES if m in enabled),
-            events_source=r.string("inputs.events_source", EVENTS_SOURCES),
-            event_time=EventTime(r.string("inputs.event_time", tuple(e.value for e in EventTime))),
-            qos_reliability=r.string("inputs.qos_reliability", QOS_RELIABILITIES),
-            qos_depth=r.integer("inputs.qos_depth", 1),
-            lidar_intensity_scale=r.positive("inputs.lidar_intensity_scale"),
-            encode_on_arrival=r.boolean("inputs.encode_on_arrival"),
-        )
-        ranked = r.modalities("sync.priority")
-        unranked = [m.value for m in inputs.modalities if m not in ranked]
-        if unranked:
-            raise ConfigError(f"parameter 'sync.priority' must rank every enabled modality; missing {', '.join(unranked)}")
-        priority = tuple(m for m in ranked if m in enabled)
-        sync = SyncConfig(
-            priority=priority,
-            inputs={
-                m: InputSync(
-                    slop_ns=r.seconds(f"sync.{m.value}.slop_s", allow_zero=False),
-                    offset_ns=int(round(r.number(f"sync.{m.value}.offset_s") * 1e9)),
-                    reuse=r.boolean(f"sync.{m.value}.reuse"),
-                    period_ns=int(round(1e9 / r.positive(f"health.{m.value}.rate_hz"))),
-                )
-                for m in priority
-            },
-            max_wait_ns=r.seconds("sync.max_wait_s"),
-            queue_size=r.integer("sync.queue_size", 1),
-            queue_duration_ns=r.seconds("sync.queue_duration_s", allow_zero=False),
-        )
-        health = _health_config(r, inputs.modalities)
-        model = ModelConfig(
-            path=r.string("model.path"),
-            arch=r.string("model.arch"),
-            backend=r.string("model.backend", BACKENDS),
-            threads=r.integer("model.threads", 0),
-            process=r.boolean("model.process"),
-        )
-        consistency = ConsistencySettings(
-            enabled=r.boolean("health.consistency.enabled"),
-            calibration=r.string("health.consistency.calibration"),
-            exclude=r.boolean("health.consistency.exclude"),
-            enter_s=r.number("health.consistency.enter_s", 0.0),
-            recover_s=r.number("health.consistency.recover_s", 0.0),
-        )
-        range_agreement = RangeAgreementSettings(
-            enabled=r.boolean("health.range_agreement.enabled"),
-            max_shift_codes=r.positive("health.range_agreement.max_shift_codes"),
-            max_misregistration=r.positive("health.range_agreement.max_misregistration"),
-            tolerance_codes=r.integer("health.range_agreement.tolerance_codes", 1),
-            min_pixels=r.integer("health.range_agreement.min_pixels", 1),
-            smoothing_s=r.number("health.range_agreement.smoothing_s", 0.0),
-            enter_s=consistency.enter_s,
-            recover_s=consistency.recover_s,
-            exclude=consistency.exclude,
-        )
-        motion_agreement = MotionAgreementSettings(
-            enabled=r.boolean("health.motion_agreement.enabled"),
-            blocks_across=r.integer("health.motion_agreement.blocks_across", 1),
-            lag_s=r.positive("health.motion_agreement.lag_s"),
-            still_below=r.positive("health.motion_agreement.still_below"),
-            min_event_share=r.positive("health.motion_agreement.min_event_share"),
-            min_moving_blocks=r.integer("health.motion_agreement.min_moving_blocks", 1),
-            max_still_share=r.positive("health.motion_agreement.max_still_share"),
-            exclude_still_share=r.positive("health.motion_agreement.exclude_still_share"),
-            smoothing_s=r.number("health.motion_agreement.smoothing_s", 0.0),
-            enter_s=consistency.enter_s,
-            recover_s=consistency.recover_s,
-            exclude=consistency.exclude,
-        )
-        if motion_agreement.exclude_still_share < motion_agreement.max_still_share:
-            raise ConfigError("parameter 'health.motion_agreement.exclude_still_share' must be at least "
-                              f"'health.motion_agreement.max_still_share' ({motion_agreement.max_still_share:g}), "
-                              f"got {motion_agreement.exclude_still_share:g}")  # fmt: skip
-        encoding = EncodingConfig(
-            near_m=r.positive("encoding.near_m"),
-            far_m=r.positive("encoding.far_m"),
-            height_min_m=r.number("encoding.height_min_m"),
-            height_max_m=r.number("encoding.height_max_m"),
-            event_saturation=r.integer("encoding.event_saturation", 1),
-            event_window_ms=r.positive("encoding.event_window_ms"),
-        )
-        if encoding.far_m <= encoding.near_m:
-            raise ConfigError(f"parameter 'encoding.far_m' must exceed 'encoding.near_m' ({encoding.near_m:g})")
-        if encoding.height_max_m <= encoding.height_min_m:
-            raise ConfigError("parameter 'encoding.height_max_m' must exceed 'encoding.height_min_m'")
+        r = ParameterReader(merged)
+        inputs = InputsConfig.from_parameters(r)
+        consistency = ConsistencySettings.from_parameters(r)
         rig = rig_from_parameters(merged)
-        outputs = OutputsConfig(
-            frame_id=r.string("outputs.frame_id") or rig.frame_ids[Modality.CAMERA],
-            overlay_alpha=r.number("outputs.overlay_alpha", 0.0, 1.0),
-            publish_points=r.boolean("outputs.publish_points"),
-            qos_depth=r.integer("outputs.qos_depth", 1),
-            diagnostics_rate_hz=r.positive("outputs.diagnostics_rate_hz"),
-            health_rate_hz=r.positive("outputs.health_rate_hz"),
-        )
-        topics = TopicsConfig(**{name: r.topic(f"topics.{name}") for name in TopicsConfig.__dataclass_fields__})
-        ground_truth = GroundTruthConfig(
-            topic=r.topic("ground_truth.topic"),
-            encoding=r.string("ground_truth.encoding", GT_ENCODINGS),
-            carla_tags=r.string("ground_truth.carla_tags", tuple(TAG_SETS)),
-        )
         return cls(
             rig=rig,
-            topics=topics,
+            topics=TopicsConfig.from_parameters(r),
             inputs=inputs,
-            sync=sync,
+            sync=SyncConfig.from_parameters(r, inputs.modalities),
             sync_poll_rate_hz=r.positive("sync.poll_rate_hz"),
-            health=health,
+            health=HealthConfig.from_parameters(r, inputs.modalities),
             health_tick_rate_hz=r.positive("health.tick_rate_hz"),
             consistency=consistency,
-            range_agreement=range_agreement,
-            motion_agreement=motion_agreement,
-            model=model,
-            encoding=encoding,
-            outputs=outputs,
-            ground_truth=ground_truth,
+            range_agreement=RangeAgreementSettings.from_parameters(r, consistency),
+            motion_agreement=MotionAgreementSettings.from_parameters(r, consistency),
+            model=ModelConfig.from_parameters(r),
+            encoding=EncodingConfig.from_parameters(r),
+            outputs=OutputsConfig.from_parameters(r, rig),
+            ground_truth=GroundTruthConfig.from_parameters(r),
             parameters=merged,
         )
 
@@ -450,61 +388,3 @@ class NodeConfig:
         params.update(overrides or {})
         return cls.from_parameters(params)
 
-
-def _health_config(r: _Reader, modalities: tuple[Modality, ...]) -> HealthConfig:
-    streams = {}
-    max_rate_factor = r.number("health.max_rate_factor", 0.0)
-    if 0.0 < max_rate_factor <= 1.0:
-        raise ConfigError(f"parameter 'health.max_rate_factor' must be 0 (off) or above 1, got {max_rate_factor:g}")
-    for m in modalities:
-        p = f"health.{m.value}"
-        warn, error = r.number(f"{p}.warn_rate_hz", 0.0), r.number(f"{p}.error_rate_hz", 0.0)
-        if error > warn:
-            raise ConfigError(f"parameter '{p}.error_rate_hz' ({error:g}) must not exceed '{p}.warn_rate_hz' ({warn:g})")
-        rate_hz = r.positive(f"{p}.rate_hz")
-        streams[m] = StreamLimits(
-            rate_hz=rate_hz,
-            timeout_ns=r.seconds(f"{p}.timeout_s", allow_zero=False),
-            warn_rate_hz=warn,
-            error_rate_hz=error,
-            frozen_count=r.integer(f"{p}.frozen_count", 0),
-            max_rate_hz=max_rate_factor * rate_hz,
-        )
-    grid = r._get("health.camera.grid")
-    if not (isinstance(grid, (list, tuple)) and len(grid) == 2 and all(isinstance(g, int) and g > 0 for g in grid)):
-        raise ConfigError(f"parameter 'health.camera.grid' must be [rows, columns] of positive integers, got {grid!r}")
-
-    def fraction(key: str) -> float:
-        return r.number(key, 0.0, 1.0)
-
-    return HealthConfig(
-        streams=streams,
-        window_ns=r.seconds("health.window_s", allow_zero=False),
-        fail_count=r.integer("health.fail_count", 1),
-        recover_count=r.integer("health.recover_count", 1),
-        max_delay_ns=r.seconds("health.max_delay_s"),
-        max_future_ns=r.seconds("health.max_future_s"),
-        camera=CameraChecks(
-            grid=(grid[0], grid[1]),
-            dark_level=r.number("health.camera.dark_level", 0.0, 255.0),
-            bright_level=r.number("health.camera.bright_level", 0.0, 255.0),
-            uniform_std=r.number("health.camera.uniform_std", 0.0),
-            warn_fraction=fraction("health.camera.warn_fraction"),
-            error_fraction=fraction("health.camera.error_fraction"),
-        ),
-        depth=DepthChecks(
-            warn_valid_fraction=fraction("health.depth.warn_valid_fraction"),
-            error_valid_fraction=fraction("health.depth.error_valid_fraction"),
-        ),
-        lidar=LidarChecks(
-            min_points=r.integer("health.lidar.min_points", 0),
-            warn_no_return_ratio=fraction("health.lidar.warn_no_return_ratio"),
-            error_no_return_ratio=fraction("health.lidar.error_no_return_ratio"),
-            warn_blocked_sector_deg=r.number("health.lidar.warn_blocked_sector_deg", 0.0, 360.0),
-            error_blocked_sector_deg=r.number("health.lidar.error_blocked_sector_deg", 0.0, 360.0),
-        ),
-        events=EventChecks(
-            warn_min_active_fraction=fraction("health.events.warn_min_active_fraction"),
-            error_max_active_fraction=fraction("health.events.error_max_active_fraction"),
-        ),
-    )

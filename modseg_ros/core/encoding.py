@@ -29,6 +29,7 @@ from functools import lru_cache
 import numpy as np
 
 from modseg_ros.core.geometry import Intrinsics, Rig
+from modseg_ros.core.params import Parameter, ParameterReader
 from modseg_ros.core.types import (
     CameraFrame,
     DepthFrame,
@@ -38,6 +39,7 @@ from modseg_ros.core.types import (
     Payload,
     PointCloud,
 )
+from modseg_ros.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,31 @@ class EncodingConfig:
     height_max_m: float = 10.0
     event_saturation: int = 4  # events per pixel that map to 255
     event_window_ms: float = 50.0  # recency channel: an event this old (or older) codes as 1
+
+    PARAMETERS = (
+        Parameter("encoding.near_m", "nearest range coded (depth and LiDAR range channels, log scale)", "> 0 m"),
+        Parameter("encoding.far_m", "farthest range coded", "> near_m"),
+        Parameter("encoding.height_min_m", "LiDAR height channel: height coded as 0", "m"),
+        Parameter("encoding.height_max_m", "LiDAR height channel: height coded as 255", "> height_min_m"),
+        Parameter("encoding.event_saturation", "events per pixel that map to 255", ">= 1"),
+        Parameter("encoding.event_window_ms", "event recency channel: an event this old codes as 1", "> 0 ms"),
+    )
+
+    @classmethod
+    def from_parameters(cls, r: ParameterReader) -> EncodingConfig:
+        encoding = cls(
+            near_m=r.positive("encoding.near_m"),
+            far_m=r.positive("encoding.far_m"),
+            height_min_m=r.number("encoding.height_min_m"),
+            height_max_m=r.number("encoding.height_max_m"),
+            event_saturation=r.integer("encoding.event_saturation", 1),
+            event_window_ms=r.positive("encoding.event_window_ms"),
+        )
+        if encoding.far_m <= encoding.near_m:
+            raise ConfigError(f"parameter 'encoding.far_m' must exceed 'encoding.near_m' ({encoding.near_m:g})")
+        if encoding.height_max_m <= encoding.height_min_m:
+            raise ConfigError("parameter 'encoding.height_max_m' must exceed 'encoding.height_min_m'")
+        return encoding
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)

@@ -17,9 +17,9 @@ stream at once and recovery from it also needs ``recover_count`` good messages. 
 level < ERROR after the first message; it drives the synchronizer and the model.
 
 - **Cross-checks** between sensors, judged on the worker after each segmented bundle and handed
-  over with ``judge``: consistency with the other sensors (core/consistency.py, from the network's
-  output), depth against LiDAR ranges (core/range_agreement.py) and the camera against the event
-  camera's motion (core/motion_agreement.py). An alive sensor a check judges faulty is WARN with
+  over with ``judge``: consistency with the other sensors (core/checks/consistency.py, from the network's
+  output), depth against LiDAR ranges (core/checks/range_agreement.py) and the camera against the event
+  camera's motion (core/checks/motion_agreement.py). An alive sensor a check judges faulty is WARN with
   that check's reason (it stays alive: it is still encoded and checked, so it can recover).
 """
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Protocol
 
 import numpy as np
 
+from modseg_ros.core.params import Parameter, ParameterReader
 from modseg_ros.core.types import (
     CameraFrame,
     DepthFrame,
@@ -43,6 +44,7 @@ from modseg_ros.core.types import (
     PointCloud,
     SensorSample,
 )
+from modseg_ros.errors import ConfigError
 
 OK, WARN, ERROR, STALE = HealthLevel.OK, HealthLevel.WARN, HealthLevel.ERROR, HealthLevel.STALE
 
@@ -105,6 +107,95 @@ class HealthConfig:
     depth: DepthChecks = field(default_factory=DepthChecks)
     lidar: LidarChecks = field(default_factory=LidarChecks)
     events: EventChecks = field(default_factory=EventChecks)
+
+    PARAMETERS = (
+        Parameter("health.window_s", "rate window", "> 0 s"),
+        Parameter("health.fail_count", "consecutive bad messages to fail", ">= 1"),
+        Parameter("health.recover_count", "consecutive good messages to recover", ">= 1"),
+        Parameter("health.max_delay_s", "stamps older than this are stale (0 disables)", ">= 0 s"),
+        Parameter("health.max_future_s", "stamps further ahead than this are in the future (0 disables)", ">= 0 s"),
+        Parameter("health.max_rate_factor", "measured rate above this times rate_hz: WARN (0 disables)", "0 or > 1"),
+        *Parameter("health.{m}.rate_hz", "the sensor's nominal rate (also predicts its next stamp)", "> 0 Hz").for_modalities(),
+        *Parameter("health.{m}.timeout_s", "no message for this long: the sensor is dead", "> 0 s").for_modalities(),
+        *Parameter("health.{m}.warn_rate_hz", "measured rate below this: WARN", ">= error_rate_hz").for_modalities(),
+        *Parameter("health.{m}.error_rate_hz", "measured rate below this: ERROR", ">= 0 Hz").for_modalities(),
+        *Parameter("health.{m}.frozen_count", "this many identical messages in a row: frozen (0 disables)", ">= 0").for_modalities(),
+        Parameter("health.camera.grid", "blocks of the exposure and blockage statistics", "[rows, columns]"),
+        Parameter("health.camera.dark_level", "block mean below this: dark", "0 .. 255"),
+        Parameter("health.camera.bright_level", "block mean above this: saturated", "0 .. 255"),
+        Parameter("health.camera.uniform_std", "block standard deviation below this: uniform (covered)", ">= 0"),
+        Parameter("health.camera.warn_fraction", "share of bad blocks for WARN", "0 .. 1"),
+        Parameter("health.camera.error_fraction", "share of bad blocks for ERROR", "0 .. 1"),
+        Parameter("health.depth.warn_valid_fraction", "share of pixels with a depth below this: WARN", "0 .. 1"),
+        Parameter("health.depth.error_valid_fraction", "below this: ERROR", "0 .. 1"),
+        Parameter("health.lidar.min_points", "fewer returns: ERROR", ">= 0"),
+        Parameter("health.lidar.warn_no_return_ratio", "share of points without a return above this: WARN", "0 .. 1"),
+        Parameter("health.lidar.error_no_return_ratio", "above this: ERROR", "0 .. 1"),
+        Parameter("health.lidar.warn_blocked_sector_deg", "widest sector without returns above this: WARN", "0 .. 360 deg"),
+        Parameter("health.lidar.error_blocked_sector_deg", "above this: ERROR", "0 .. 360 deg"),
+        Parameter("health.events.warn_min_active_fraction", "share of pixels with events below this: WARN", "0 .. 1"),
+        Parameter("health.events.error_max_active_fraction", "above this (a noise storm, flicker): ERROR", "0 .. 1"),
+    )  # fmt: skip
+
+    @classmethod
+    def from_parameters(cls, r: ParameterReader, modalities: tuple[Modality, ...]) -> HealthConfig:
+        """``health.*`` of the stream and content checks, for the enabled ``modalities``."""
+        streams = {}
+        max_rate_factor = r.number("health.max_rate_factor", 0.0)
+        if 0.0 < max_rate_factor <= 1.0:
+            raise ConfigError(f"parameter 'health.max_rate_factor' must be 0 (off) or above 1, got {max_rate_factor:g}")
+        for m in modalities:
+            p = f"health.{m.value}"
+            warn, error = r.number(f"{p}.warn_rate_hz", 0.0), r.number(f"{p}.error_rate_hz", 0.0)
+            if error > warn:
+                raise ConfigError(f"parameter '{p}.error_rate_hz' ({error:g}) must not exceed '{p}.warn_rate_hz' ({warn:g})")
+            rate_hz = r.positive(f"{p}.rate_hz")
+            streams[m] = StreamLimits(
+                rate_hz=rate_hz,
+                timeout_ns=r.seconds(f"{p}.timeout_s", allow_zero=False),
+                warn_rate_hz=warn,
+                error_rate_hz=error,
+                frozen_count=r.integer(f"{p}.frozen_count", 0),
+                max_rate_hz=max_rate_factor * rate_hz,
+            )
+        grid = r.value("health.camera.grid")
+        if not (isinstance(grid, (list, tuple)) and len(grid) == 2 and all(isinstance(g, int) and g > 0 for g in grid)):
+            raise ConfigError(f"parameter 'health.camera.grid' must be [rows, columns] of positive integers, got {grid!r}")
+
+        def fraction(key: str) -> float:
+            return r.number(key, 0.0, 1.0)
+
+        return cls(
+            streams=streams,
+            window_ns=r.seconds("health.window_s", allow_zero=False),
+            fail_count=r.integer("health.fail_count", 1),
+            recover_count=r.integer("health.recover_count", 1),
+            max_delay_ns=r.seconds("health.max_delay_s"),
+            max_future_ns=r.seconds("health.max_future_s"),
+            camera=CameraChecks(
+                grid=(grid[0], grid[1]),
+                dark_level=r.number("health.camera.dark_level", 0.0, 255.0),
+                bright_level=r.number("health.camera.bright_level", 0.0, 255.0),
+                uniform_std=r.number("health.camera.uniform_std", 0.0),
+                warn_fraction=fraction("health.camera.warn_fraction"),
+                error_fraction=fraction("health.camera.error_fraction"),
+            ),
+            depth=DepthChecks(
+                warn_valid_fraction=fraction("health.depth.warn_valid_fraction"),
+                error_valid_fraction=fraction("health.depth.error_valid_fraction"),
+            ),
+            lidar=LidarChecks(
+                min_points=r.integer("health.lidar.min_points", 0),
+                warn_no_return_ratio=fraction("health.lidar.warn_no_return_ratio"),
+                error_no_return_ratio=fraction("health.lidar.error_no_return_ratio"),
+                warn_blocked_sector_deg=r.number("health.lidar.warn_blocked_sector_deg", 0.0, 360.0),
+                error_blocked_sector_deg=r.number("health.lidar.error_blocked_sector_deg", 0.0, 360.0),
+            ),
+            events=EventChecks(
+                warn_min_active_fraction=fraction("health.events.warn_min_active_fraction"),
+                error_max_active_fraction=fraction("health.events.error_max_active_fraction"),
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -302,7 +393,7 @@ class _Hysteresis:
 
 
 class CrossCheckVerdict(Protocol):
-    """What a cross-check (core/consistency.py, range_agreement.py, motion_agreement.py) says of one sensor."""
+    """What a cross-check (core/checks/consistency.py, range_agreement.py, motion_agreement.py) says of one sensor."""
 
     level: HealthLevel
     reason: str

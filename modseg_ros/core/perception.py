@@ -1,7 +1,8 @@
 """The node's logic without ROS: samples in, bundles out, bundles to segmentations.
 
 The ROS node (ros/node.py) is a thin shell around this class, and the offline replay drives the
-same class straight from a bag, so live and offline runs give the same masks for the same bundles.
+same class straight from a bag, both through the same loop (core/loop.py), so live and offline runs
+give the same masks for the same bundles. The engine is handed in (model/loading.py makes it).
 Two threads use it: the receiving side (``observe``, ``reject``, ``tick``, ``set_camera``) and one
 worker (``segment``); they share nothing mutable but the rig, which is replaced, never modified.
 ``render`` reads only its segmentation and the configuration, so the node draws on a third thread.
@@ -13,34 +14,26 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from modseg_ros.core.config import ModelConfig, NodeConfig
-from modseg_ros.core.consistency import (
-    ConsistencyCalibration,
-    ConsistencyMonitor,
-    ConsistencySettings,
-    calibration_path,
-    scene_brightness,
-)
+from modseg_ros.core.checks.consistency import ConsistencyCalibration, ConsistencyMonitor, scene_brightness
+from modseg_ros.core.checks.motion_agreement import MotionAgreementMonitor
+from modseg_ros.core.checks.range_agreement import RangeAgreementMonitor
+from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.encoding import encode_payload
 from modseg_ros.core.geometry import Intrinsics, Rig
 from modseg_ros.core.health import HealthMonitor
-from modseg_ros.core.motion_agreement import MotionAgreementMonitor
+from modseg_ros.core.network_input import encode_input
 from modseg_ros.core.postprocess import color_mask, labelled_points, overlay_image
-from modseg_ros.core.range_agreement import RangeAgreementMonitor
 from modseg_ros.core.sync import Synchronizer
 from modseg_ros.core.types import Bundle, HealthState, Modality, PointCloud, SensorSample
-from modseg_ros.errors import ConfigError, ConversionError
-from modseg_ros.model.inputs import encode_input
+from modseg_ros.errors import ConversionError
 
 
 class Engine(Protocol):
-    """What the pipeline needs of model/runtime.py's SegmentationEngine."""
+    """What the pipeline needs of model/runtime.py's SegmentationEngine (model/loading.py makes one)."""
 
     name: str
     input_size: tuple[int, int]
@@ -77,7 +70,7 @@ class _Encoding:
     sample: SensorSample
     rig: Rig
     image: np.ndarray  # H×W×3 uint8 (core/encoding.py)
-    network_input: np.ndarray  # 3×h×w float32 at the engine's input size (model/inputs.py)
+    network_input: np.ndarray  # 3×h×w float32 at the engine's input size (core/network_input.py)
 
 
 @dataclass(frozen=True, eq=False)
@@ -266,78 +259,3 @@ class Perception:
         if points and lidar is not None and self.config.outputs.publish_points and isinstance(lidar.data, PointCloud):
             labelled = labelled_points(lidar.data, seg.labels, seg.rig)
         return Rendering(color_mask(seg.labels) if color else None, blended, source, labelled)
-
-
-# The checkpoint used when model.path is empty (models/ in the share directory).
-DEFAULT_CHECKPOINT = "any2seg_b0.safetensors"
-UNTRAINED_INPUT = (128, 256)  # (H, W) of the untrained fallback, or the camera grid when smaller
-
-
-def checkpoint_path(model: ModelConfig) -> Path:
-    """The checkpoint ``model.path`` names ("" = the shipped one), as a .safetensors path."""
-    from modseg_ros.paths import model_file
-
-    return (Path(model.path) if model.path else model_file(DEFAULT_CHECKPOINT)).with_suffix(".safetensors")
-
-
-def load_engine(model: ModelConfig, camera: Intrinsics, isolate: bool = False) -> tuple[Engine, str]:
-    """The segmentation engine the parameters ask for, and a sentence saying what was loaded.
-
-    An empty ``model.path`` means the shipped checkpoint; if none is shipped, the real architecture
-    with initial weights runs instead (the sentence says so: its masks are noise), at the camera
-    grid when that is smaller than its default input. An explicit path that does not exist is an error.
-    ``isolate``: run it in a child process (model/engine_process.py; the live node's ``model.process``).
-    """
-    from modseg_ros.model.runtime import SegmentationEngine
-
-    weights = checkpoint_path(model)
-    trained = weights.is_file()
-    if model.path and not trained:
-        raise ConfigError(f"parameter 'model.path': no checkpoint at {weights}")
-    threads = model.threads or None
-    if trained:
-        factory = partial(SegmentationEngine.load, weights, backend=model.backend, threads=threads)
-    else:
-        grid = (camera.height, camera.width)
-        fits = all(g <= d and g % 32 == 0 for g, d in zip(grid, UNTRAINED_INPUT))
-        factory = partial(SegmentationEngine.untrained, model.arch, input_size=grid if fits else UNTRAINED_INPUT, threads=threads)
-    if isolate:
-        from modseg_ros.model.engine_process import EngineProcess
-
-        engine = EngineProcess(factory)
-        where = f", in process {engine.pid}"
-    else:
-        engine, where = factory(), ""
-    if trained:
-        return engine, f"model {engine.name} from {weights} ({model.backend}, {model.threads or 'default'} threads{where})"
-    return engine, (f"no checkpoint at {weights}: running {engine.name}, the {model.arch} architecture with initial weights "
-                    f"(masks are noise until a trained checkpoint is installed){where}")  # fmt: skip
-
-
-def load_calibration(settings: ConsistencySettings, model: ModelConfig, engine) -> tuple[ConsistencyCalibration | None, str]:
-    """The consistency thresholds for ``engine`` and a sentence saying what the check will do.
-
-    ``health.consistency.calibration`` names the file ("" = ``<checkpoint>.consistency.json``
-    beside the checkpoint). An explicit file that is missing or made for other weights is an
-    error; a default one that is missing or stale only leaves the scores unjudged (the sentence says
-    how to calibrate).
-    """
-    if not settings.enabled:
-        return None, "consistency check off (health.consistency.enabled: false): scores are not computed"
-    explicit = bool(settings.calibration)
-    checkpoint = checkpoint_path(model)
-    path = Path(settings.calibration) if explicit else calibration_path(checkpoint)
-    command = f"modseg calibrate {checkpoint} BAG..."
-    sha = getattr(getattr(engine, "info", None), "weights_sha256", "")
-    if not path.is_file():
-        if explicit:
-            raise ConfigError(f"parameter 'health.consistency.calibration': no calibration at {path}")
-        return None, f"no consistency calibration at {path}: scores are published, not judged (make one: {command})"
-    calibration = ConsistencyCalibration.load(path)
-    if calibration.weights_sha256 != sha:
-        problem = f"consistency calibration {path} was made for other weights ({calibration.model}); recalibrate: {command}"
-        if explicit:
-            raise ConfigError(f"parameter 'health.consistency.calibration': {problem}")
-        return None, problem + "; scores are published, not judged"
-    action = "WARN and exclusion from fusion" if settings.exclude else "WARN (exclusion off)"
-    return calibration, f"consistency thresholds from {path} ({action} after {settings.enter_s:g} s below threshold)"

@@ -23,7 +23,9 @@ import bisect
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 
+from modseg_ros.core.params import Parameter, ParameterReader
 from modseg_ros.core.types import MODALITIES, Bundle, Modality, SensorSample
+from modseg_ros.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,41 @@ class SyncConfig:
     max_wait_ns: int  # longest a trigger waits for its alive partners
     queue_size: int = 10  # messages kept per input, and pending triggers
     queue_duration_ns: int = 2_000_000_000  # messages older than the newest stamp minus this are dropped
+
+    PARAMETERS = (
+        Parameter("sync.priority", "trigger order: the first alive one starts bundles (ranks every enabled modality)", "modalities"),
+        Parameter("sync.max_wait_s", "longest a trigger waits for alive partners before leaving without them", ">= 0 s"),
+        Parameter("sync.queue_size", "messages kept per input", ">= 1"),
+        Parameter("sync.queue_duration_s", "messages older than the newest one minus this are dropped", "> 0 s"),
+        *Parameter("sync.{m}.slop_s", "largest stamp difference from the trigger's that matches", "> 0 s").for_modalities(),
+        *Parameter("sync.{m}.offset_s", "added to the input's stamps before matching", "s").for_modalities(),
+        *Parameter("sync.{m}.reuse", "a message may join more than one bundle (a slower sensor)", "bool").for_modalities(),
+    )  # fmt: skip
+
+    @classmethod
+    def from_parameters(cls, r: ParameterReader, enabled: tuple[Modality, ...]) -> SyncConfig:
+        """``sync.*`` for the ``enabled`` inputs (canonical order); each input's period is its
+        sensor's nominal one (``health.<modality>.rate_hz``)."""
+        ranked = r.modalities("sync.priority")
+        unranked = [m.value for m in enabled if m not in ranked]
+        if unranked:
+            raise ConfigError(f"parameter 'sync.priority' must rank every enabled modality; missing {', '.join(unranked)}")
+        priority = tuple(m for m in ranked if m in enabled)
+        return cls(
+            priority=priority,
+            inputs={
+                m: InputSync(
+                    slop_ns=r.seconds(f"sync.{m.value}.slop_s", allow_zero=False),
+                    offset_ns=int(round(r.number(f"sync.{m.value}.offset_s") * 1e9)),
+                    reuse=r.boolean(f"sync.{m.value}.reuse"),
+                    period_ns=int(round(1e9 / r.positive(f"health.{m.value}.rate_hz"))),
+                )
+                for m in priority
+            },
+            max_wait_ns=r.seconds("sync.max_wait_s"),
+            queue_size=r.integer("sync.queue_size", 1),
+            queue_duration_ns=r.seconds("sync.queue_duration_s", allow_zero=False),
+        )
 
     def __post_init__(self) -> None:
         if not self.priority or len(set(self.priority)) != len(self.priority):

@@ -91,7 +91,7 @@ class EventTime(str, Enum):
     """How a PointCloud2 event time field encodes time (``inputs.event_time``). Integer fields
     always hold nanoseconds; these conventions concern fields declared FLOAT32/FLOAT64."""
 
-    AUTO = "auto"  # decided per message (ros/convert.py event_times_ns)
+    AUTO = "auto"  # decided per message (core/messages.py event_times_ns)
     INT64_NS = "int64_ns"  # int64 ns stored in the 8 bytes of a FLOAT64 field (CARLA's native ROS 2 publisher, the world's bags)
     FLOAT_NS = "float_ns"  # a float value in nanoseconds (carla-ros-bridge: struct-packs the int64 as a double)
     FLOAT_S = "float_s"  # a float value in seconds

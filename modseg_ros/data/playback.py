@@ -9,7 +9,7 @@ the offline replay walks the same ``schedule`` without pacing, so both see ident
   the messages so that a tick due at a message's time goes out before it (the node's clock then
   reads that time when the message arrives). ``tail_s`` keeps the clock running after the last
   message so that the consumers' timers (synchronizer max-wait, health timeouts) complete.
-- **Failures** (``core/failures.py``, the same spec, parser and appliers as the world): a failure
+- **Failures** (``data/failures.py``, the same spec, parser and appliers as the world): a failure
   at ``t`` seconds from the recording's start (``Bag.origin_ns``) acts on the messages of its
   sensor's topics logged at ``t``. Untouched messages go out as the recorded CDR bytes; only a
   message a failure touches is decoded, changed and re-encoded: content failures rewrite it in the
@@ -32,9 +32,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from modseg_ros.core.failures import Failure, FailureInjector, active_failures, apply_to_payload, apply_to_stamp
 from modseg_ros.core.types import CameraFrame, DepthFrame, EventFrame, EventPacket, Modality, Payload, PointCloud
 from modseg_ros.data.bags import Bag, BagMessage
+from modseg_ros.data.failures import Failure, FailureInjector, active_failures, apply_to_payload, apply_to_stamp
 from modseg_ros.errors import BagError, ConfigError, ConversionError
 
 NS = 1_000_000_000
@@ -150,17 +150,17 @@ def event_grid(bag: Bag, events_topic: str) -> tuple[int, int] | None:
 
 def _payload(role: TopicRole, msgtype: str, msg: Any, topic: str, grid: tuple[int, int] | None) -> Payload | None:
     """The payload a failure acts on, or None when the topic carries none (CameraInfo)."""
-    from modseg_ros.ros import convert  # message-field readers; they take rosbags messages as well
+    from modseg_ros.core import messages  # message-field readers; they take rosbags messages as well
 
     m = role.modality
     image = msgtype == "sensor_msgs/msg/Image"
     cloud = msgtype == "sensor_msgs/msg/PointCloud2"
     if m is Modality.CAMERA and image:
-        return convert.camera_frame(msg, topic)
+        return messages.camera_frame(msg, topic)
     if m is Modality.DEPTH and image:
-        return convert.depth_frame(msg, topic)
+        return messages.depth_frame(msg, topic)
     if m is Modality.LIDAR and cloud:
-        points = convert.cloud_array(msg, topic).reshape(-1)
+        points = messages.cloud_array(msg, topic).reshape(-1)
         names = points.dtype.names
         if not all(a in names for a in "xyz"):
             raise ConversionError(topic, f"point cloud has no x, y, z fields (has {', '.join(names)})")
@@ -170,12 +170,12 @@ def _payload(role: TopicRole, msgtype: str, msg: Any, topic: str, grid: tuple[in
         return PointCloud(xyz, intensity, ring)  # intensity as recorded (not rescaled)
     if m is Modality.EVENTS and cloud:
         width, height = grid or (1, 1)
-        packet = convert.event_packet(msg, topic, width, height)
+        packet = messages.event_packet(msg, topic, width, height)
         if grid is None and len(packet.x):
             packet = EventPacket(packet.x, packet.y, packet.t_ns, packet.polarity, int(packet.x.max()) + 1, int(packet.y.max()) + 1)
         return packet
     if m is Modality.EVENTS and image:
-        return convert.event_frame(msg, topic)
+        return messages.event_frame(msg, topic)
     return None
 
 
@@ -207,14 +207,14 @@ class _Builders:
 
 def _bridge_events(msg: Any) -> bool:
     """Whether an event cloud is in the carla-ros-bridge's layout: 'pol' and t holding double nanoseconds."""
+    from modseg_ros.core import messages
     from modseg_ros.core.types import EventTime
-    from modseg_ros.ros import convert
 
     if "pol" not in [str(f.name) for f in msg.fields]:
         return False
-    points = convert.cloud_array(msg, "events").reshape(-1)
+    points = messages.cloud_array(msg, "events").reshape(-1)
     t = points["t"] if "t" in points.dtype.names else np.zeros(0)
-    return len(t) > 0 and t.dtype.kind == "f" and convert.resolve_event_time(t, convert.stamp_ns(msg.header)) is EventTime.FLOAT_NS
+    return len(t) > 0 and t.dtype.kind == "f" and messages.resolve_event_time(t, messages.stamp_ns(msg.header)) is EventTime.FLOAT_NS
 
 
 # --- failure injection ---------------------------------------------------------------------------------

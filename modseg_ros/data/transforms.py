@@ -4,7 +4,7 @@ In DELIVER's order: ColorJitter (p 0.2, camera only; brightness, contrast, satur
 horizontal flip (p 0.5, all modalities and the label), 3×3 Gaussian blur (p 0.2, camera only,
 σ ~U(0.1, 2.0)), random resized crop (scale r ~U(0.5, 2.0) of the size that fits the crop, random
 crop, padding 0 for images and 255 for the label), normalisation. One deviation: images are resized
-per modality with model/inputs.py's methods (sparse LiDAR and events keep whole returns; DELIVER
+per modality with core/network_input.py's methods (sparse LiDAR and events keep whole returns; DELIVER
 resizes every modality bilinearly), so training sees the same resizing as inference.
 
 Real-camera robustness (``TrainAugmentation.real_camera``, on for mixed real/world training): the
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from modseg_ros.core.network_input import LIDAR_INTENSITY, normalise, resize_encoding
 from modseg_ros.core.palette import IGNORE
 from modseg_ros.core.types import Modality
-from modseg_ros.model.inputs import LIDAR_INTENSITY, normalise, resize_encoding
 
 
 def nearest_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -110,7 +110,7 @@ class TrainAugmentation:
     blur_p: float = 0.2
     real_camera: bool = False  # exposure, noise, JPEG, more colour (mixed real/world training)
     narrow_lidar_p: float = 0.0  # chance of cutting the LiDAR image to a narrower field of view
-    lidar_intensity: str = "raw"  # model/inputs.py LIDAR_INTENSITY
+    lidar_intensity: str = "raw"  # core/network_input.py LIDAR_INTENSITY
 
     def __post_init__(self) -> None:
         if self.lidar_intensity not in LIDAR_INTENSITY:
@@ -154,7 +154,7 @@ class EvalTransform:
     """Resize every modality to the network input; the label stays at its own resolution."""
 
     size: tuple[int, int]
-    lidar_intensity: str = "raw"  # model/inputs.py LIDAR_INTENSITY
+    lidar_intensity: str = "raw"  # core/network_input.py LIDAR_INTENSITY
 
     def __call__(self, encodings: Mapping[Modality, np.ndarray], label: np.ndarray) -> tuple[dict[Modality, np.ndarray], np.ndarray]:
         inputs = {m: normalise(m, resize_encoding(m, img, self.size), self.lidar_intensity) for m, img in encodings.items()}

@@ -5,7 +5,7 @@ replay, eval/offline.py), with the check itself off. Beside every frame the node
 scores of each smaller set of at least three of its modalities are measured too (what the node
 sees when one sensor dies), so every set the node can judge gets thresholds. Each modality's
 series is smoothed as the monitor smooths it, the first ``settle_s`` of every series dropped, and
-``core/consistency.py: thresholds_from`` turns the nominal values into thresholds: those of every
+``core/checks/consistency.py: thresholds_from`` turns the nominal values into thresholds: those of every
 frame, and, for the sets with the camera, those of the lit and of the dark frames apart (each
 frame's light from its camera image, as the node tells it). The result is
 written beside the checkpoint as ``<checkpoint>.consistency.json``, tied to the weights' sha256.
@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modseg_ros.core.config import NodeConfig
-from modseg_ros.core.consistency import (
+from modseg_ros.core.checks.consistency import (
     CalibrationRule,
     ConsistencyCalibration,
     Light,
@@ -36,14 +35,23 @@ from modseg_ros.core.consistency import (
     smooth,
     thresholds_from,
 )
-from modseg_ros.core.perception import load_engine
+from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.types import MODALITIES, Modality, subset_name
 from modseg_ros.errors import ConfigError
 from modseg_ros.eval.offline import OfflineNode, replay_into
 from modseg_ros.eval.run import ReplayOptions
 from modseg_ros.model.consistency import MIN_MODALITIES
+from modseg_ros.model.loading import load_engine
 
 CONDITIONS = ("sun", "cloud", "fog", "rain", "night")
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'41,51,61' -> (41, 51, 61) (argparse reports the ValueError with the option's name)."""
+    seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    if not seeds:
+        raise ValueError("no seed")
+    return seeds
 
 
 @dataclass(frozen=True)
@@ -106,7 +114,7 @@ class ScoreSeries:
 
 class _CalibrationNode(OfflineNode):
     """The offline node, also noting the camera brightness of each bundle it segments (the light
-    its scores were measured in: core/consistency.py ``scene_brightness``)."""
+    its scores were measured in: core/checks/consistency.py ``scene_brightness``)."""
 
     def __init__(self, config: NodeConfig, engine) -> None:
         super().__init__(config, engine)

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from modseg_ros.core.metrics import ConfusionMatrix, summarise_subsets
 from modseg_ros.core.types import MODALITIES, Modality, all_subsets, subset_name
 from modseg_ros.data.deliver import CONDITIONS, CORNER_CASES, DeliverDataset, Frame
 from modseg_ros.data.transforms import EvalTransform
-from modseg_ros.eval.metrics import ConfusionMatrix, summarise_subsets
 from modseg_ros.model.segmenter import ModalBatch, Segmenter, labels_at
 
 NOISE_LEVELS = {"low": (0.05, 0.1), "mid": (0.1, 0.2), "high": (0.2, 0.5)}  # (salt-and-pepper density, Gaussian σ)
@@ -42,7 +42,7 @@ class EvalOptions:
     rmm_rate: float = 0.5
     robust_frames: int = 64  # frames for RMM and NM (0 = skip them)
     seed: int = 0
-    lidar_intensity: str = "raw"  # the checkpoint's (model/inputs.py LIDAR_INTENSITY)
+    lidar_intensity: str = "raw"  # the checkpoint's (core/network_input.py LIDAR_INTENSITY)
 
 
 @dataclass

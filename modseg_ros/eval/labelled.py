@@ -12,39 +12,18 @@ does with a camera of another aspect ratio), to measure what squashing costs.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from modseg_ros.core.metrics import ConfusionMatrix
+from modseg_ros.core.network_input import aspect_size
 from modseg_ros.core.palette import PALETTE
-from modseg_ros.core.types import Modality
 from modseg_ros.data.labelled import LabelledDataset
 from modseg_ros.errors import ConfigError
-from modseg_ros.eval.metrics import ConfusionMatrix
-from modseg_ros.model.inputs import encode_input
-from modseg_ros.model.segmenter import ModalBatch, Segmenter, labels_at
-
-
-def aspect_size(shape: tuple[int, int], pixels: int) -> tuple[int, int]:
-    """(h, w), multiples of 32, with ``shape``'s aspect ratio and about ``pixels`` pixels."""
-    h, w = shape
-    height = max(32, round(math.sqrt(pixels * h / w) / 32) * 32)
-    width = max(32, round(height * w / h / 32) * 32)
-    return height, width
-
-
-@torch.no_grad()
-def segment_camera(model: Segmenter, rgb: np.ndarray, pixels: int = 0, size: tuple[int, int] | None = None) -> np.ndarray:
-    """DELIVER labels (H×W uint8) of one RGB image at its native resolution, camera only, the network
-    at ``size`` or at ``aspect_size(rgb's shape, pixels)``."""
-    size = size or aspect_size(rgb.shape[:2], pixels)
-    device = next(model.parameters()).device
-    image = torch.from_numpy(encode_input(Modality.CAMERA, rgb, size))[None, None].to(device)  # (1, 1, 3, h, w)
-    logits = model(ModalBatch(image, torch.tensor([0], device=device))).logits
-    return labels_at(logits.float().cpu(), rgb.shape[:2])[0].numpy()
+from modseg_ros.model.segmenter import segment_camera
 
 
 def evaluate_labelled(checkpoint: str | Path, data: str | Path, mapping: str, out: str | Path, split: str = "test",

@@ -2,9 +2,9 @@
 without DDS, for fast batch scoring and as the reference the live node is checked against.
 
 It mirrors ros/node.py on bag time: the messages the player would publish (same schedule, same
-injected failures, data/playback.py) are converted with the node's converters (ros/convert.py reads
+injected failures, data/playback.py) are converted with the node's converters (core/messages.py reads
 rosbags messages too) and observed at the node clock the player's /clock gives them; the node's
-timers (health tick, synchronizer poll, ``sensor_health``) fire on that clock. The one difference
+loop (core/loop.py: health tick, synchronizer poll, ``sensor_health``) runs on that clock. The one difference
 is deliberate: every bundle is segmented (the live node's newest-wins mailbox drops bundles when
 the network is slower than the sensors), so offline masks are a superset of live ones, equal for
 equal bundles.
@@ -12,7 +12,7 @@ equal bundles.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,19 +21,21 @@ import numpy as np
 
 from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.config import resolved_topic as resolved
-from modseg_ros.core.perception import Perception, load_calibration, load_engine
-from modseg_ros.core.types import Bundle, HealthState, Modality
+from modseg_ros.core.loop import NodeLoop
+from modseg_ros.core.perception import Perception
+from modseg_ros.core.types import Bundle, Modality
 from modseg_ros.data.bags import Bag, BagMessage
 from modseg_ros.data.playback import CLOCK_TOPIC, MessageInjector, PlaybackOptions, schedule, topic_roles, window
 from modseg_ros.errors import ConversionError
 from modseg_ros.eval.run import HealthRecord, MaskRecord, ReplayOptions, RunOutputs
+from modseg_ros.model.loading import load_calibration, load_engine
 
 def node_inputs(config: NodeConfig) -> dict:
-    """The node's inputs (ros/convert.py ``SensorInput``) by the absolute topic the node resolves
+    """The node's inputs (core/messages.py ``SensorInput``) by the absolute topic the node resolves
     them to in the root namespace (the launch default), as recorded in bags."""
-    from modseg_ros.ros import convert  # message-field readers; they take rosbags messages as well
+    from modseg_ros.core import messages  # message-field readers; they take rosbags messages as well
 
-    return {resolved(source.topic): source for source in convert.sensor_inputs(config).values()}
+    return {resolved(source.topic): source for source in messages.sensor_inputs(config).values()}
 
 
 def node_topic_roles(config: NodeConfig) -> dict[str, Modality]:
@@ -43,23 +45,8 @@ def node_topic_roles(config: NodeConfig) -> dict[str, Modality]:
     return roles
 
 
-class _Timer:
-    """An rclpy timer created before sim time started: due at multiples of its period; it fires at
-    the first clock message, and after a jump it fires once and skips the periods it missed."""
-
-    def __init__(self, rate_hz: float) -> None:
-        self.period = int(round(1e9 / rate_hz))
-        self.next_ns: int | None = None
-
-    def due(self, now_ns: int) -> bool:
-        if self.next_ns is not None and now_ns < self.next_ns:
-            return False
-        self.next_ns = (now_ns // self.period + 1) * self.period
-        return True
-
-
 class OfflineNode:
-    """ros/node.py's callbacks and timers on the bag's clock, with every bundle segmented."""
+    """ros/node.py's callbacks and its loop (core/loop.py) on the bag's clock, with every bundle segmented."""
 
     def __init__(self, config: NodeConfig, engine, calibration=None) -> None:
         self.config = config
@@ -70,31 +57,18 @@ class OfflineNode:
         self.health: list[HealthRecord] = []
         self.rejected = 0
         self.now_ns = 0
-        self._tick = _Timer(config.health_tick_rate_hz)
-        self._poll = _Timer(config.sync_poll_rate_hz)
-        self._publish_health = _Timer(config.outputs.health_rate_hz)
-        self._last_levels: dict[Modality, tuple] | None = None
+        self.loop = NodeLoop(self.perception, self._segment, self._record_health)
 
     def clock(self, now_ns: int) -> None:
         self.now_ns = now_ns
-        if self._tick.due(now_ns):
-            states, bundles = self.perception.tick(now_ns)
-            levels = {m: (s.level, s.alive) for m, s in states.items()}
-            if levels != self._last_levels:  # the node publishes sensor_health on every change
-                self._last_levels = levels
-                self._record_health(states)
-            self._segment(bundles)
-        if self._poll.due(now_ns):
-            self._segment(self.perception.poll(now_ns))
-        if self._publish_health.due(now_ns):
-            self._record_health(self.perception.health.states)
+        self.loop.advance(now_ns)
 
     def message(self, topic: str, msg) -> None:
         if topic == self.camera_info_topic:
-            from modseg_ros.ros import convert
+            from modseg_ros.core import messages
 
             try:
-                self.perception.set_camera(convert.camera_intrinsics(msg, topic))
+                self.perception.set_camera(messages.camera_intrinsics(msg, topic))
             except ConversionError:
                 pass  # the node drops it with a warning
             return
@@ -103,7 +77,7 @@ class OfflineNode:
         self.rejected += intake.sample is None
         self._segment(intake.bundles)
 
-    def _segment(self, bundles: list[Bundle]) -> None:
+    def _segment(self, bundles: Sequence[Bundle]) -> None:
         for bundle in bundles:
             seg = self.perception.segment(bundle)
             self.perception.cross_check(seg)
@@ -118,7 +92,8 @@ class OfflineNode:
                 excluded=tuple(m for m in bundle.modalities if m in seg.excluded),
             ))  # fmt: skip
 
-    def _record_health(self, states: dict[Modality, HealthState]) -> None:
+    def _record_health(self) -> None:
+        states = self.perception.health.states
         self.health.append(HealthRecord(
             self.now_ns, {m: s.level for m, s in states.items()}, {m: s.alive for m, s in states.items()},
             {m: s.reason for m, s in states.items()},
@@ -181,8 +156,8 @@ def encode_inputs(bag: Bag, options: ReplayOptions, config: NodeConfig,
                   wanted: set[tuple[Modality, int]]) -> dict[tuple[Modality, int], np.ndarray]:  # fmt: skip
     """The camera-grid encodings of the inputs with the given (modality, header stamp), as the node
     received them (same schedule and injected failures), for the report's panels."""
+    from modseg_ros.core import messages
     from modseg_ros.core.encoding import encode_payload
-    from modseg_ros.ros import convert
 
     inputs = node_inputs(config)
     topics = node_topics(bag, config)
@@ -194,7 +169,7 @@ def encode_inputs(bag: Bag, options: ReplayOptions, config: NodeConfig,
         message = BagMessage(item.topic, bag.topics[item.topic].msgtype, item.bag_ns, item.raw)
         if item.topic == resolved(config.topics.camera_info):
             try:
-                rig = rig.with_camera(convert.camera_intrinsics(bag.deserialize(message), item.topic))
+                rig = rig.with_camera(messages.camera_intrinsics(bag.deserialize(message), item.topic))
             except ConversionError:
                 pass
             continue

@@ -59,7 +59,7 @@ def render_recording(bag_path: Path, out: Path, frames: int = 3, params: Path | 
                      at_s: Sequence[float] = ()) -> list[Path]:  # fmt: skip
     """Render ``frames`` masks spread over the recording (or those published nearest to the times
     ``at_s``, seconds from its start) to ``out/frame_<t>.png``; returns the paths."""
-    from modseg_ros.ros import convert
+    from modseg_ros.core import messages
 
     config = NodeConfig.load(params)
     with Bag(bag_path) as bag:
@@ -86,15 +86,15 @@ def render_recording(bag_path: Path, out: Path, frames: int = 3, params: Path | 
             info = bag.deserialize(message)
             stamp = _stamp(info.header)
             found = by_stamp[stamp]
-            images = {t: np.array(convert.camera_frame(found[t], t).image) for t in (COLOR, OVERLAY) if t in found}
+            images = {t: np.array(messages.camera_frame(found[t], t).image) for t in (COLOR, OVERLAY) if t in found}
             used = dict(zip(info.modalities_used, (_time(s) for s in info.modality_stamps)))
-            camera = _nearest(bag, camera_topic, used.get("camera", stamp), lambda m, t: convert.camera_frame(m, t).image)
+            camera = _nearest(bag, camera_topic, used.get("camera", stamp), lambda m, t: messages.camera_frame(m, t).image)
             if camera is not None:
                 images["camera"] = camera
             labels = _labels(bag, config, stamp)
             if labels is not None:
                 images["ground truth"] = colorize(labels)
-            points = convert.cloud_array(found[POINTS], POINTS).reshape(-1) if POINTS in found else None
+            points = messages.cloud_array(found[POINTS], POINTS).reshape(-1) if POINTS in found else None
             state = next((h for log, h in reversed(health) if log <= message.log_ns), None)
             frame = _Frame(message.log_ns, stamp, info, images, points, state)
             t_s = (message.log_ns - bag.start_ns) / 1e9

@@ -5,7 +5,7 @@
   matched to the published mask nearest in stamp within half a label period (a mask triggered by
   depth or LiDAR while the camera is down has that sensor's stamp). Ground truth goes through the
   player's failure injection too, so injected stamp faults keep labels and frames matched.
-- **Metrics** (eval/metrics.py, DELIVER's conventions): one confusion matrix per group (label 255
+- **Metrics** (core/metrics.py, DELIVER's conventions): one confusion matrix per group (label 255
   ignored), IoU = TP / (TP + FP + FN), a NaN IoU counts as 0, mIoU over all 25 classes. Groups:
   overall, per condition (the world's sidecar), per set of modalities the node actually fused
   (``segmentation/info``), per failure phase (the set of ``modality:kind`` active at the frame).
@@ -32,13 +32,13 @@ import numpy as np
 
 from modseg_ros.core.carla import TAG_SETS, labels_from_cityscapes, labels_from_tags
 from modseg_ros.core.config import GroundTruthConfig, NodeConfig
-from modseg_ros.core.failures import Failure, load_failure_schedule
+from modseg_ros.core.metrics import ConfusionMatrix
 from modseg_ros.core.palette import CLASSES
 from modseg_ros.core.types import MODALITIES, HealthLevel, Modality
 from modseg_ros.data.bags import Bag, BagMessage
+from modseg_ros.data.failures import Failure, load_failure_schedule
 from modseg_ros.data.playback import MessageInjector, PlaybackOptions, header_stamp, topic_roles, window
 from modseg_ros.errors import BagError
-from modseg_ros.eval.metrics import ConfusionMatrix
 from modseg_ros.eval.run import MaskRecord, ReplayOptions, RunOutputs
 
 NS = 1_000_000_000
@@ -217,11 +217,11 @@ def decode_labels(msg, gt: GroundTruthConfig) -> np.ndarray:
     """A ground-truth image -> H×W DELIVER ids (255 = ignore), per ``ground_truth.encoding``:
     ``deliver`` mono8 ids; ``carla_tags`` CARLA tags (mono8, or the red channel of a colour image,
     as CARLA's raw semantic image); ``carla_cityscapes`` CARLA's CityScapes colours."""
-    from modseg_ros.ros import convert
+    from modseg_ros.core import messages
 
     if gt.encoding == "deliver":
-        return np.array(convert.image_array(msg, gt.topic))
-    rgb = convert.camera_frame(msg, gt.topic).image  # bgr8/bgra8 (the bridge) become RGB
+        return np.array(messages.image_array(msg, gt.topic))
+    rgb = messages.camera_frame(msg, gt.topic).image  # bgr8/bgra8 (the bridge) become RGB
     tag_set = TAG_SETS[gt.carla_tags]
     if gt.encoding == "carla_tags":
         return labels_from_tags(rgb[..., 0], tag_set)

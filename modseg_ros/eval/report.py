@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from modseg_ros.core.metrics import ConfusionMatrix
 from modseg_ros.core.palette import CLASSES, colorize
 from modseg_ros.core.types import MODALITIES, Modality, all_subsets, subset_name
-from modseg_ros.eval.metrics import ConfusionMatrix
 
 PANEL_SUBSETS: tuple[tuple[Modality, ...], ...] = (tuple(MODALITIES), (Modality.CAMERA,), (Modality.LIDAR,), (Modality.EVENTS,))
 

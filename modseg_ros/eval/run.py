@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from modseg_ros.core.failures import Failure
 from modseg_ros.core.types import HealthLevel, Modality, subset_name
+from modseg_ros.data.failures import Failure
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,9 @@ from modseg_ros.core.encoding import EncodingConfig
 from modseg_ros.core.palette import CLASSES, PALETTE
 from modseg_ros.core.types import MODALITIES
 from modseg_ros.errors import CheckpointError, ConfigError
-from modseg_ros.model.inputs import LIDAR_INTENSITY, NORMALISATION, RESIZE_METHOD
-from modseg_ros.model.segmenter import Segmenter, SegmenterConfig, build
+from modseg_ros.core.network_input import LIDAR_INTENSITY, NORMALISATION, RESIZE_METHOD
+from modseg_ros.model.architectures import build
+from modseg_ros.model.segmenter import Segmenter, SegmenterConfig
 
 FORMAT = "modseg-segmenter"
 VERSION = 1
@@ -51,8 +52,8 @@ class CheckpointInfo:
     classes: tuple[str, ...] = CLASSES
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-    weights_sha256: str = ""  # from the sidecar; ties calibrations (core/consistency.py) to these weights
-    lidar_intensity: str = "raw"  # how the network reads the LiDAR intensity (model/inputs.py LIDAR_INTENSITY)
+    weights_sha256: str = ""  # from the sidecar; ties calibrations (core/checks/consistency.py) to these weights
+    lidar_intensity: str = "raw"  # how the network reads the LiDAR intensity (core/network_input.py LIDAR_INTENSITY)
 
 
 def sidecar_path(weights: Path) -> Path:

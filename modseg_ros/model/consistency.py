@@ -14,7 +14,7 @@ The reference is the fusion of every present modality (MFF already down-weights 
 disagrees), whether or not the node fuses it into its output: the score depends on the inputs
 alone, never on an earlier exclusion decision, so a sensor left out of the fusion is judged
 exactly as before and can come back. A badly faulty sensor also pulls its partners' scores down
-through the reference; the monitor judges one culprit at a time (core/consistency.py). What the
+through the reference; the monitor judges one culprit at a time (core/checks/consistency.py). What the
 shipped checkpoint separates, and what not, is measured in docs/health.md ("Measured").
 
 Cost: one decode of a batch of M single-modality fusions and one of the reference, on a stride-2

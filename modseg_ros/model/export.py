@@ -3,7 +3,7 @@
 Two graphs, so that the runtime can hand the mask on before it computes the consistency scores:
 
 - ``<checkpoint>.onnx``, the mask graph: inputs ``images`` (M, 3, H, W) float32 prepared by
-  model/inputs.py, ``modality_index`` (M,) int64 and ``fused`` (M,) bool (which modalities the
+  core/network_input.py, ``modality_index`` (M,) int64 and ``fused`` (M,) bool (which modalities the
   output fuses); outputs ``logits`` (1, K, H/4, W/4), ``modality_weights`` (M,) and, for a
   late-fusion architecture, its per-modality stage features ``stage1``..``stage4`` (M, 1, C_i, h_i, w_i);
 - ``<checkpoint>.scores.onnx`` (late fusion only), the scoring graph: those stage features in,

@@ -10,7 +10,7 @@
 Inputs are the camera-grid H×W×3 uint8 encodings of core/encoding.py for the modalities that are
 present; an absent modality is simply left out and the network drops it. ``absent="zero"`` instead
 feeds zeros for it, the benchmark protocol (evaluation only). Both backends share the preparation
-(model/inputs.py) and the post-processing: labels from the logits bilinearly upsampled to the
+(core/network_input.py) and the post-processing: labels from the logits bilinearly upsampled to the
 network's input grid, then the nearest of those for each output pixel (model/segmenter.py
 ``labels_on_grid``: a 1920×1080 mask costs what a 512×256 one does; mIoU on 60 unseen world frames
 at 512×256 within 0.05 of bilinear labels at full resolution, BENCHMARKS.md). The ONNX backend runs
@@ -39,24 +39,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from modseg_ros.core.network_input import encode_input, stack_inputs
 from modseg_ros.core.types import MODALITIES, Modality
 from modseg_ros.errors import CheckpointError, ConfigError
+from modseg_ros.model.architectures import build
 from modseg_ros.model.checkpoint import CheckpointInfo, load_checkpoint, read_sidecar
 from modseg_ros.model.consistency import MIN_MODALITIES
 from modseg_ros.model.device import providers_for, torch_device
-from modseg_ros.model.inputs import encode_input, stack_inputs
-from modseg_ros.model.segmenter import FrameModel, SegmenterConfig, build, labels_on_grid
+from modseg_ros.model.segmenter import FrameModel, SegmenterConfig, labels_on_grid
 
 BACKENDS = ("torch", "onnx")
-DEFAULT_CHECKPOINT = "any2seg_b0.safetensors"
-
-
-def default_checkpoint() -> Path | None:
-    """The shipped default checkpoint (models/any2seg_b0.safetensors), if installed."""
-    from modseg_ros.paths import model_file
-
-    path = model_file(DEFAULT_CHECKPOINT)
-    return path if path.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -278,7 +270,7 @@ class SegmentationEngine:
         consistency: bool = True,
         on_labels: Callable[[np.ndarray], None] | None = None,
     ) -> Prediction:
-        """``predict`` from network inputs already made by model/inputs.py ``encode_input`` (3×h×w
+        """``predict`` from network inputs already made by core/network_input.py ``encode_input`` (3×h×w
         float32 at ``input_size``); ``inference_ms`` then covers the network and the labels only."""
         start = time.perf_counter()
         if absent not in ("drop", "zero"):

@@ -1,4 +1,5 @@
-"""What every segmentation architecture shares: its config, its input batch, its output, and ``build``.
+"""What every segmentation architecture shares: its config, its input batch and its output
+(model/architectures.py builds one by name).
 
 A batch holds modality *slots*: ``images`` ``(S, B, 3, H, W)`` with the modality of each slot in
 ``modality_index`` (indices into ``MODALITIES``) and a ``present`` mask ``(S, B)``. Training uses the
@@ -10,22 +11,23 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modseg_ros.core.network_input import aspect_size, encode_input
 from modseg_ros.core.palette import NUM_CLASSES
-from modseg_ros.core.types import MODALITIES
+from modseg_ros.core.types import MODALITIES, Modality
 from modseg_ros.errors import ConfigError
 from modseg_ros.model.consistency import modality_consistency, subset_consistency
 
-ARCHITECTURES = ("any2seg", "equiseg", "cmnext", "meanfusion")
 NUM_MODALITIES = len(MODALITIES)
 
 
 @dataclass(frozen=True)
 class SegmenterConfig:
-    arch: str = "any2seg"
+    arch: str = "any2seg"  # a name of model/architectures.py ARCHITECTURES (checked when the model is built)
     backbone: str = "b0"  # MiT variant: b0 | b1 | b2
     num_classes: int = NUM_CLASSES
     head_dim: int = 256  # SegFormer head width (256 for B0/B1, 768 for B2 in the paper; 256 here)
@@ -35,8 +37,6 @@ class SegmenterConfig:
     drop_path: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise ConfigError(f"unknown architecture '{self.arch}' (choose from {', '.join(ARCHITECTURES)})")
         if self.backbone not in ("b0", "b1", "b2"):
             raise ConfigError(f"unknown backbone '{self.backbone}' (choose from b0, b1, b2)")
         h, w = self.input_size
@@ -155,6 +155,17 @@ def labels_on_grid(logits: torch.Tensor, size: tuple[int, int], grid: tuple[int,
     return small[:, rows][:, :, cols]
 
 
+@torch.no_grad()
+def segment_camera(model: Segmenter, rgb: np.ndarray, pixels: int = 0, size: tuple[int, int] | None = None) -> np.ndarray:
+    """DELIVER labels (H×W uint8) of one RGB image at its native resolution, camera only, the network
+    at ``size`` or at ``aspect_size(rgb's shape, pixels)`` (evaluation on real labelled images)."""
+    size = size or aspect_size(rgb.shape[:2], pixels)
+    device = next(model.parameters()).device
+    image = torch.from_numpy(encode_input(Modality.CAMERA, rgb, size))[None, None].to(device)  # (1, 1, 3, h, w)
+    logits = model(ModalBatch(image, torch.tensor([0], device=device))).logits
+    return labels_at(logits.float().cpu(), rgb.shape[:2])[0].numpy()
+
+
 # Score gaps (relative to the largest |logit|) that the interpolation's float32 rounding could close.
 _SAFE_MARGIN = 1e-5
 
@@ -197,26 +208,6 @@ def encode_slots(encoder: nn.Module, batch: ModalBatch) -> list[torch.Tensor]:
         full = f.new_zeros((s * b,) + f.shape[1:]).index_copy(0, keep, f)
         dense.append(full.unflatten(0, (s, b)))
     return dense
-
-
-def build(config: SegmenterConfig) -> Segmenter:
-    """A freshly initialised model of ``config.arch``."""
-    if config.arch == "any2seg":
-        from modseg_ros.model.any2seg import Any2Seg
-
-        return Any2Seg(config)
-    if config.arch == "equiseg":
-        from modseg_ros.model.equiseg import EQUISeg
-
-        return EQUISeg(config)
-    if config.arch == "cmnext":
-        from modseg_ros.model.cmnext import CMNeXtStyle
-
-        return CMNeXtStyle(config)
-    from modseg_ros.model.meanfusion import MeanFusionSeg
-
-    return MeanFusionSeg(config)
-
 
 
 class FrameModel(nn.Module):

@@ -43,10 +43,11 @@ from modseg_ros.data.deliver import CONDITIONS, DeliverDataset
 from modseg_ros.data.labelled import LabelledDataset
 from modseg_ros.data.transforms import EvalTransform, TrainAugmentation
 from modseg_ros.errors import CheckpointError, ConfigError
+from modseg_ros.model.architectures import build
 from modseg_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from modseg_ros.model.device import default_device, parse_device, torch_device
 from modseg_ros.model.losses import lscd_loss, ohem_cross_entropy, random_teacher_split, sgm_loss
-from modseg_ros.model.segmenter import ModalBatch, Segmenter, SegmenterConfig, build, labels_at, upsample
+from modseg_ros.model.segmenter import ModalBatch, Segmenter, SegmenterConfig, labels_at, segment_camera, upsample
 
 NUM_MODALITIES = len(MODALITIES)
 
@@ -81,7 +82,7 @@ class TrainConfig:
     real_ratio: float = 0.5  # share of draws from the real datasets (when there is world data too)
     real_val_frames: int = 0  # frames of each real dataset's val split for the curve (0 = none)
     init: str = ""  # checkpoint whose weights a new run starts from (fine-tuning)
-    lidar_intensity: str = "raw"  # model/inputs.py LIDAR_INTENSITY; recorded in the checkpoint
+    lidar_intensity: str = "raw"  # core/network_input.py LIDAR_INTENSITY; recorded in the checkpoint
     narrow_lidar_p: float = 0.0  # chance of cutting a LiDAR image to a narrower field of view
     device: str = ""  # cpu | cuda | cuda:N ("" = cuda where torch sees a GPU, else cpu)
 
@@ -264,7 +265,7 @@ def _load_state(out: Path, model: Segmenter, optimizer: torch.optim.Optimizer, c
 def quick_validation(model: Segmenter, frames: DeliverDataset, count: int, size: tuple[int, int],
                      lidar_intensity: str = "raw") -> dict[str, float]:  # fmt: skip
     """mIoU of the full set and of each single modality on the first ``count`` frames (for the curve)."""
-    from modseg_ros.eval.metrics import ConfusionMatrix
+    from modseg_ros.core.metrics import ConfusionMatrix
 
     model.eval()
     transform = EvalTransform(tuple(size), lidar_intensity)
@@ -289,8 +290,7 @@ def quick_validation(model: Segmenter, frames: DeliverDataset, count: int, size:
 @torch.no_grad()
 def real_validation(model: Segmenter, frames: LabelledDataset, count: int, pixels: int) -> float:
     """Camera-only mIoU over the dataset's own classes on ``count`` val frames spread over the split."""
-    from modseg_ros.eval.labelled import segment_camera
-    from modseg_ros.eval.metrics import ConfusionMatrix
+    from modseg_ros.core.metrics import ConfusionMatrix
 
     model.eval()
     lut = frames.mapping.prediction_lut()

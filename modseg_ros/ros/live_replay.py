@@ -17,6 +17,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
+from modseg_ros.core import messages
 from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.types import HealthLevel, Modality
 from modseg_ros.data.bags import Bag
@@ -25,7 +26,6 @@ from modseg_ros.data.recording import RecordingWriter
 from modseg_ros.errors import ModsegError
 from modseg_ros.eval.offline import node_inputs, node_topics, playback_options
 from modseg_ros.eval.run import HealthRecord, MaskRecord, ReplayOptions, RunOutputs
-from modseg_ros.ros import convert
 from modseg_ros.ros.env import apply_dds_environment, use_private_domain
 from modseg_ros.ros.node_process import NodeProcess
 from modseg_ros.ros.player import BagPublisher
@@ -151,11 +151,11 @@ def _decode(recorder: TopicRecorder, config: NodeConfig, published: dict[tuple[s
     masks = {}
     for record in recorder.messages("segmentation/mask"):
         msg = recorder.decode(record)
-        masks[_stamp(msg.header.stamp)] = (record.wall, np.array(convert.image_array(msg, record.topic)))
+        masks[_stamp(msg.header.stamp)] = (record.wall, np.array(messages.image_array(msg, record.topic)))
     overlays = {}
     for record in recorder.messages("segmentation/overlay"):
         msg = recorder.decode(record)
-        overlays[_stamp(msg.header.stamp)] = np.array(convert.image_array(msg, record.topic))
+        overlays[_stamp(msg.header.stamp)] = np.array(messages.image_array(msg, record.topic))
     outputs = RunOutputs("live", "")
     for record in recorder.messages("segmentation/info"):
         info = recorder.decode(record)

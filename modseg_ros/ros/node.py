@@ -1,12 +1,13 @@
 """The any2seg ROS 2 node: a thin shell around core/perception.py.
 
-Subscriptions convert messages (ros/convert.py) and hand them to the health monitor and the
+Subscriptions convert messages (core/messages.py) and hand them to the health monitor and the
 synchronizer; completed bundles go to a newest-wins mailbox; the inference thread encodes, runs the
 network, publishes the mask as soon as it exists and ``segmentation/info`` once the consistency
 scores are computed, then hands the segmentation to the
 rendering thread (the cross-checks' verdicts on it; colour mask, overlay and labelled points for
 the topics somebody subscribes to), so that neither holds up the next bundle's forward. Timers
-re-check health, complete waiting bundles and publish ``sensor_health`` and ``/diagnostics``. A
+run the node's loop (core/loop.py: re-check health, complete waiting bundles, publish
+``sensor_health``; the offline replay runs the same loop on bag time) and publish ``/diagnostics``. A
 malformed message never raises out of a callback: it is counted against its sensor and logged at
 most every few seconds per topic.
 
@@ -43,11 +44,14 @@ from rclpy.qos import QoSPolicyKind, QoSProfile, ReliabilityPolicy, qos_profile_
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
+from modseg_ros.core import messages
 from modseg_ros.core.config import NodeConfig, default_parameters, load_parameters
-from modseg_ros.core.perception import Perception, Segmentation, load_calibration, load_engine
-from modseg_ros.core.types import MODALITIES, Bundle, HealthLevel, HealthState, Modality, SensorSample, subset_name
+from modseg_ros.core.loop import LevelChanges, NodeLoop
+from modseg_ros.core.perception import Perception, Segmentation
+from modseg_ros.core.types import MODALITIES, Bundle, HealthLevel, Modality, SensorSample, subset_name
 from modseg_ros.errors import ConfigError, ConversionError, ModsegError
 from modseg_ros.model.engine_process import EngineProcess
+from modseg_ros.model.loading import load_calibration, load_engine
 from modseg_ros.msg import SegmentationInfo, SensorHealth, SensorHealthArray
 from modseg_ros.ros import convert
 
@@ -129,6 +133,7 @@ class Any2SegNode(Node):
         engine, engine_note = load_engine(self.config.model, self.config.rig.camera, isolate=self.config.model.process)
         calibration, consistency_note = load_calibration(self.config.consistency, self.config.model, engine)
         self.perception = Perception(self.config, engine, calibration)
+        self.loop = NodeLoop(self.perception, self._hand_over, self._publish_health)
         self.get_logger().info(engine_note)
         self.get_logger().info(consistency_note)
         self._mailbox: Mailbox[Bundle] = Mailbox()
@@ -137,10 +142,8 @@ class Any2SegNode(Node):
         self._wall_arrival: weakref.WeakKeyDictionary[SensorSample, float] = weakref.WeakKeyDictionary()
         self._topics: dict[str, _Topic] = {}
         self._publisher_qos: dict[str, str] = {}
-        self._last_alive: frozenset[Modality] | None = None
         self._last_tick_ns: int | None = None
         self._clock_jumps_logged = 0
-        self._last_levels: dict[Modality, tuple[HealthLevel, bool]] = {}
 
         self._create_publishers()
         self._create_subscriptions()
@@ -191,8 +194,8 @@ class Any2SegNode(Node):
         else:
             qos = QoSProfile(depth=cfg.qos_depth, reliability=ReliabilityPolicy.RELIABLE)
         topics = self.config.topics
-        for source in convert.sensor_inputs(self.config).values():
-            self._subscribe(source.modality, source.msg_type, source.topic, qos, lambda msg, s=source: self._on_sensor(s, msg))
+        for source in messages.sensor_inputs(self.config).values():
+            self._subscribe(source.modality, convert.MESSAGE_CLASSES[source.msg_type], source.topic, qos, lambda msg, s=source: self._on_sensor(s, msg))
         if Modality.CAMERA in cfg.modalities:
             self._subscribe(Modality.CAMERA, CameraInfo, topics.camera_info, qos, self._on_camera_info, info=True)
 
@@ -207,7 +210,7 @@ class Any2SegNode(Node):
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
-    def _on_sensor(self, source: convert.SensorInput, msg) -> None:
+    def _on_sensor(self, source: messages.SensorInput, msg) -> None:
         now = self._now_ns()
         wall = time.monotonic()
         topic = self._topics[source.topic]
@@ -222,7 +225,7 @@ class Any2SegNode(Node):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         topic = self._topics[self.config.topics.camera_info]
         try:
-            intrinsics = convert.camera_intrinsics(msg, topic.name)
+            intrinsics = messages.camera_intrinsics(msg, topic.name)
         except ConversionError as err:
             self._warn_topic(topic, f"dropped: {err.problem}")
             return
@@ -262,44 +265,32 @@ class Any2SegNode(Node):
             # The executor was held up (it runs timers before waiting messages): take those first,
             # rather than call their sensors silent. The next tick judges.
             return
-        states, bundles = self.perception.tick(now)
+        changes = self.loop.health_tick(now)
         if self.perception.clock_jumps_back > self._clock_jumps_logged:
             self._clock_jumps_logged = self.perception.clock_jumps_back
             self.get_logger().warning(f"the clock jumped back (now {now / 1e9:.3f} s; a bag loop?): time matching and "
                                       f"stream statistics restarted, sensors keep their health")  # fmt: skip
-        self._report_changes(states)
-        self._hand_over(bundles)
+        self._report_changes(changes)
 
     def _on_sync_poll(self) -> None:
-        self._hand_over(self.perception.poll(self._now_ns()))
+        self.loop.sync_poll(self._now_ns())
 
     def _hand_over(self, bundles: Sequence[Bundle]) -> None:
         for bundle in bundles:
             self._mailbox.put(bundle)
 
-    def _report_changes(self, states: dict[Modality, HealthState]) -> None:
-        changed = False
-        for modality, state in states.items():
-            key = (state.level, state.alive)
-            if self._last_levels.get(modality) != key:
-                if modality in self._last_levels or state.level != HealthLevel.STALE:
-                    text = f"{modality.value}: {state.level.name}{' (' + state.reason + ')' if state.reason else ''}"
-                    if state.alive:
-                        self.get_logger().info(text)
-                    else:
-                        self.get_logger().warning(text)
-                self._last_levels[modality] = key
-                changed = True
-        alive = self.perception.health.alive
-        if alive != self._last_alive:
-            if self._last_alive is not None or alive:
-                if alive:
-                    self.get_logger().info(f"fusing {subset_name(alive)}")
-                else:
-                    self.get_logger().error("all sensors failed: no masks until one returns")
-            self._last_alive = alive
-        if changed:
-            self._publish_health()
+    def _report_changes(self, changes: LevelChanges) -> None:
+        for modality, state in changes.reported:
+            text = f"{modality.value}: {state.level.name}{' (' + state.reason + ')' if state.reason else ''}"
+            if state.alive:
+                self.get_logger().info(text)
+            else:
+                self.get_logger().warning(text)
+        if changes.fused is not None:
+            if changes.fused:
+                self.get_logger().info(f"fusing {subset_name(changes.fused)}")
+            else:
+                self.get_logger().error("all sensors failed: no masks until one returns")
 
     # --- inference and rendering threads -----------------------------------------------------------
 

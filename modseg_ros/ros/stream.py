@@ -1,4 +1,4 @@
-"""Synthetic sensor streams over DDS, from core/synthetic.py's street: scenarios for the node's
+"""Synthetic sensor streams over DDS, from data/synthetic.py's street: scenarios for the node's
 tests and benchmarks (sensors that fall silent, black out, send malformed messages, burst at a multiple
 of their rate, run on sim time whose clock jumps back as a looping bag's does).
 
@@ -31,8 +31,8 @@ from std_msgs.msg import Header
 
 from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.encoding import render_events
-from modseg_ros.core.synthetic import SyntheticStreet
 from modseg_ros.core.types import Modality
+from modseg_ros.data.synthetic import SyntheticStreet
 from modseg_ros.errors import ConfigError
 from modseg_ros.ros import convert
 

@@ -3,7 +3,7 @@
 World time ``t`` is float seconds from the start of a sequence. Each sensor samples the world on
 its own clock (rate, phase), stamps its messages with its own clock (a constant offset from world
 time plus jitter) and delivers them after a latency; scheduled timestamp faults act on the stamps
-(core/failures.py). Everything is drawn from seeded generators, so a run repeats exactly.
+(data/failures.py). Everything is drawn from seeded generators, so a run repeats exactly.
 """
 from __future__ import annotations
 

@@ -20,7 +20,10 @@ import numpy as np
 
 from modseg_ros.core.config import dump_yaml, load_parameters, rig_from_parameters
 from modseg_ros.core.encoding import EncodingConfig, encode_payload
-from modseg_ros.core.failures import (
+from modseg_ros.core.geometry import Rig
+from modseg_ros.core.palette import CLASSES, NUM_CLASSES
+from modseg_ros.core.types import MODALITIES, Modality, Payload
+from modseg_ros.data.failures import (
     DELIVER_CASES,
     Failure,
     FailureInjector,
@@ -29,9 +32,6 @@ from modseg_ros.core.failures import (
     format_failure_spec,
     make_failure,
 )
-from modseg_ros.core.geometry import Rig
-from modseg_ros.core.palette import CLASSES, NUM_CLASSES
-from modseg_ros.core.types import MODALITIES, Modality, Payload
 from modseg_ros.data.world import deliver_writer
 from modseg_ros.data.world.bag_writer import TOPIC_PRESETS, BagRecorder, BagStyle
 from modseg_ros.data.world.conditions import CONDITIONS, make_condition

@@ -1,0 +1,265 @@
+"""Health monitor on an injected clock: no false alarms on nominal streams, detection within
+2 sensor periods + 50 ms, every message check, hysteresis, recovery."""
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from modseg_ros.core.config import load_parameters, rig_from_parameters
+from modseg_ros.core.health import HealthConfig, HealthMonitor, StreamLimits
+from modseg_ros.core.types import (
+    CameraFrame,
+    DepthFrame,
+    EventFrame,
+    EventPacket,
+    HealthLevel,
+    Modality,
+    PointCloud,
+    SensorSample,
+)
+from modseg_ros.data.synthetic import SyntheticStreet
+from modseg_ros.paths import config_file
+
+C, D, L, E = Modality.CAMERA, Modality.DEPTH, Modality.LIDAR, Modality.EVENTS
+MS = 1_000_000
+S = 1_000_000_000
+RATES = {C: 20.0, D: 20.0, L: 10.0, E: 20.0}
+TICK = 20 * MS  # the node's default health tick
+
+
+def limits(rate):
+    period = S / rate
+    return StreamLimits(rate, timeout_ns=int(2 * period + 50 * MS - TICK), warn_rate_hz=0.7 * rate, error_rate_hz=0.3 * rate)
+
+
+CONFIG = HealthConfig(streams={m: limits(r) for m, r in RATES.items()})
+
+
+@pytest.fixture(scope="module")
+def street():
+    params = load_parameters(config_file("any2seg.yaml"))
+    for key, value in (("width", 128), ("height", 64)):
+        params[f"rig.camera.{key}"] = value
+    return SyntheticStreet(rig_from_parameters(params), seed=1)
+
+
+_CACHE = {}
+
+
+def payload(street, modality, t_ns):
+    """Frames of a 3 s loop of the street, distinct within the loop, generated once per test session."""
+    key = (modality, t_ns % (3 * S))
+    if key not in _CACHE:
+        _CACHE[key] = _generate(street, modality, key[1] + S)
+    return _CACHE[key]
+
+
+def _generate(street, modality, t_ns):
+    if modality is C:
+        return street.camera(t_ns)
+    if modality is D:
+        return street.depth(t_ns)
+    if modality is L:
+        return street.lidar(t_ns)
+    return street.events(t_ns, int(S / RATES[E]))
+
+
+def schedule(duration_s, rates=RATES, jitter_ms=25, seed=0, stop=None):
+    """(arrival, modality, stamp) of nominal streams: delivery latency 0..jitter_ms, per topic in order.
+    ``stop`` maps a modality to the stamp after which it falls silent."""
+    rng = random.Random(seed)
+    events = []
+    for modality, rate in rates.items():
+        period = int(S / rate)
+        last = 0
+        for k in range(1, int(duration_s * rate) + 1):
+            stamp = k * period
+            if stop and modality in stop and stamp > stop[modality]:
+                break
+            arrival = max(stamp + rng.randint(0, jitter_ms * MS), last + 1)
+            last = arrival
+            events.append((arrival, modality, stamp))
+    return sorted(events)
+
+
+def run(monitor, street, events, until_ns):
+    """Feed messages in arrival order and tick every TICK; returns the states after every tick."""
+    timeline = []
+    i = 0
+    for now in range(0, until_ns, TICK):
+        while i < len(events) and events[i][0] <= now:
+            arrival, modality, stamp = events[i]
+            data = payload(street, modality, stamp)
+            monitor.observe(SensorSample(modality, stamp, arrival, modality.value, data), arrival)
+            i += 1
+        timeline.append((now, monitor.tick(now)))
+    return timeline
+
+
+def test_nominal_streams_raise_no_alarm(street):
+    monitor = HealthMonitor(CONFIG, RATES)
+    timeline = run(monitor, street, schedule(20.0, seed=4), 20 * S)
+    after_start = [(now, states) for now, states in timeline if now > 200 * MS]
+    bad = [(now / S, m, s.level, s.reason) for now, states in after_start for m, s in states.items() if s.level != HealthLevel.OK]
+    assert bad == []
+    _, final = timeline[-1]
+    assert all(abs(final[m].rate_hz - r) / r < 0.1 for m, r in RATES.items())
+
+
+@pytest.mark.parametrize("modality", [C, D, L, E])
+@pytest.mark.parametrize("seed", range(3))
+def test_stopped_sensor_is_declared_dead_within_two_periods_plus_50_ms(street, modality, seed):
+    monitor = HealthMonitor(CONFIG, RATES)
+    stop_at = 3 * S + seed * 7 * MS
+    events = schedule(5.0, seed=seed, stop={modality: stop_at})
+    last_arrival = max(a for a, m, _ in events if m is modality)
+    timeline = run(monitor, street, events, 5 * S)
+    dead_at = next(now for now, states in timeline if now > last_arrival and not states[modality].alive)
+    bound = 2 * S / RATES[modality] + 50 * MS
+    assert dead_at - last_arrival <= bound
+    state = timeline[-1][1][modality]
+    assert state.level == HealthLevel.ERROR and state.reason.startswith("no valid message for")
+    assert all(timeline[-1][1][m].alive for m in RATES if m is not modality)
+
+
+def test_never_received_is_stale_and_not_alive():
+    monitor = HealthMonitor(CONFIG, RATES)
+    state = monitor.tick(5 * S)[L]
+    assert (state.level, state.alive, state.reason, state.age_s) == (HealthLevel.STALE, False, "never received", -1.0)
+
+
+def feed(monitor, modality, frames, start_ns=S, rate=20.0):
+    period = int(S / rate)
+    states = []
+    for k, data in enumerate(frames):
+        t = start_ns + k * period
+        states.append(monitor.observe(SensorSample(modality, t, t + MS, "x", data), t + MS))
+    return states
+
+
+def test_camera_blackout_fails_after_two_frames_and_recovers_after_three(street):
+    monitor = HealthMonitor(CONFIG, RATES)
+    good = [street.camera(S + k * 50 * MS) for k in range(10)]
+    black = CameraFrame(np.zeros_like(good[0].image))
+    states = feed(monitor, C, good[:3] + [black] * 4 + good[3:8])
+    # black from frame 3: dead from the 2nd black frame (4) until the 3rd good one after (9)
+    assert [s.alive for s in states] == [True] * 4 + [False] * 5 + [True] * 3
+    assert states[4].level == HealthLevel.ERROR and states[4].reason.startswith("under-exposed")
+
+
+@pytest.mark.parametrize(
+    "make_bad,needle",
+    [
+        (lambda img: np.full_like(img, 255), "over-exposed"),
+        (lambda img: np.full_like(img, 128), "blocked"),
+        (lambda img: (img // 12).astype(np.uint8), "under-exposed"),
+    ],
+)
+def test_camera_content_faults_are_named(street, make_bad, needle):
+    monitor = HealthMonitor(CONFIG, RATES)
+    frames = [CameraFrame(make_bad(street.camera(S + k * 50 * MS).image)) for k in range(3)]
+    state = feed(monitor, C, frames)[-1]
+    assert not state.alive and needle in state.reason
+
+
+def test_depth_without_valid_pixels_fails(street):
+    monitor = HealthMonitor(CONFIG, RATES)
+    frames = [DepthFrame(np.full_like(street.depth(S).depth_m, np.nan)) for _ in range(2)]
+    state = feed(monitor, D, frames)[-1]
+    assert not state.alive and "have a depth" in state.reason
+
+
+def test_lidar_checks_points_no_returns_and_blocked_sector(street):
+    cloud = street.lidar(S)
+    # most azimuths blocked (e.g. something on the sensor): no returns over 225°
+    azimuth = np.arctan2(cloud.points[:, 1], cloud.points[:, 0])
+    blocked = np.where((azimuth > -np.pi / 4)[:, None], np.nan, cloud.points).astype(np.float32)
+    few = np.full_like(cloud.points, np.nan)
+    few[:50] = cloud.points[np.isfinite(cloud.points).all(axis=1)][:50]
+    for points, needle, level in ((blocked, "sector", HealthLevel.ERROR), (few, "only 50 returns", HealthLevel.ERROR)):
+        monitor = HealthMonitor(CONFIG, RATES)
+        state = feed(monitor, L, [PointCloud(points, cloud.intensity)] * 2 + [PointCloud(points + 0, cloud.intensity)], rate=10.0)[-1]
+        assert state.level == level and needle in state.reason, state.reason
+    monitor = HealthMonitor(CONFIG, RATES)
+    state = feed(monitor, L, [street.lidar(S + k * 100 * MS) for k in range(3)], rate=10.0)[-1]
+    assert state.level == HealthLevel.OK and state.details["blocked_sector_deg"] == 0.0
+
+
+def test_events_silent_or_saturated_fail(street):
+    packet = street.events(S, 50 * MS)
+    empty = EventPacket(packet.x[:0], packet.y[:0], packet.t_ns[:0], packet.polarity[:0], packet.width, packet.height)
+    ys, xs = np.mgrid[0 : packet.height, 0 : packet.width]
+    storm = EventPacket(xs.ravel().astype(np.uint16), ys.ravel().astype(np.uint16), np.zeros(xs.size, np.int64),
+                        np.ones(xs.size, np.int8), packet.width, packet.height)  # fmt: skip
+    for bad, needle in ((empty, "no events"), (storm, "saturated"), (EventFrame(np.zeros((64, 128, 3), np.uint8)), "no events")):
+        monitor = HealthMonitor(CONFIG, RATES)
+        state = feed(monitor, E, [bad, bad])[-1]
+        assert not state.alive and needle in state.reason
+
+
+def test_frozen_payload_is_detected_after_frozen_count_repeats(street):
+    monitor = HealthMonitor(CONFIG, RATES)
+    frame = street.camera(S)
+    states = feed(monitor, C, [CameraFrame(frame.image.copy()) for _ in range(6)])
+    # frozen_count = 3: the 3rd identical frame is bad, the 4th confirms (fail_count = 2)
+    assert [s.alive for s in states] == [True] * 3 + [False] * 3
+    assert states[3].reason == "frozen: 4 identical payloads in a row"
+
+
+@pytest.mark.parametrize(
+    "stamp_of,needle",
+    [
+        (lambda now, k: 0, "zero stamp"),
+        (lambda now, k: now + S, "in the future"),
+        (lambda now, k: now - 2 * S, "stale stamp"),
+        (lambda now, k: 2 * S - (k + 1) * 50 * MS, "not increasing"),
+    ],
+)
+def test_bad_stamps_are_named(street, stamp_of, needle):
+    monitor = HealthMonitor(CONFIG, RATES)
+    for k in range(3):
+        now = 2 * S + k * 50 * MS
+        state = monitor.observe(SensorSample(C, stamp_of(now, k), now, "c", street.camera(now)), now)
+    assert not state.alive and needle in state.reason
+
+
+def test_malformed_messages_fail_the_sensor_and_are_named_in_the_timeout(street):
+    monitor = HealthMonitor(CONFIG, RATES)
+    feed(monitor, C, [street.camera(S)])
+    monitor.reject(C, S + 50 * MS, "step 10 is smaller than width × pixel size = 384 for rgb8")
+    state = monitor.reject(C, S + 100 * MS, "step 10 is smaller than width × pixel size = 384 for rgb8")
+    assert not state.alive and state.reason.startswith("malformed message: step 10")
+    assert state.details["rejected"] == 2
+    state = monitor.tick(S + 400 * MS)[C]
+    assert "no valid message" in state.reason and "last rejected: step 10" in state.reason
+
+
+def test_low_rate_warns_then_errors_without_timing_out(street):
+    slow = replace(CONFIG, streams={**CONFIG.streams, C: replace(CONFIG.streams[C], timeout_ns=S)})
+    for rate, level in ((12.0, HealthLevel.WARN), (5.0, HealthLevel.ERROR)):
+        monitor = HealthMonitor(slow, RATES)
+        events = schedule(3.0, rates={C: rate}, jitter_ms=0)
+        timeline = run(monitor, street, events, 3 * S)
+        state = timeline[-1][1][C]
+        assert state.level == level and "rate" in state.reason and abs(state.rate_hz - rate) < 1.5
+
+
+def test_recovery_after_timeout_needs_recover_count_messages(street):
+    monitor = HealthMonitor(CONFIG, RATES)
+    feed(monitor, C, [street.camera(S + k * 50 * MS) for k in range(3)])
+    assert not monitor.tick(2 * S)[C].alive
+    states = feed(monitor, C, [street.camera(3 * S + k * 50 * MS) for k in range(4)], start_ns=3 * S)
+    assert [s.alive for s in states] == [False, False, True, True]
+    assert states[0].reason == "recovering after a timeout"
+
+
+def test_rate_above_the_maximum_warns_and_keeps_the_sensor_alive(street):
+    fast = replace(CONFIG, streams={**CONFIG.streams, C: replace(CONFIG.streams[C], max_rate_hz=40.0)})
+    monitor = HealthMonitor(fast, RATES)
+    events = schedule(3.0, rates={C: 20.0 * 10}, jitter_ms=0)  # a burst: ten times the nominal rate
+    state = run(monitor, street, events, 3 * S)[-1][1][C]
+    assert state.level == HealthLevel.WARN and state.alive and "above 40.0 Hz" in state.reason
+    assert abs(state.rate_hz - 200.0) < 10

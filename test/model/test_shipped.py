@@ -1,0 +1,67 @@
+"""The shipped checkpoints: load, run on both backends and segment a world frame sensibly."""
+import numpy as np
+import pytest
+
+from modseg_ros.core.checks.consistency import ConsistencyCalibration, calibration_path
+from modseg_ros.core.metrics import ConfusionMatrix
+from modseg_ros.core.palette import CLASS_ID
+from modseg_ros.core.types import MODALITIES, Modality
+from modseg_ros.data.deliver import DeliverDataset
+from modseg_ros.model.export import export_onnx
+from modseg_ros.model.loading import default_checkpoint
+from modseg_ros.model.runtime import SegmentationEngine
+
+
+@pytest.fixture(scope="module")
+def frame(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shipped")
+    from modseg_ros.data.world.generate import WorldOptions, generate
+
+    generate(WorldOptions(out=root, frames=2, seed=77, split="val", sequence_frames=2, threads=1, conditions=("sun",)))
+    return DeliverDataset(root, "val")[1]
+
+
+SHIPPED = ("any2seg_b0", "any2seg_b0_128x256")
+
+
+def test_the_default_checkpoint_is_shipped():
+    assert default_checkpoint() is not None, "models/any2seg_b0.safetensors is missing"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_shipped_checkpoint_segments_a_world_frame_and_has_its_calibration(frame, name):
+    path = default_checkpoint().with_name(f"{name}.safetensors")
+    engine = SegmentationEngine.load(path, threads=2)
+    assert engine.name == name
+    calibration = ConsistencyCalibration.load(calibration_path(path))
+    assert calibration.weights_sha256 == engine.info.weights_sha256  # made for these weights
+    assert engine.config.arch == "any2seg" and len(engine.classes) == 25
+    full = engine.predict(frame.encodings, output_size=frame.label.shape)
+    cm = ConfusionMatrix()
+    cm.update(full.labels, frame.label)
+    assert cm.pixel_accuracy() > 70.0
+    road = frame.label == CLASS_ID["Road"]
+    assert (full.labels[road] == CLASS_ID["Road"]).mean() > 0.8
+    assert set(full.modality_weights) == set(MODALITIES)
+    lidar_only = engine.predict({Modality.LIDAR: frame.encodings[Modality.LIDAR]}, output_size=frame.label.shape)
+    assert (lidar_only.labels[road] == CLASS_ID["Road"]).mean() > 0.5  # a sparse modality alone still finds the road
+
+
+def test_the_exported_onnx_graph_agrees_with_torch(frame, tmp_path):
+    path = default_checkpoint()
+    report = export_onnx(path, tmp_path / "shipped.onnx")
+    assert min(report.label_agreement.values()) > 0.99
+    torch_engine = SegmentationEngine.load(path)
+    onnx_engine = SegmentationEngine.load(path, backend="onnx", threads=2, onnx_path=report.path)
+    for subset in ((Modality.CAMERA,), (Modality.DEPTH, Modality.EVENTS), tuple(MODALITIES)):
+        inputs = {m: frame.encodings[m] for m in subset}
+        a, b = torch_engine.predict(inputs), onnx_engine.predict(inputs)
+        assert (a.labels == b.labels).mean() > 0.999
+        assert np.allclose(list(a.modality_weights.values()), list(b.modality_weights.values()), atol=1e-4)
+        assert np.allclose(list(a.modality_consistency.values()), list(b.modality_consistency.values()), atol=1e-4, equal_nan=True)
+    excluded = {Modality.LIDAR}  # left out of the fusion, still scored, on both backends alike
+    a, b = (engine.predict(frame.encodings, exclude=excluded) for engine in (torch_engine, onnx_engine))
+    assert a.modality_weights[Modality.LIDAR] == 0.0 and b.modality_weights[Modality.LIDAR] == 0.0
+    assert (a.labels == b.labels).mean() > 0.999
+    assert np.allclose(list(a.modality_consistency.values()), list(b.modality_consistency.values()), atol=1e-4)
+    assert np.isfinite(list(b.modality_consistency.values())).all()
