@@ -109,7 +109,6 @@ def _per_frame(repeat: int) -> list[tuple[str, float]]:
     from modseg_ros.core.config import NodeConfig
     from modseg_ros.core.encoding import encode_lidar, render_events
     from modseg_ros.core.types import EventPacket, Modality
-    from modseg_ros.ros import convert
 
     config = NodeConfig.load()
     rig, cfg = config.rig, config.encoding

@@ -87,7 +87,6 @@ def _lidar_rows(repeat: int) -> list[tuple[str, float, float, float]]:
     from modseg_ros.core.health import HealthMonitor
     from modseg_ros.core.postprocess import labelled_points
     from modseg_ros.core.types import Modality, SensorSample
-    from modseg_ros.ros import convert
 
     config = NodeConfig.load()
     rig = config.rig
