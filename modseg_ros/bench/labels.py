@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from modseg_ros.data.transforms import EvalTransform
     from modseg_ros.core.metrics import ConfusionMatrix
     from modseg_ros.model.checkpoint import load_checkpoint
-    from modseg_ros.model.runtime import default_checkpoint
+    from modseg_ros.model.loading import default_checkpoint
     from modseg_ros.model.segmenter import ModalBatch, labels_at, labels_on_grid
 
     torch.set_num_threads(1)

@@ -184,7 +184,7 @@ def _bare_forward_ms(engine, perception, bundles, period_s: float = 0.0, mask_on
     per period, as the node sees them (a forward after an idle gap is 10-20 % slower than
     back-to-back: cold caches)."""
     consistency = perception.config.consistency.enabled and not mask_only
-    encoded = [{m: perception.encode(s, perception.rig) for m, s in b.items()} for b in bundles]
+    encoded = [{m: perception.encode(s) for m, s in b.items()} for b in bundles]
     rig = perception.rig.camera
     engine.predict(encoded[0], output_size=(rig.height, rig.width), consistency=consistency)  # warm-up
     times = []

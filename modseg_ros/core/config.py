@@ -251,6 +251,7 @@ class InputsConfig:
     qos_depth: int
     lidar_intensity_scale: float
     encode_on_arrival: bool  # encode each alive sensor's message when it arrives (off: in the worker)
+    processing_scale: float  # encodings on a grid of at most this × the network input (0 = the camera grid)
 
     PARAMETERS = (
         Parameter("inputs.modalities", "sensors to subscribe to and fuse", "list of camera, depth, lidar, events"),
@@ -260,6 +261,9 @@ class InputsConfig:
         Parameter("inputs.qos_depth", "subscription queue depth", ">= 1"),
         Parameter("inputs.lidar_intensity_scale", "LiDAR intensity is divided by this into [0, 1] (255 for 8-bit drivers)", "> 0"),
         Parameter("inputs.encode_on_arrival", "encode messages as they arrive; false: per bundle, in the worker", "bool"),
+        Parameter("inputs.processing_scale", "encodings are made on the camera grid scaled down (same view) to at most this "
+                  "multiple of the network input per axis; masks are still published at the camera's resolution; "
+                  "0 = the camera grid", ">= 0"),
     )  # fmt: skip
 
     @classmethod
@@ -273,6 +277,7 @@ class InputsConfig:
             qos_depth=r.integer("inputs.qos_depth", 1),
             lidar_intensity_scale=r.positive("inputs.lidar_intensity_scale"),
             encode_on_arrival=r.boolean("inputs.encode_on_arrival"),
+            processing_scale=r.number("inputs.processing_scale", 0.0),
         )
 
 
@@ -283,6 +288,7 @@ class ModelConfig:
     backend: str
     threads: int  # 0 = library default
     process: bool  # the live node runs the network in a child process (model/engine_process.py)
+    device: str  # cpu | cuda | cuda:N (model/device.py)
 
     PARAMETERS = (
         Parameter("model.path", "checkpoint (.safetensors; .onnx beside it for backend onnx); \"\" = the shipped one", "path"),
@@ -290,12 +296,15 @@ class ModelConfig:
         Parameter("model.backend", "inference library", " | ".join(BACKENDS)),
         Parameter("model.threads", "intra-op threads; 0 keeps the library default", ">= 0"),
         Parameter("model.process", "live node: run the network in its own process", "bool"),
+        Parameter("model.device", "where the network runs: torch in fp16 on CUDA; ONNX Runtime with TensorRT, "
+                  "CUDA, then CPU providers; absent device = error at start-up", "cpu | cuda | cuda:N"),
     )  # fmt: skip
 
     @classmethod
     def from_parameters(cls, r: ParameterReader) -> ModelConfig:
         return cls(path=r.string("model.path"), arch=r.string("model.arch"), backend=r.string("model.backend", BACKENDS),
-                   threads=r.integer("model.threads", 0), process=r.boolean("model.process"))  # fmt: skip
+                   threads=r.integer("model.threads", 0), process=r.boolean("model.process"),
+                   device=r.device("model.device"))  # fmt: skip
 
 
 @dataclass(frozen=True)

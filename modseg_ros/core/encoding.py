@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
+from PIL import Image
 
 from modseg_ros.core.geometry import Intrinsics, Rig
 from modseg_ros.core.params import Parameter, ParameterReader
@@ -102,11 +103,16 @@ def height_code(h: np.ndarray, cfg: EncodingConfig) -> np.ndarray:
 
 
 def encode_camera(frame: CameraFrame, rig: Rig) -> np.ndarray:
+    """The image on the rig's camera grid: area-averaged down to a smaller processing grid (box
+    filter: no aliasing), nearest up to a larger one."""
     image = frame.image
     cam = rig.camera
-    if image.shape[:2] != (cam.height, cam.width):
-        image = _resize_nearest(image, cam.height, cam.width)
-    return np.ascontiguousarray(image)
+    if image.shape[:2] == (cam.height, cam.width):
+        return np.ascontiguousarray(image)
+    if image.shape[0] >= cam.height and image.shape[1] >= cam.width:
+        box = Image.fromarray(np.ascontiguousarray(image)).resize((cam.width, cam.height), Image.Resampling.BOX, reducing_gap=2.0)
+        return np.asarray(box)
+    return np.ascontiguousarray(_resize_nearest(image, cam.height, cam.width))
 
 
 @np.errstate(over="ignore", invalid="ignore")  # absurd depths overflow to inf: coded as far / no normal

@@ -145,10 +145,11 @@ def check_encoding(modality: Modality, image: np.ndarray) -> None:
         raise ValueError(f"{modality} encoding must be an H×W×3 uint8 array, got {got}")
 
 
-def encode_input(modality: Modality, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """One modality's H×W×3 uint8 encoding -> 3×h×w float32 network input."""
+def encode_input(modality: Modality, image: np.ndarray, size: tuple[int, int], lidar_intensity: str = "raw") -> np.ndarray:
+    """One modality's H×W×3 uint8 encoding -> 3×h×w float32 network input (``lidar_intensity``: the
+    checkpoint's, ``LIDAR_INTENSITY``)."""
     check_encoding(modality, image)
-    return normalise(modality, resize_encoding(modality, image, size))
+    return normalise(modality, resize_encoding(modality, image, size), lidar_intensity)
 
 
 def prepare(

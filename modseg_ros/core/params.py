@@ -8,6 +8,7 @@ the node's configuration; the defaults are in the shipped parameter file (config
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -42,6 +43,18 @@ def parameter_table(parameters: Iterable[Parameter], defaults: Mapping[str, Any]
     rows = ["| parameter | default | values | description |", "|---|---|---|---|"]
     rows += [f"| `{p.key}` | `{format_value(defaults.get(p.key))}` | {p.range} | {p.description} |" for p in parameters]
     return "\n".join(rows)
+
+
+_DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+
+
+def parse_device(name: str) -> tuple[str, int]:
+    """``cpu`` | ``cuda`` | ``cuda:N`` -> (kind, index); the index of ``cuda`` is 0 (model/device.py
+    checks that the device exists)."""
+    match = _DEVICE.match(name.strip().lower()) if isinstance(name, str) else None
+    if not match or (match.group(1) == "cpu" and match.group(2) is not None):
+        raise ConfigError(f"device must be cpu, cuda or cuda:N, got {name!r}")
+    return match.group(1), int(match.group(2) or 0)
 
 
 class ParameterReader:
@@ -89,6 +102,14 @@ class ParameterReader:
             raise ConfigError(f"parameter '{key}' must be a string, got {value!r}")
         if choices and value not in choices:
             raise ConfigError(f"parameter '{key}' must be one of {', '.join(choices)}, got '{value}'")
+        return value
+
+    def device(self, key: str) -> str:
+        value = self.string(key)
+        try:
+            parse_device(value)
+        except ConfigError as err:
+            raise ConfigError(f"parameter '{key}': {err}") from None
         return value
 
     def topic(self, key: str) -> str:

@@ -4,7 +4,13 @@ The ROS node (ros/node.py) is a thin shell around this class, and the offline re
 same class straight from a bag, both through the same loop (core/loop.py), so live and offline runs
 give the same masks for the same bundles. The engine is handed in (model/loading.py makes it).
 Two threads use it: the receiving side (``observe``, ``reject``, ``tick``, ``set_camera``) and one
-worker (``segment``); they share nothing mutable but the rig, which is replaced, never modified.
+worker (``segment``); they share nothing mutable but the rigs, which are replaced, never modified.
+
+Two grids: the *processing grid*, on which every sensor is encoded and the cross-checks look (the
+camera's view scaled down to at most ``inputs.processing_scale`` × the network input per axis: a
+1920×1080 camera costs what a 512×256 one does), and the *output grid*, the camera's own, on which
+the mask is published (labels from the network's grid, nearest). For a camera no larger than that
+bound both are the camera grid.
 ``render`` reads only its segmentation and the configuration, so the node draws on a third thread.
 """
 from __future__ import annotations
@@ -28,7 +34,7 @@ from modseg_ros.core.health import HealthMonitor
 from modseg_ros.core.network_input import encode_input
 from modseg_ros.core.postprocess import color_mask, labelled_points, overlay_image
 from modseg_ros.core.sync import Synchronizer
-from modseg_ros.core.types import Bundle, HealthState, Modality, PointCloud, SensorSample
+from modseg_ros.core.types import Bundle, CameraFrame, HealthState, Modality, PointCloud, SensorSample
 from modseg_ros.errors import ConversionError
 
 
@@ -37,6 +43,7 @@ class Engine(Protocol):
 
     name: str
     input_size: tuple[int, int]
+    lidar_intensity: str  # core/network_input.py LIDAR_INTENSITY
 
     def predict_inputs(self, inputs: Mapping[Modality, np.ndarray], output_size: tuple[int, int],
                        exclude: Collection[Modality] = (), consistency: bool = True,
@@ -50,7 +57,7 @@ class Segmentation:
     bundle: Bundle
     labels: np.ndarray  # H×W uint8 class ids on the camera grid
     encoded: Mapping[Modality, np.ndarray]  # the inputs it was computed from
-    rig: Rig  # the calibration it was computed with
+    rig: Rig  # the calibration it was computed with (its camera: the output grid of ``labels``)
     modality_weights: Mapping[Modality, float]
     encode_ms: float  # encodings not already made on arrival
     inference_ms: float
@@ -65,7 +72,7 @@ class Segmentation:
 
 @dataclass(frozen=True, eq=False)
 class _Encoding:
-    """One sample encoded for one rig: the camera-grid image and the network's input made from it."""
+    """One sample encoded for one rig: the processing-grid image and the network's input made from it."""
 
     sample: SensorSample
     rig: Rig
@@ -92,6 +99,18 @@ class Intake:
     problem: str = ""  # why it was rejected ("" when it was used)
 
 
+def processing_camera(camera: Intrinsics, input_size: tuple[int, int], scale: float) -> Intrinsics:
+    """The grid the sensors are encoded on: ``camera``'s view, scaled down (aspect kept) to at most
+    ``scale`` × the network input (h, w) per axis; the camera itself when it is no larger or
+    ``scale`` is 0. Every encoding costs in proportion to this grid, not to the camera's pixels."""
+    if scale <= 0:
+        return camera
+    factor = min(1.0, scale * input_size[0] / camera.height, scale * input_size[1] / camera.width)
+    if factor >= 1.0:
+        return camera
+    return camera.scaled(max(1, round(camera.width * factor)), max(1, round(camera.height * factor)))
+
+
 # The node clock going back by more than this is a jump (a bag looping on sim time, a reset clock).
 CLOCK_JUMP_BACK_NS = 200_000_000
 
@@ -103,7 +122,7 @@ class Perception:
     def __init__(self, config: NodeConfig, engine: Engine, calibration: ConsistencyCalibration | None = None):
         self.config = config
         self.engine = engine
-        self.rig: Rig = config.rig
+        self._rigs = self._rigs_for(config.rig)  # (output, processing): replaced together, never modified
         self.health = HealthMonitor(config.health, config.inputs.modalities)
         self.consistency = ConsistencyMonitor(config.consistency, calibration)  # worker side only
         self.range_agreement = RangeAgreementMonitor(config.range_agreement, config.encoding)  # worker side only
@@ -143,7 +162,7 @@ class Perception:
         if not self.health.stamp_usable(sample.modality):
             return self.sync.poll(now_ns, alive)  # judged (it counts against its sensor), never matched
         if self.config.inputs.encode_on_arrival and sample.modality in alive:
-            self.encode(sample, self.rig)
+            self.encode(sample)
         return self.sync.push(sample, now_ns, alive)
 
     def reject(self, modality: Modality, now_ns: int, problem: str) -> HealthState:
@@ -177,18 +196,32 @@ class Perception:
         else:
             self._latest_ns = now_ns if self._latest_ns is None else max(self._latest_ns, now_ns)
 
+    @property
+    def rig(self) -> Rig:
+        """The calibration with the camera's own grid (the output grid)."""
+        return self._rigs[0]
+
+    @property
+    def processing_rig(self) -> Rig:
+        """The calibration with the processing grid as its camera (what the encodings are made on)."""
+        return self._rigs[1]
+
+    def _rigs_for(self, rig: Rig) -> tuple[Rig, Rig]:
+        grid = processing_camera(rig.camera, self.engine.input_size, self.config.inputs.processing_scale)
+        return rig, (rig if grid == rig.camera else rig.with_camera(grid))
+
     def set_camera(self, intrinsics: Intrinsics) -> bool:
         """Camera intrinsics from CameraInfo; True if they changed the rig (the output grid)."""
         if intrinsics == self.rig.camera:
             return False
-        self.rig = self.rig.with_camera(intrinsics)
+        self._rigs = self._rigs_for(self.rig.with_camera(intrinsics))
         return True
 
     # --- both sides --------------------------------------------------------------------------------
 
-    def encode(self, sample: SensorSample, rig: Rig) -> np.ndarray:
-        """The sample's camera-grid encoding (computed once per sample and rig, with its network input)."""
-        return self._encoding(sample, rig).image
+    def encode(self, sample: SensorSample) -> np.ndarray:
+        """The sample's processing-grid encoding (computed once per sample and rig, with its network input)."""
+        return self._encoding(sample, self.processing_rig).image
 
     def _encoding(self, sample: SensorSample, rig: Rig) -> _Encoding:
         """The sample's encoding and network input, made once per sample and rig (a LiDAR scan reused
@@ -200,7 +233,8 @@ class Perception:
         if cached is not None and cached.sample is sample and cached.rig is rig:
             return cached
         image = encode_payload(sample.modality, sample.data, rig, self.config.encoding)
-        encoding = _Encoding(sample, rig, image, encode_input(sample.modality, image, self.engine.input_size))
+        network_input = encode_input(sample.modality, image, self.engine.input_size, self.engine.lidar_intensity)
+        encoding = _Encoding(sample, rig, image, network_input)
         with self._encoded_lock:
             cache[key] = encoding
             while len(cache) > self.ENCODINGS_KEPT:
@@ -226,9 +260,9 @@ class Perception:
         """Encode what is not encoded yet and run the network on the bundle's modalities, leaving
         out those the cross-checks judged inconsistent (but never all of them). ``on_labels`` gets
         the mask as soon as it exists, before the consistency scores are computed."""
-        rig = self.rig
+        rig, processing = self._rigs
         start = time.perf_counter()
-        encodings = {m: self._encoding(s, rig) for m, s in bundle.samples.items()}
+        encodings = {m: self._encoding(s, processing) for m, s in bundle.samples.items()}
         encode_ms = (time.perf_counter() - start) * 1e3
         excluded = self.excluded & frozenset(bundle.modalities)
         if excluded == frozenset(bundle.modalities):
@@ -253,7 +287,11 @@ class Perception:
     def render(self, seg: Segmentation, color: bool = True, overlay: bool = True, points: bool = True) -> Rendering:
         """Colour mask, overlay and labelled LiDAR points of a segmentation, those asked for (the
         node asks for the ones somebody subscribes to)."""
-        source, blended = overlay_image(seg.labels, seg.encoded, self.config.outputs.overlay_alpha) if overlay else (None, None)
+        backgrounds = dict(seg.encoded)
+        camera = seg.bundle.samples.get(Modality.CAMERA)
+        if camera is not None and isinstance(camera.data, CameraFrame) and camera.data.image.shape[:2] == seg.labels.shape:
+            backgrounds[Modality.CAMERA] = camera.data.image  # the camera's own pixels, not the processing grid's
+        source, blended = overlay_image(seg.labels, backgrounds, self.config.outputs.overlay_alpha) if overlay else (None, None)
         labelled = None
         lidar = seg.bundle.samples.get(Modality.LIDAR)
         if points and lidar is not None and self.config.outputs.publish_points and isinstance(lidar.data, PointCloud):

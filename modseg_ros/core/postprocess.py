@@ -62,8 +62,14 @@ def overlay_background(encoded: Mapping[Modality, np.ndarray]) -> tuple[Modality
 
 
 def overlay_image(labels: np.ndarray, encoded: Mapping[Modality, np.ndarray], alpha: float) -> tuple[Modality, np.ndarray]:
-    """Colour mask blended over the background of ``overlay_background``."""
+    """Colour mask blended over the background of ``overlay_background`` (an encoding on a coarser
+    processing grid is enlarged to the mask's grid, nearest)."""
     modality, background = overlay_background(encoded)
+    if background.shape[:2] != labels.shape:
+        h, w = labels.shape
+        rows = (np.arange(h) * background.shape[0]) // h
+        cols = (np.arange(w) * background.shape[1]) // w
+        background = background[rows][:, cols]
     return modality, overlay(background, labels, alpha)
 
 

@@ -7,23 +7,15 @@ that is asked for and absent is a ``ConfigError`` naming what is missing, never 
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import torch
 
+from modseg_ros.core.params import parse_device
 from modseg_ros.errors import ConfigError
 
-_DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+__all__ = ["GPU_PROVIDERS", "default_device", "parse_device", "providers_for", "torch_device"]
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-
-
-def parse_device(name: str) -> tuple[str, int]:
-    """``cpu`` | ``cuda`` | ``cuda:N`` -> (kind, index); the index of ``cuda`` is 0."""
-    match = _DEVICE.match(name.strip().lower()) if isinstance(name, str) else None
-    if not match or (match.group(1) == "cpu" and match.group(2) is not None):
-        raise ConfigError(f"device must be cpu, cuda or cuda:N, got {name!r}")
-    return match.group(1), int(match.group(2) or 0)
 
 
 def torch_device(name: str) -> torch.device:

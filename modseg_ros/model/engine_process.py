@@ -68,7 +68,7 @@ def _serve(conn: Connection) -> None:
         _send(conn, ("error", err))
         return
     gc.freeze()  # the model's objects are permanent: collections need not walk them
-    _send(conn, ("ready", (engine.info, engine.backend)))
+    _send(conn, ("ready", (engine.info, engine.backend, engine.runs_on)))
     while True:
         try:
             request = _receive(conn)
@@ -102,7 +102,7 @@ class EngineProcess:
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
         self._conn: Connection | None = None
-        self.info, self.backend = self._start()
+        self.info, self.backend, self.runs_on = self._start()
 
     @property
     def name(self) -> str:
@@ -112,7 +112,7 @@ class EngineProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    def _start(self) -> tuple[CheckpointInfo, str]:
+    def _start(self) -> tuple[CheckpointInfo, str, str]:
         # A plain interpreter on one end of a socket pair: multiprocessing's spawn would re-run the
         # parent's __main__ (a launch_ros entry point, pytest), which must not happen twice.
         ours, theirs = socket.socketpair()
@@ -140,6 +140,11 @@ class EngineProcess:
     def input_size(self) -> tuple[int, int]:
         """(H, W) the network runs at."""
         return self.info.config.input_size
+
+    @property
+    def lidar_intensity(self) -> str:
+        """How the network reads LiDAR intensity (core/network_input.py LIDAR_INTENSITY)."""
+        return self.info.lidar_intensity
 
     def predict(self, encoded: Mapping[Modality, np.ndarray], output_size: tuple[int, int] | None = None,
                 absent: str = "drop", exclude: Collection[Modality] = (), consistency: bool = True,

@@ -48,11 +48,12 @@ and model/runtime.py are imported here, when an engine is made).
         raise ConfigError(f"parameter 'model.path': no checkpoint at {weights}")
     threads = model.threads or None
     if trained:
-        factory = partial(SegmentationEngine.load, weights, backend=model.backend, threads=threads)
+        factory = partial(SegmentationEngine.load, weights, backend=model.backend, threads=threads, device=model.device)
     else:
         grid = (camera.height, camera.width)
         fits = all(g <= d and g % 32 == 0 for g, d in zip(grid, UNTRAINED_INPUT))
-        factory = partial(SegmentationEngine.untrained, model.arch, input_size=grid if fits else UNTRAINED_INPUT, threads=threads)
+        factory = partial(SegmentationEngine.untrained, model.arch, input_size=grid if fits else UNTRAINED_INPUT, threads=threads,
+                          device=model.device)  # fmt: skip
     if isolate:
         from modseg_ros.model.engine_process import EngineProcess
 
@@ -61,9 +62,9 @@ and model/runtime.py are imported here, when an engine is made).
     else:
         engine, where = factory(), ""
     if trained:
-        return engine, f"model {engine.name} from {weights} ({model.backend}, {model.threads or 'default'} threads{where})"
+        return engine, f"model {engine.name} from {weights} ({engine.runs_on}, {model.threads or 'default'} threads{where})"
     return engine, (f"no checkpoint at {weights}: running {engine.name}, the {model.arch} architecture with initial weights "
-                    f"(masks are noise until a trained checkpoint is installed){where}")  # fmt: skip
+                    f"(masks are noise until a trained checkpoint is installed; {engine.runs_on}){where}")  # fmt: skip
 
 
 def load_calibration(settings: ConsistencySettings, model: ModelConfig, engine) -> tuple[ConsistencyCalibration | None, str]:

@@ -190,6 +190,11 @@ class SegmentationEngine:
         return self.info.config.input_size
 
     @property
+    def lidar_intensity(self) -> str:
+        """How the network reads LiDAR intensity (core/network_input.py LIDAR_INTENSITY)."""
+        return self.info.lidar_intensity
+
+    @property
     def runs_on(self) -> str:
         """Where the network runs, e.g. "torch on cpu (fp32)" or "onnxruntime with CUDAExecutionProvider, CPUExecutionProvider"."""
         return self._backend.runs_on
@@ -257,7 +262,7 @@ class SegmentationEngine:
             if not present:
                 raise ValueError("no modality to segment: the encoded inputs are empty")
             output_size = encoded[present[0]].shape[:2]
-        inputs = {m: encode_input(m, encoded[m], self.input_size) for m in present}
+        inputs = {m: encode_input(m, encoded[m], self.input_size, self.lidar_intensity) for m in present}
         prediction = self.predict_inputs(inputs, output_size, absent, exclude, consistency, on_labels)
         return replace(prediction, inference_ms=(time.perf_counter() - start) * 1e3)
 
