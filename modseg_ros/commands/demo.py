@@ -8,8 +8,8 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_report"), help="report folder (default demo_report/)")
     parser.add_argument("--cache", type=Path, default=Path("cache"), help="where the generated drive is kept (default cache/)")
-    parser.add_argument("--rate", type=float, default=0.25,
-                        help="playback speed (default 0.25: the node on a 2-core CPU segments about every other frame)")  # fmt: skip
+    parser.add_argument("--rate", type=float, default=1.0,
+                        help="playback speed (default 1: real time; the node on an idle 2-core CPU keeps up)")  # fmt: skip
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the drive (default 10)")
     parser.add_argument("--regenerate", action="store_true", help="generate the drive again instead of reusing the cached one")
     parser.add_argument("--docs", type=Path, metavar="DIR", help="also copy the timeline and panels pictures to DIR (README figures)")
