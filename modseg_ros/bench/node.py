@@ -47,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overload", type=float, default=2.0, help="overload phase at this multiple of R (0 skips)")
     parser.add_argument("--width", type=int, default=512, help="camera width (default 512, the shipped rig)")
     parser.add_argument("--height", type=int, default=256, help="camera height (default 256)")
+    parser.add_argument("--lidar-beams", type=int, default=16, help="LiDAR rings of the synthetic street (default 16; 128 for a 128-beam sensor)")
+    parser.add_argument("--lidar-azimuths", type=int, default=512, help="LiDAR firings per revolution (default 512; 2048 for 128×2048)")
     parser.add_argument("--threads", type=int, default=1, help="model threads in the node and for the bare forward (default 1)")
     parser.add_argument("--model", default="", help="checkpoint (default: the parameter file's choice)")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
@@ -211,7 +213,8 @@ def _phase(args: argparse.Namespace, name: str, rate: float, tmp: Path, recorder
                 raise RuntimeError(f"the node did not start:\n{node.tail()}")
             time.sleep(0.1)
         rates = {"camera": rate, "depth": rate, "events": rate, "lidar": rate / LIDAR_DIVIDER}
-        scenario = {"duration_s": args.warmup + args.seconds, "rate_hz": rates, "width": args.width, "height": args.height}
+        scenario = {"duration_s": args.warmup + args.seconds, "rate_hz": rates, "width": args.width, "height": args.height,
+                    "lidar_beams": args.lidar_beams, "lidar_azimuths": args.lidar_azimuths}  # fmt: skip
         recorder.infos.clear()
         recorder.pipeline = {}
         before, wall = node.resources(), time.monotonic()
@@ -250,7 +253,8 @@ def run(args: argparse.Namespace) -> int:
     probe = NodeConfig.from_parameters(_node_parameters(args, 10.0))
     engine, note = load_engine(probe.model, probe.rig.camera)
     perception = Perception(probe, engine)
-    probe_scenario = Scenario(duration_s=1.0, rate_hz={m.value: 10.0 for m in MODALITIES}, width=args.width, height=args.height)
+    probe_scenario = Scenario(duration_s=1.0, rate_hz={m.value: 10.0 for m in MODALITIES}, width=args.width, height=args.height,
+                              lidar_beams=args.lidar_beams, lidar_azimuths=args.lidar_azimuths)  # fmt: skip
     probe_bundles = _Bundles(probe_scenario, probe)
     full = [{m: probe_bundles.sample(m, 10**9 + k * 100_000_000, 10**9) for m in MODALITIES} for k in range(8)]
     # R from 32 forwards with idle gaps, as the node runs them (8 back-to-back ones read 10-20 % fast

@@ -288,7 +288,7 @@ class ModelConfig:
     backend: str
     threads: int  # 0 = library default
     process: bool  # the live node runs the network in a child process (model/engine_process.py)
-    device: str  # cpu | cuda | cuda:N (model/device.py)
+    device: str = "cpu"  # cpu | cuda | cuda:N (model/device.py)
 
     PARAMETERS = (
         Parameter("model.path", "checkpoint (.safetensors; .onnx beside it for backend onnx); \"\" = the shipped one", "path"),

@@ -138,6 +138,9 @@ def encode_depth(frame: DepthFrame, rig: Rig, cfg: EncodingConfig) -> np.ndarray
     return out
 
 
+MIN_DEPTH_M = 0.1  # points nearer the camera plane than this are not projected (geometry.Intrinsics.project)
+
+
 @np.errstate(over="ignore", invalid="ignore")  # absurd coordinates land outside the image
 def encode_lidar(cloud: PointCloud, rig: Rig, cfg: EncodingConfig) -> np.ndarray:
     cam = rig.camera
@@ -145,31 +148,47 @@ def encode_lidar(cloud: PointCloud, rig: Rig, cfg: EncodingConfig) -> np.ndarray
     points = cloud.points
     if len(points) == 0:
         return out
-    pts_cam = rig.camera_from(Modality.LIDAR).apply(points)
-    u, v, idx = cam.project(pts_cam)  # non-finite points land nowhere
+    camera_from_lidar = rig.camera_from(Modality.LIDAR)
+    # depth along the optical axis first: a spinning LiDAR's points behind the camera (most of a
+    # 360° scan) are dropped before the full transform
+    depth = points @ camera_from_lidar.rotation[2].astype(np.float32) + np.float32(camera_from_lidar.translation[2])
+    ahead = np.flatnonzero(depth > MIN_DEPTH_M)  # non-finite points are not ahead
+    pts_cam = camera_from_lidar.apply(points[ahead])
+    u, v, idx = cam.project(pts_cam, MIN_DEPTH_M)  # non-finite points land nowhere
     if len(idx) == 0:
         return out
     winners = nearest_per_pixel(v * cam.width + u, pts_cam[idx, 2], cam.height * cam.width)
-    keep = idx[winners]
+    keep = ahead[idx[winners]]
+    z = pts_cam[idx[winners], 2]
     uu, vv = u[winners], v[winners]
     heights = rig.base_from[Modality.LIDAR].apply(points[keep])[:, 2]
     intensity = np.nan_to_num(cloud.intensity[keep], nan=0.0, posinf=0.0, neginf=0.0)
     brightest = float(intensity.max(initial=0.0))
     if brightest > 1.0:  # raw counts (0-255, 0-65535) whose scale the parameters do not match: keep their order
         intensity = intensity / brightest
-    out[vv, uu, 0] = range_code(pts_cam[keep, 2], cfg)
+    out[vv, uu, 0] = range_code(z, cfg)
     out[vv, uu, 1] = np.rint(np.clip(intensity, 0.0, 1.0) * 255.0).astype(np.uint8)
     out[vv, uu, 2] = height_code(heights, cfg)
     return out
 
 
-def render_events(packet: EventPacket, cfg: EncodingConfig) -> np.ndarray:
-    """Events on the event sensor's own grid -> height×width×3 uint8 event frame."""
+def render_events(packet: EventPacket, cfg: EncodingConfig,
+                  sampled: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:  # fmt: skip
+    """Events on the event sensor's own grid -> height×width×3 uint8 event frame; with ``sampled``
+    (``_sampled_pixels``: the output row of each sensor row and column of each sensor column, -1
+    for the unsampled) the frame on that smaller grid, from the events of the sampled pixels only:
+    the same as rendering on the sensor's grid and sampling it, without the sensor-sized arrays."""
     h, w = packet.height, packet.width
     x = packet.x.astype(np.int64)
     y = packet.y.astype(np.int64)
     ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
     x, y, t, p = x[ok], y[ok], packet.t_ns[ok], packet.polarity[ok]
+    if sampled is not None:
+        row_of, col_of = sampled
+        y, x = row_of[y], col_of[x]
+        keep = (y >= 0) & (x >= 0)
+        x, y, t, p = x[keep], y[keep], t[keep], p[keep]
+        h, w = int(row_of.max()) + 1, int(col_of.max()) + 1
     lin = y * w + x
     # counts -> min(count * 255 / saturation, 255) truncated, as a table: from saturation + 1 on, 255
     top = cfg.event_saturation + 1
@@ -187,12 +206,17 @@ def render_events(packet: EventPacket, cfg: EncodingConfig) -> np.ndarray:
 
 
 def encode_events(data: EventPacket | EventFrame, rig: Rig, cfg: EncodingConfig) -> np.ndarray:
+    # The event camera is taken as co-located with the camera (DELIVER's assumption); pixels map
+    # through the intrinsics alone, nearest neighbour (what DELIVER's loader does for low-res events).
+    if isinstance(data, EventPacket):
+        intr = _intrinsics_for_image(rig.intrinsics_of(Modality.EVENTS), (data.height, data.width))
+        sampled = _sampled_pixels(intr, rig.camera) if intr != rig.camera else None
+        if sampled is not None:  # a sensor finer than the grid: bin the sampled pixels' events straight onto it
+            return render_events(data, cfg, sampled)
     frame = render_events(data, cfg) if isinstance(data, EventPacket) else data.image
     intr = _intrinsics_for_image(rig.intrinsics_of(Modality.EVENTS), frame.shape[:2])
     if intr == rig.camera:
         return np.ascontiguousarray(frame)
-    # The event camera is taken as co-located with the camera (DELIVER's assumption); pixels map
-    # through the intrinsics alone, nearest neighbour (what DELIVER's loader does for low-res events).
     return _warp_nearest(frame, intr, rig.camera, fill=0)
 
 
@@ -262,8 +286,7 @@ def _zbuffer(points_cam: np.ndarray, cam: Intrinsics) -> np.ndarray:
 
 def _warp_nearest(image: np.ndarray, src: Intrinsics, dst: Intrinsics, fill: float) -> np.ndarray:
     """Resample ``image`` (on ``src``'s grid) onto ``dst``'s grid through the intrinsics alone."""
-    u = np.floor((np.arange(dst.width) + 0.5 - dst.cx) / dst.fx * src.fx + src.cx).astype(np.int64)
-    v = np.floor((np.arange(dst.height) + 0.5 - dst.cy) / dst.fy * src.fy + src.cy).astype(np.int64)
+    u, v = _source_pixels(src, dst)
     ok_u = (u >= 0) & (u < src.width)
     ok_v = (v >= 0) & (v < src.height)
     out = image[np.clip(v, 0, src.height - 1)][:, np.clip(u, 0, src.width - 1)]
@@ -271,6 +294,28 @@ def _warp_nearest(image: np.ndarray, src: Intrinsics, dst: Intrinsics, fill: flo
     if image.ndim == 3:
         inside = inside[..., None]
     return np.where(inside, out, np.array(fill, dtype=image.dtype))
+
+
+def _source_pixels(src: Intrinsics, dst: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
+    """The source column and row ``_warp_nearest`` reads for each destination column and row."""
+    u = np.floor((np.arange(dst.width) + 0.5 - dst.cx) / dst.fx * src.fx + src.cx).astype(np.int64)
+    v = np.floor((np.arange(dst.height) + 0.5 - dst.cy) / dst.fy * src.fy + src.cy).astype(np.int64)
+    return u, v
+
+
+def _sampled_pixels(src: Intrinsics, dst: Intrinsics) -> tuple[np.ndarray, np.ndarray] | None:
+    """For a destination grid that samples the source (each source pixel read at most once, every
+    destination pixel inside it): the destination row of each source row and column of each source
+    column (-1: not read). None otherwise (enlarging, or a view beyond the source)."""
+    u, v = _source_pixels(src, dst)
+    inside = (u >= 0).all() and (u < src.width).all() and (v >= 0).all() and (v < src.height).all()
+    if not inside or len(np.unique(u)) < len(u) or len(np.unique(v)) < len(v):
+        return None
+    col_of = np.full(src.width, -1, dtype=np.int64)
+    col_of[u] = np.arange(dst.width)
+    row_of = np.full(src.height, -1, dtype=np.int64)
+    row_of[v] = np.arange(dst.height)
+    return row_of, col_of
 
 
 def _resize_nearest(image: np.ndarray, height: int, width: int) -> np.ndarray:

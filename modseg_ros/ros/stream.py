@@ -70,6 +70,8 @@ class Scenario:
     wait_for: int = 1  # subscribers to wait for on every topic before playing (0: do not wait)
     loop: int = 24  # distinct frames rendered per sensor
     seed: int = 0
+    lidar_beams: int = 16  # the synthetic LiDAR's rings and firings per revolution
+    lidar_azimuths: int = 512
 
     @classmethod
     def from_dict(cls, values: Mapping) -> Scenario:
@@ -102,7 +104,8 @@ class Frames:
     def __init__(self, scenario: Scenario):
         config = NodeConfig.from_parameters({"rig.camera.width": scenario.width, "rig.camera.height": scenario.height})
         self.rig, self.encoding = config.rig, config.encoding
-        self.street = SyntheticStreet(self.rig, seed=scenario.seed)
+        self.street = SyntheticStreet(self.rig, seed=scenario.seed, lidar_rings=scenario.lidar_beams,
+                                      lidar_azimuths=scenario.lidar_azimuths)  # fmt: skip
         self.scenario = scenario
         self._cache: dict[tuple[str, int], object] = {}
 

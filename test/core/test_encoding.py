@@ -112,3 +112,18 @@ def test_lidar_intensity_counts_beyond_one_keep_their_order():
     assert hit.sum() == 3 and (counts[..., 0] == unit[..., 0]).all()  # the non-finite points land nowhere
     assert list(np.argsort(unit[..., 1][hit])) == list(np.argsort(counts[..., 1][hit]))
     assert counts[..., 1][hit].max() == 255 and len(set(counts[..., 1][hit].tolist())) == 3  # not all clipped to 255
+
+
+def test_events_of_a_finer_sensor_binned_straight_onto_the_grid_equal_render_then_sample():
+    rng = np.random.default_rng(4)
+    n, w, h = 50_000, 640, 320
+    packet = EventPacket(x=rng.integers(0, w, n).astype(np.uint16), y=rng.integers(0, h, n).astype(np.uint16),
+                         t_ns=-rng.integers(0, 50_000_000, n).astype(np.int64), polarity=rng.choice([-1, 1], n).astype(np.int8),
+                         width=w, height=h)  # fmt: skip
+    grid = rig(width=150, height=75)  # not a divisor of the sensor's grid
+    fine = Rig(grid.camera.scaled(w, h), grid.base_from)
+    direct = encode_events(packet, grid, CFG)
+    reference = encode_events(packet, fine, CFG)  # rendered on the sensor's grid ...
+    from modseg_ros.core.encoding import _warp_nearest
+
+    assert (direct == _warp_nearest(reference, fine.camera, grid.camera, fill=0)).all()  # ... then sampled
