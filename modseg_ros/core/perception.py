@@ -207,6 +207,8 @@ class Perception:
         return self._rigs[1]
 
     def _rigs_for(self, rig: Rig) -> tuple[Rig, Rig]:
+        if self.engine is None:  # health and sync only: nothing is segmented, no network input to bound the grid
+            return rig, rig
         grid = processing_camera(rig.camera, self.engine.input_size, self.config.inputs.processing_scale)
         return rig, (rig if grid == rig.camera else rig.with_camera(grid))
 

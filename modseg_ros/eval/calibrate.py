@@ -88,6 +88,7 @@ class _SubsetProbe:
         self.engine = engine
         self.name = engine.name
         self.input_size = engine.input_size
+        self.lidar_intensity = engine.lidar_intensity
         self.frames: list[dict[str, Mapping[Modality, float]]] = []  # per segmented frame: subset -> scores
 
     def predict_inputs(self, inputs: Mapping[Modality, np.ndarray], output_size: tuple[int, int],
