@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 V := $(abspath $(VENV))
 PY := $(V)/bin/python
-BUILD := build/venv
+BUILD := $(V)/.msg-build
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
@@ -40,8 +40,9 @@ $(V)/.stamp-requirements: requirements.txt tools/fix_wheel_cmake_paths.sh | $(PY
 	bash tools/fix_wheel_cmake_paths.sh $(V)
 	@touch $@
 
-# Messages only (MODSEG_INSTALL_PYTHON=OFF): the Python sources come from the editable install below.
-$(V)/.stamp-messages: $(V)/.stamp-requirements $(wildcard msg/*.msg) CMakeLists.txt package.xml
+# Messages, share/ files and the lib/modseg_ros executables (what ros2 launch and ros2 run look up);
+# MODSEG_INSTALL_PYTHON=OFF: the Python sources come from the editable install below.
+$(V)/.stamp-messages: $(V)/.stamp-requirements $(wildcard msg/*.msg cmake/*.in) CMakeLists.txt package.xml
 	@mkdir -p $(BUILD)
 	cmake -S . -B $(BUILD) -DCMAKE_PREFIX_PATH=$(V) -DCMAKE_INSTALL_PREFIX=$(V) \
 	  -DPython3_EXECUTABLE=$(PY) -DBUILD_TESTING=OFF -DMODSEG_INSTALL_PYTHON=OFF > $(BUILD).log
