@@ -34,7 +34,7 @@ $(V)/.stamp-system: tools/install_system_deps.sh
 $(PY): | $(V)/.stamp-system
 	$(PYTHON) -m venv $(V)
 
-$(V)/.stamp-requirements: requirements.txt tools/fix_wheel_cmake_paths.sh | $(PY)
+$(V)/.stamp-requirements: requirements.txt requirements-colcon.txt tools/fix_wheel_cmake_paths.sh | $(PY)
 	@# (the filter hides pip noise about extra index folders a machine may configure but lack)
 	$(PY) -m pip install --quiet -r requirements.txt 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 	bash tools/fix_wheel_cmake_paths.sh $(V)
