@@ -11,7 +11,7 @@ from ros_layout import PACKAGE, check_prefix, package_prefix
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = Path(sys.prefix)
-IGNORED = shutil.ignore_patterns(".git", ".venv", "build", "install", "log", "__pycache__", "*.egg-info",
+IGNORED = shutil.ignore_patterns(".git", ".venv*", "build", "install", "log", "__pycache__", "*.egg-info",
                                  ".pytest_cache", ".hypothesis", "out", "cache")  # fmt: skip
 
 
