@@ -17,11 +17,11 @@ endif
 ifeq ($(DISTRO),kilted)
 VENV ?= .venv
 REQUIREMENTS := requirements.txt
-TESTS ?=
+TESTS =
 else ifeq ($(DISTRO),jazzy)
 VENV ?= .venv-jazzy
 REQUIREMENTS := requirements-jazzy.txt
-TESTS ?= $(JAZZY_TESTS)
+TESTS = $(JAZZY_TESTS)
 else
 $(error ROS_DISTRO=$(DISTRO): this Makefile sets up kilted (the default) or jazzy)
 endif
