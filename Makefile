@@ -30,8 +30,8 @@ endif
 # distributions. Not test_dds_transport.py: Jazzy's Fast DDS 2.14 drops some best-effort 1 MB
 # images between processes on a loaded machine, with the shared-memory profile too (reliable QoS
 # loses none); docs/install.md.
-JAZZY_TESTS := test/test_install_layout.py test/test_node.py test/test_node_faults.py test/test_sync.py \
-  test/test_health.py test/test_fuzz_sync_health.py
+JAZZY_TESTS := test/test_install_layout.py test/ros/test_node.py test/ros/test_node_faults.py test/core/test_messages.py \
+  test/core/test_sync.py test/core/test_health.py test/core/test_fuzz_sync_health.py
 V := $(abspath $(VENV))
 PY := $(V)/bin/python
 BUILD := $(V)/.msg-build
