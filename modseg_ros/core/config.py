@@ -28,6 +28,7 @@ from modseg_ros.core.geometry import Intrinsics, Rig, Transform
 from modseg_ros.core.health import HealthConfig
 from modseg_ros.core.params import Parameter, ParameterReader, Parameters
 from modseg_ros.core.sync import SyncConfig
+from modseg_ros.core.transforms import RIG_SOURCES
 from modseg_ros.core.types import MODALITIES, EventTime, Modality
 from modseg_ros.errors import ConfigError
 from modseg_ros.paths import config_file
@@ -160,6 +161,8 @@ QOS_RELIABILITIES = ("best_effort", "reliable")
 BACKENDS = ("torch", "onnx")
 
 RIG_PARAMETERS = (
+    Parameter("rig.source", "tf: sensor poses from /tf_static and /tf (the rig.<sensor>.xyz/rpy until they arrive); "
+              "yaml: rig.<sensor>.xyz/rpy only", " | ".join(RIG_SOURCES)),
     Parameter("rig.base_frame", "the vehicle frame the sensor poses are given in", "frame id"),
     *Parameter("rig.{m}.frame_id", "the sensor's frame (its messages' frame_id)", "frame id").for_modalities(),
     *Parameter("rig.{m}.xyz", "the sensor frame's position in the base frame", "[x, y, z] m").for_modalities(),
@@ -333,6 +336,8 @@ class NodeConfig:
     """Everything the node, ``modseg run`` and the offline replay need, validated."""
 
     rig: Rig
+    rig_source: str  # "tf" | "yaml" (core/transforms.py)
+    base_frame: str  # the frame rig.base_from maps into (TF looks sensors up in it)
     topics: TopicsConfig
     inputs: InputsConfig
     sync: SyncConfig
@@ -365,6 +370,8 @@ class NodeConfig:
         rig = rig_from_parameters(merged)
         return cls(
             rig=rig,
+            rig_source=r.string("rig.source", RIG_SOURCES),
+            base_frame=r.string("rig.base_frame"),
             topics=TopicsConfig.from_parameters(r),
             inputs=inputs,
             sync=SyncConfig.from_parameters(r, inputs.modalities),
