@@ -156,6 +156,11 @@ def rig_from_parameters(params: Parameters) -> Rig:
 _ROS_PARAMETERS = ("use_sim_time", "start_type_description_service")
 _ROS_PREFIXES = ("qos_overrides.",)
 
+
+def is_ros_parameter(key: str) -> bool:
+    """A parameter rclpy gives every node (not the node's own)."""
+    return key in _ROS_PARAMETERS or key.startswith(_ROS_PREFIXES)
+
 EVENTS_SOURCES = ("points", "image")
 QOS_RELIABILITIES = ("best_effort", "reliable")
 BACKENDS = ("torch", "onnx")
@@ -312,8 +317,8 @@ class OutputsConfig:
 
     PARAMETERS = (
         Parameter("outputs.frame_id", "frame of every output; \"\" = rig.camera.frame_id", "frame id"),
-        Parameter("outputs.overlay_alpha", "weight of the colour mask in segmentation/overlay", "0 .. 1"),
-        Parameter("outputs.publish_points", "publish segmentation/points (LiDAR labelled from the mask)", "bool"),
+        Parameter("outputs.overlay_alpha", "weight of the colour mask in segmentation/overlay", "0 .. 1", read_only=False),
+        Parameter("outputs.publish_points", "publish segmentation/points (LiDAR labelled from the mask)", "bool", read_only=False),
         Parameter("outputs.qos_depth", "outputs are RELIABLE, KEEP_LAST with this depth", ">= 1"),
         Parameter("outputs.diagnostics_rate_hz", "/diagnostics rate", "> 0 Hz"),
         Parameter("outputs.health_rate_hz", "sensor_health rate (also published on every change)", "> 0 Hz"),
@@ -359,7 +364,7 @@ class NodeConfig:
         reject unknown names and invalid values (ConfigError naming the parameter)."""
         merged = dict(default_parameters() if defaults is None else defaults)
         for key, value in params.items():
-            if key in _ROS_PARAMETERS or key.startswith(_ROS_PREFIXES):
+            if is_ros_parameter(key):
                 continue
             if key not in merged:
                 raise ConfigError(f"unknown parameter '{key}' (the known ones are listed in config/any2seg.yaml)")

@@ -25,7 +25,7 @@ class Parameter:
     key: str  # dotted name; "{m}" stands for each modality (``for_modalities``)
     description: str
     range: str = ""  # the values the reader accepts
-    read_only: bool = True  # read once at start-up (every parameter of the node is)
+    read_only: bool = True  # read once at start-up; False: the node takes a change at run time (core/runtime_parameters.py)
 
     def for_modalities(self, modalities: Iterable[Modality] = MODALITIES) -> tuple[Parameter, ...]:
         """One parameter per modality from a "{m}" key."""

@@ -37,6 +37,7 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
@@ -45,8 +46,10 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from modseg_ros.core import messages
-from modseg_ros.core.config import NodeConfig, default_parameters, load_parameters
+from modseg_ros.core import runtime_parameters
+from modseg_ros.core.config import NodeConfig, declared_parameters, default_parameters, load_parameters
 from modseg_ros.core.loop import LevelChanges, NodeLoop
+from modseg_ros.core.params import Parameter
 from modseg_ros.core.perception import Perception, Segmentation
 from modseg_ros.core.transforms import TfRig, describe_change
 from modseg_ros.core.types import MODALITIES, Bundle, HealthLevel, Modality, SensorSample, subset_name
@@ -135,7 +138,7 @@ class _PipelineStats:
 
 class Any2SegNode(Node):
     def __init__(self, **node_kwargs) -> None:
-        super().__init__(NODE_NAME, automatically_declare_parameters_from_overrides=True, **node_kwargs)
+        super().__init__(NODE_NAME, **node_kwargs)
         self.config = NodeConfig.from_parameters(self._declared_parameters())
         engine, engine_note = load_engine(self.config.model, self.config.rig.camera, isolate=self.config.model.process)
         calibration, consistency_note = load_calibration(self.config.consistency, self.config.model, engine)
@@ -164,6 +167,7 @@ class Any2SegNode(Node):
         self.create_timer(1.0 / cfg.sync_poll_rate_hz, self._on_sync_poll)
         self.create_timer(1.0 / cfg.outputs.health_rate_hz, self._publish_health)
         self.create_timer(1.0 / cfg.outputs.diagnostics_rate_hz, self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self._running = True
         self._threads = [threading.Thread(target=self._infer, name="any2seg-inference", daemon=True),
                          threading.Thread(target=self._render, name="any2seg-rendering", daemon=True)]  # fmt: skip
@@ -176,12 +180,33 @@ class Any2SegNode(Node):
     # --- set-up ----------------------------------------------------------------------------------
 
     def _declared_parameters(self) -> dict:
-        """Declare every known parameter (its default from the shipped file unless overridden)
-        and return all of them, flat."""
-        for name, value in default_parameters().items():
-            if not self.has_parameter(name):
-                self.declare_parameter(name, value)
-        return {name: parameter.value for name, parameter in self.get_parameters_by_prefix("").items()}
+        """Declare every parameter as its module declares it (core/config.py ``declared_parameters``:
+        description, accepted values, read-only unless it can change at run time), its default from
+        the shipped file unless overridden, and return all of them, flat (with any override that names
+        no parameter, which NodeConfig refuses by name)."""
+        defaults = default_parameters()
+        for parameter in declared_parameters():
+            if not self.has_parameter(parameter.key):
+                self.declare_parameter(parameter.key, defaults[parameter.key], _descriptor(parameter))
+        values = {name: runtime_parameters.plain_value(p.value) for name, p in self.get_parameters_by_prefix("").items()}
+        overrides = getattr(self, "_parameter_overrides", {})  # rclpy keeps the --ros-args values here
+        values.update({name: p.value for name, p in overrides.items() if name not in values})
+        return values
+
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        """A change at run time: validated as at start-up, then the modules' settings are swapped;
+        a parameter read only at start-up is read-only (rclpy refuses it before this is called)."""
+        try:
+            config = runtime_parameters.changed(self.config, {p.name: p.value for p in parameters})
+        except ConfigError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        if config.parameters != self.config.parameters:
+            runtime_parameters.apply(self.perception, config)
+            changes = ", ".join(f"{k}: {config.parameters[k]!r}" for k in config.parameters
+                                if config.parameters[k] != self.config.parameters[k])  # fmt: skip
+            self.config = config
+            self.get_logger().info(f"parameters changed at run time: {changes}")
+        return SetParametersResult(successful=True)
 
     def _create_publishers(self) -> None:
         qos = QoSProfile(depth=self.config.outputs.qos_depth, reliability=ReliabilityPolicy.RELIABLE)
@@ -528,6 +553,15 @@ class Any2SegNode(Node):
         if isinstance(self.perception.engine, EngineProcess):
             self.perception.engine.close()
         self.destroy_node()
+
+
+def _descriptor(parameter: Parameter) -> ParameterDescriptor:
+    """What ``ros2 param describe`` shows; the values are checked by the parameter's reader, so any
+    type is accepted here (dynamic typing) and refused there with the parameter named."""
+    restart = " (read at start-up: changing it needs a restart)" if parameter.read_only else " (can change at run time)"
+    return ParameterDescriptor(name=parameter.key, description=parameter.description + restart,
+                               additional_constraints=parameter.range, read_only=parameter.read_only,
+                               dynamic_typing=True)  # fmt: skip
 
 
 def _policy_name(kind) -> str:
