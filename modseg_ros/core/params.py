@@ -39,8 +39,9 @@ def format_value(value: Any) -> str:
 
 def parameter_table(parameters: Iterable[Parameter], defaults: Mapping[str, Any]) -> str:
     """A Markdown table of ``parameters`` with their defaults (the docs' parameter tables)."""
-    rows = ["| parameter | default | values | description |", "|---|---|---|---|"]
-    rows += [f"| `{p.key}` | `{format_value(defaults.get(p.key))}` | {p.range} | {p.description} |" for p in parameters]
+    rows = ["| parameter | default | values | description | changes at run time |", "|---|---|---|---|---|"]
+    rows += [f"| `{p.key}` | `{format_value(defaults.get(p.key))}` | {p.range} | {p.description} | {'' if p.read_only else 'yes'} |"
+             for p in parameters]
     return "\n".join(rows)
 
 

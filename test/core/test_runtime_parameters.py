@@ -59,3 +59,12 @@ def test_the_docs_list_exactly_the_parameters_that_change_at_run_time():
     for name in re.findall(r"`(health\.[^`]+|outputs\.[^`]+)`", section.split("changing it needs a restart.")[1]):
         listed |= {name.replace("<sensor>", m.value) for m in Modality}
     assert listed == set(runtime_keys())
+
+
+def test_the_generated_parameter_table_marks_the_run_time_parameters():
+    from modseg_ros.core.config import default_parameters
+    from modseg_ros.core.params import parameter_table
+
+    table = parameter_table(declared_parameters(), default_parameters())
+    assert "| `health.lidar.min_points` | `100` | >= 0 | fewer returns: ERROR | yes |" in table
+    assert "| `model.threads` | `2` | >= 0 | intra-op threads; 0 keeps the library default |  |" in table

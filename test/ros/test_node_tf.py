@@ -20,7 +20,7 @@ WRONG = ["-p", "rig.lidar.xyz:=[0.5, 1.0, 1.2]", "-p", "rig.lidar.rpy:=[0.0, 0.0
 
 
 def run(outputs, bag, ros_args: list[str], topics: list[str]) -> tuple[dict[int, tuple], str]:
-    """The node on the bag (played at half speed with /clock): {stamp: (modalities used, mask)}, its log."""
+    """The node on the bag (played at half speed with /clock): {stamp: (inputs used, mask)}, its log."""
     outputs.clear()
     node = NodeProcess(config_file("any2seg.yaml"), ros_args)
     try:
@@ -32,7 +32,9 @@ def run(outputs, bag, ros_args: list[str], topics: list[str]) -> tuple[dict[int,
         time.sleep(1.0)
     finally:
         assert node.stop() == 0, node.log()
-    used = {stamp_ns(r.msg.header.stamp): tuple(r.msg.modalities_used) for r in outputs.get("info")}
+    # what each mask was computed from: the modalities and their messages' stamps
+    used = {stamp_ns(r.msg.header.stamp): tuple(zip(r.msg.modalities_used, map(stamp_ns, r.msg.modality_stamps)))
+            for r in outputs.get("info")}  # fmt: skip
     masks = {stamp_ns(r.msg.header.stamp): np.frombuffer(r.msg.data, np.uint8).copy() for r in outputs.get("mask")}
     return {s: (used[s], m) for s, m in masks.items() if s in used}, node.log()
 
