@@ -50,11 +50,11 @@ $(V)/.stamp-messages: $(V)/.stamp-requirements $(wildcard msg/*.msg) CMakeLists.
 	@touch $@
 
 # tf2_msgs/TFMessage (rig.source: tf reads /tf_static and /tf): no ros-tf2-msgs wheel exists, so it is
-# built from its definition (interfaces/tf2_msgs) into $(VENV), unless a tf2_msgs from elsewhere
-# imports (a sourced ROS installation's is never shadowed).
+# built from its definition (interfaces/tf2_msgs) into $(VENV), unless a tf2_msgs that is not this
+# build already imports (a sourced ROS installation's or a wheel's is never shadowed).
 TF2_MSGS := $(wildcard interfaces/tf2_msgs/*.txt interfaces/tf2_msgs/*.xml interfaces/tf2_msgs/msg/*.msg)
 $(V)/.stamp-tf2-msgs: $(V)/.stamp-requirements $(TF2_MSGS)
-	@if $(PY) -c "import sys, tf2_msgs.msg; sys.exit(tf2_msgs.__file__.startswith('$(V)/'))" 2>/dev/null; then \
+	@if $(PY) -c "import tf2_msgs.msg" 2>/dev/null && ! grep -qs "modseg_ros's make setup" $(V)/share/tf2_msgs/package.xml; then \
 	  echo "tf2_msgs: using $$($(PY) -c 'import tf2_msgs; print(tf2_msgs.__file__)')"; \
 	else \
 	  mkdir -p build && \
