@@ -78,7 +78,22 @@ $(V)/.stamp-messages: $(V)/.stamp-requirements $(wildcard msg/*.msg cmake/*.in) 
 	cmake --install $(BUILD) >> $(BUILD).log
 	@touch $@
 
-$(V)/.stamp-package: $(V)/.stamp-messages setup.py setup.cfg pyproject.toml
+# tf2_msgs/TFMessage (rig.source: tf reads /tf_static and /tf): no ros-tf2-msgs wheel exists, so it is
+# built from its definition (interfaces/tf2_msgs) into $(VENV), unless a tf2_msgs that is not this
+# build already imports (a sourced ROS installation's or a wheel's is never shadowed).
+TF2_MSGS := $(wildcard interfaces/tf2_msgs/*.txt interfaces/tf2_msgs/*.xml interfaces/tf2_msgs/msg/*.msg)
+$(V)/.stamp-tf2-msgs: $(V)/.stamp-requirements $(TF2_MSGS)
+	@if $(PY) -c "import tf2_msgs.msg" 2>/dev/null && ! grep -qs "modseg_ros's make setup" $(V)/share/tf2_msgs/package.xml; then \
+	  echo "tf2_msgs: using $$($(PY) -c 'import tf2_msgs; print(tf2_msgs.__file__)')"; \
+	else \
+	  mkdir -p build && \
+	  AMENT_PREFIX_PATH=$(V) cmake -S interfaces/tf2_msgs -B build/tf2_msgs -DCMAKE_PREFIX_PATH=$(V) -DCMAKE_INSTALL_PREFIX=$(V) \
+	    -DPython3_EXECUTABLE=$(PY) -DBUILD_TESTING=OFF > build/tf2_msgs.log && \
+	  cmake --build build/tf2_msgs -j2 >> build/tf2_msgs.log && cmake --install build/tf2_msgs >> build/tf2_msgs.log; \
+	fi
+	@touch $@
+
+$(V)/.stamp-package: $(V)/.stamp-messages $(V)/.stamp-tf2-msgs setup.py setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 

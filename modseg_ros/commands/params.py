@@ -24,5 +24,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     width = max(len(p.key) for p in declared_parameters())
     for p in declared_parameters():
-        print(f"{p.key:<{width}}  {format_value(values.get(p.key)):<24} {p.range:<28} {p.description}")
+        runtime = "" if p.read_only else " [changes at run time]"
+        print(f"{p.key:<{width}}  {format_value(values.get(p.key)):<24} {p.range:<28} {p.description}{runtime}")
     return 0

@@ -28,6 +28,7 @@ from modseg_ros.core.geometry import Intrinsics, Rig, Transform
 from modseg_ros.core.health import HealthConfig
 from modseg_ros.core.params import Parameter, ParameterReader, Parameters
 from modseg_ros.core.sync import SyncConfig
+from modseg_ros.core.transforms import RIG_SOURCES
 from modseg_ros.core.types import MODALITIES, EventTime, Modality
 from modseg_ros.errors import ConfigError
 from modseg_ros.paths import config_file
@@ -155,11 +156,18 @@ def rig_from_parameters(params: Parameters) -> Rig:
 _ROS_PARAMETERS = ("use_sim_time", "start_type_description_service")
 _ROS_PREFIXES = ("qos_overrides.",)
 
+
+def is_ros_parameter(key: str) -> bool:
+    """A parameter rclpy gives every node (not the node's own)."""
+    return key in _ROS_PARAMETERS or key.startswith(_ROS_PREFIXES)
+
 EVENTS_SOURCES = ("points", "image")
 QOS_RELIABILITIES = ("best_effort", "reliable")
 BACKENDS = ("torch", "onnx")
 
 RIG_PARAMETERS = (
+    Parameter("rig.source", "tf: sensor poses from /tf_static and /tf (the rig.<sensor>.xyz/rpy until they arrive); "
+              "yaml: rig.<sensor>.xyz/rpy only", " | ".join(RIG_SOURCES)),
     Parameter("rig.base_frame", "the vehicle frame the sensor poses are given in", "frame id"),
     *Parameter("rig.{m}.frame_id", "the sensor's frame (its messages' frame_id)", "frame id").for_modalities(),
     *Parameter("rig.{m}.xyz", "the sensor frame's position in the base frame", "[x, y, z] m").for_modalities(),
@@ -318,8 +326,8 @@ class OutputsConfig:
 
     PARAMETERS = (
         Parameter("outputs.frame_id", "frame of every output; \"\" = rig.camera.frame_id", "frame id"),
-        Parameter("outputs.overlay_alpha", "weight of the colour mask in segmentation/overlay", "0 .. 1"),
-        Parameter("outputs.publish_points", "publish segmentation/points (LiDAR labelled from the mask)", "bool"),
+        Parameter("outputs.overlay_alpha", "weight of the colour mask in segmentation/overlay", "0 .. 1", read_only=False),
+        Parameter("outputs.publish_points", "publish segmentation/points (LiDAR labelled from the mask)", "bool", read_only=False),
         Parameter("outputs.qos_depth", "outputs are RELIABLE, KEEP_LAST with this depth", ">= 1"),
         Parameter("outputs.diagnostics_rate_hz", "/diagnostics rate", "> 0 Hz"),
         Parameter("outputs.health_rate_hz", "sensor_health rate (also published on every change)", "> 0 Hz"),
@@ -342,6 +350,8 @@ class NodeConfig:
     """Everything the node, ``modseg run`` and the offline replay need, validated."""
 
     rig: Rig
+    rig_source: str  # "tf" | "yaml" (core/transforms.py)
+    base_frame: str  # the frame rig.base_from maps into (TF looks sensors up in it)
     topics: TopicsConfig
     inputs: InputsConfig
     sync: SyncConfig
@@ -363,7 +373,7 @@ class NodeConfig:
         reject unknown names and invalid values (ConfigError naming the parameter)."""
         merged = dict(default_parameters() if defaults is None else defaults)
         for key, value in params.items():
-            if key in _ROS_PARAMETERS or key.startswith(_ROS_PREFIXES):
+            if is_ros_parameter(key):
                 continue
             if key not in merged:
                 raise ConfigError(f"unknown parameter '{key}' (the known ones are listed in config/any2seg.yaml)")
@@ -374,6 +384,8 @@ class NodeConfig:
         rig = rig_from_parameters(merged)
         return cls(
             rig=rig,
+            rig_source=r.string("rig.source", RIG_SOURCES),
+            base_frame=r.string("rig.base_frame"),
             topics=TopicsConfig.from_parameters(r),
             inputs=inputs,
             sync=SyncConfig.from_parameters(r, inputs.modalities),

@@ -112,29 +112,29 @@ class HealthConfig:
         Parameter("health.window_s", "rate window", "> 0 s"),
         Parameter("health.fail_count", "consecutive bad messages to fail", ">= 1"),
         Parameter("health.recover_count", "consecutive good messages to recover", ">= 1"),
-        Parameter("health.max_delay_s", "stamps older than this are stale (0 disables)", ">= 0 s"),
-        Parameter("health.max_future_s", "stamps further ahead than this are in the future (0 disables)", ">= 0 s"),
-        Parameter("health.max_rate_factor", "measured rate above this times rate_hz: WARN (0 disables)", "0 or > 1"),
+        Parameter("health.max_delay_s", "stamps older than this are stale (0 disables)", ">= 0 s", read_only=False),
+        Parameter("health.max_future_s", "stamps further ahead than this are in the future (0 disables)", ">= 0 s", read_only=False),
+        Parameter("health.max_rate_factor", "measured rate above this times rate_hz: WARN (0 disables)", "0 or > 1", read_only=False),
         *Parameter("health.{m}.rate_hz", "the sensor's nominal rate (also predicts its next stamp)", "> 0 Hz").for_modalities(),
-        *Parameter("health.{m}.timeout_s", "no message for this long: the sensor is dead", "> 0 s").for_modalities(),
-        *Parameter("health.{m}.warn_rate_hz", "measured rate below this: WARN", ">= error_rate_hz").for_modalities(),
-        *Parameter("health.{m}.error_rate_hz", "measured rate below this: ERROR", ">= 0 Hz").for_modalities(),
-        *Parameter("health.{m}.frozen_count", "this many identical messages in a row: frozen (0 disables)", ">= 0").for_modalities(),
+        *Parameter("health.{m}.timeout_s", "no message for this long: the sensor is dead", "> 0 s", read_only=False).for_modalities(),
+        *Parameter("health.{m}.warn_rate_hz", "measured rate below this: WARN", ">= error_rate_hz", read_only=False).for_modalities(),
+        *Parameter("health.{m}.error_rate_hz", "measured rate below this: ERROR", ">= 0 Hz", read_only=False).for_modalities(),
+        *Parameter("health.{m}.frozen_count", "this many identical messages in a row: frozen (0 disables)", ">= 0", read_only=False).for_modalities(),
         Parameter("health.camera.grid", "blocks of the exposure and blockage statistics", "[rows, columns]"),
-        Parameter("health.camera.dark_level", "block mean below this: dark", "0 .. 255"),
-        Parameter("health.camera.bright_level", "block mean above this: saturated", "0 .. 255"),
-        Parameter("health.camera.uniform_std", "block standard deviation below this: uniform (covered)", ">= 0"),
-        Parameter("health.camera.warn_fraction", "share of bad blocks for WARN", "0 .. 1"),
-        Parameter("health.camera.error_fraction", "share of bad blocks for ERROR", "0 .. 1"),
-        Parameter("health.depth.warn_valid_fraction", "share of pixels with a depth below this: WARN", "0 .. 1"),
-        Parameter("health.depth.error_valid_fraction", "below this: ERROR", "0 .. 1"),
-        Parameter("health.lidar.min_points", "fewer returns: ERROR", ">= 0"),
-        Parameter("health.lidar.warn_no_return_ratio", "share of points without a return above this: WARN", "0 .. 1"),
-        Parameter("health.lidar.error_no_return_ratio", "above this: ERROR", "0 .. 1"),
-        Parameter("health.lidar.warn_blocked_sector_deg", "widest sector without returns above this: WARN", "0 .. 360 deg"),
-        Parameter("health.lidar.error_blocked_sector_deg", "above this: ERROR", "0 .. 360 deg"),
-        Parameter("health.events.warn_min_active_fraction", "share of pixels with events below this: WARN", "0 .. 1"),
-        Parameter("health.events.error_max_active_fraction", "above this (a noise storm, flicker): ERROR", "0 .. 1"),
+        Parameter("health.camera.dark_level", "block mean below this: dark", "0 .. 255", read_only=False),
+        Parameter("health.camera.bright_level", "block mean above this: saturated", "0 .. 255", read_only=False),
+        Parameter("health.camera.uniform_std", "block standard deviation below this: uniform (covered)", ">= 0", read_only=False),
+        Parameter("health.camera.warn_fraction", "share of bad blocks for WARN", "0 .. 1", read_only=False),
+        Parameter("health.camera.error_fraction", "share of bad blocks for ERROR", "0 .. 1", read_only=False),
+        Parameter("health.depth.warn_valid_fraction", "share of pixels with a depth below this: WARN", "0 .. 1", read_only=False),
+        Parameter("health.depth.error_valid_fraction", "below this: ERROR", "0 .. 1", read_only=False),
+        Parameter("health.lidar.min_points", "fewer returns: ERROR", ">= 0", read_only=False),
+        Parameter("health.lidar.warn_no_return_ratio", "share of points without a return above this: WARN", "0 .. 1", read_only=False),
+        Parameter("health.lidar.error_no_return_ratio", "above this: ERROR", "0 .. 1", read_only=False),
+        Parameter("health.lidar.warn_blocked_sector_deg", "widest sector without returns above this: WARN", "0 .. 360 deg", read_only=False),
+        Parameter("health.lidar.error_blocked_sector_deg", "above this: ERROR", "0 .. 360 deg", read_only=False),
+        Parameter("health.events.warn_min_active_fraction", "share of pixels with events below this: WARN", "0 .. 1", read_only=False),
+        Parameter("health.events.error_max_active_fraction", "above this (a noise storm, flicker): ERROR", "0 .. 1", read_only=False),
     )  # fmt: skip
 
     @classmethod
@@ -430,6 +430,12 @@ class HealthMonitor:
         }
         self._states: dict[Modality, HealthState] = {}
         self.tick(0)
+
+    def reconfigure(self, config: HealthConfig) -> None:
+        """New thresholds at run time (the parameters that are not read-only; the streams' state is kept)."""
+        for modality, stream in self._streams.items():
+            stream.limits = config.streams[modality]
+        self.config = config
 
     @property
     def modalities(self) -> tuple[Modality, ...]:

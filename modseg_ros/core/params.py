@@ -26,7 +26,7 @@ class Parameter:
     key: str  # dotted name; "{m}" stands for each modality (``for_modalities``)
     description: str
     range: str = ""  # the values the reader accepts
-    read_only: bool = True  # read once at start-up (every parameter of the node is)
+    read_only: bool = True  # read once at start-up; False: the node takes a change at run time (core/runtime_parameters.py)
 
     def for_modalities(self, modalities: Iterable[Modality] = MODALITIES) -> tuple[Parameter, ...]:
         """One parameter per modality from a "{m}" key."""
@@ -40,8 +40,9 @@ def format_value(value: Any) -> str:
 
 def parameter_table(parameters: Iterable[Parameter], defaults: Mapping[str, Any]) -> str:
     """A Markdown table of ``parameters`` with their defaults (the docs' parameter tables)."""
-    rows = ["| parameter | default | values | description |", "|---|---|---|---|"]
-    rows += [f"| `{p.key}` | `{format_value(defaults.get(p.key))}` | {p.range} | {p.description} |" for p in parameters]
+    rows = ["| parameter | default | values | description | changes at run time |", "|---|---|---|---|---|"]
+    rows += [f"| `{p.key}` | `{format_value(defaults.get(p.key))}` | {p.range} | {p.description} | {'' if p.read_only else 'yes'} |"
+             for p in parameters]
     return "\n".join(rows)
 
 

@@ -201,6 +201,11 @@ class Perception:
         """The calibration with the camera's own grid (the output grid)."""
         return self._rigs[0]
 
+    @rig.setter
+    def rig(self, rig: Rig) -> None:
+        """A new calibration (extrinsics from TF): the processing grid follows it."""
+        self._rigs = self._rigs_for(rig)
+
     @property
     def processing_rig(self) -> Rig:
         """The calibration with the processing grid as its camera (what the encodings are made on)."""

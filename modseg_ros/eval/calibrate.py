@@ -37,8 +37,9 @@ from modseg_ros.core.checks.consistency import (
 )
 from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.types import MODALITIES, Modality, subset_name
+from modseg_ros.data.bags import Bag
 from modseg_ros.errors import ConfigError
-from modseg_ros.eval.offline import OfflineNode, replay_into
+from modseg_ros.eval.offline import OfflineNode, replay_into, with_bag_tf
 from modseg_ros.eval.run import ReplayOptions
 from modseg_ros.model.consistency import MIN_MODALITIES
 from modseg_ros.model.loading import load_engine
@@ -167,7 +168,9 @@ def calibrate(checkpoint: Path, bags: Sequence[Path], params: Path, rule: Calibr
         if progress is not None:
             progress(f"replaying {bag}")
         probe = _SubsetProbe(engine)
-        node = _CalibrationNode(config, probe)
+        with Bag(bag) as opened:  # the sensor poses of its /tf_static with rig.source: tf, as the node takes them
+            bag_config, _ = with_bag_tf(config, opened)
+        node = _CalibrationNode(bag_config, probe)
         replay_into(node, Path(bag), ReplayOptions(params=params))
         collect_scores(node, probe, rule, series)
     thresholds: dict[str, dict[Modality, Thresholds]] = {}

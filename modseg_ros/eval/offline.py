@@ -23,6 +23,7 @@ from modseg_ros.core.config import NodeConfig
 from modseg_ros.core.config import resolved_topic as resolved
 from modseg_ros.core.loop import NodeLoop
 from modseg_ros.core.perception import Perception
+from modseg_ros.core.transforms import TfRig
 from modseg_ros.core.types import Bundle, Modality
 from modseg_ros.data.bags import Bag, BagMessage
 from modseg_ros.data.playback import CLOCK_TOPIC, MessageInjector, PlaybackOptions, schedule, topic_roles, window
@@ -36,6 +37,23 @@ def node_inputs(config: NodeConfig) -> dict:
     from modseg_ros.core import messages  # message-field readers; they take rosbags messages as well
 
     return {resolved(source.topic): source for source in messages.sensor_inputs(config).values()}
+
+
+def with_bag_tf(config: NodeConfig, bag: Bag) -> tuple[NodeConfig, str]:
+    """With ``rig.source: tf``, the configuration with the sensor poses of the bag's /tf_static when
+    it has every needed frame (as the live node takes them), and a note saying which poses are used.
+    (/tf is not read: the live node's sensor mounts on /tf would move during the drive.)"""
+    if config.rig_source != "tf" or "/tf_static" not in bag.topics:
+        return config, ""
+    tf = TfRig(config.base_frame, config.rig.frame_ids, config.inputs.modalities)
+    for message in bag.messages(["/tf_static"]):
+        for t in bag.deserialize(message).transforms:
+            v, q = t.transform.translation, t.transform.rotation
+            tf.tree.set(t.header.frame_id, t.child_frame_id, (v.x, v.y, v.z), (q.x, q.y, q.z, q.w), True)
+    update = tf.update(config.rig)
+    if update.problem:
+        return config, f"sensor poses of rig.*: the bag's /tf_static lacks {update.problem}"
+    return replace(config, rig=update.rig), "sensor poses from the bag's /tf_static"
 
 
 def node_topic_roles(config: NodeConfig) -> dict[str, Modality]:
@@ -120,6 +138,8 @@ def run_offline(bag_path: Path, options: ReplayOptions, progress: Callable[[floa
     ``threads`` overrides the parameter ``model.threads``, ``overrides`` any parameters of the file."""
     started = time.monotonic()
     config = NodeConfig.load(options.params, {**(overrides or {}), **({"model.threads": threads} if threads else {})})
+    with Bag(bag_path) as bag:
+        config, rig_note = with_bag_tf(config, bag)
     engine, note = load_engine(config.model, config.rig.camera)
     calibration, consistency_note = load_calibration(config.consistency, config.model, engine)
     node = OfflineNode(config, engine, calibration)
@@ -128,7 +148,7 @@ def run_offline(bag_path: Path, options: ReplayOptions, progress: Callable[[floa
     sync = node.perception.sync.stats
     outputs.counters = {"bundles": sync.bundles, "bundles_partial": sync.partial, "triggers_dropped": sync.triggers_dropped,
                         "malformed_dropped": node.rejected, "masks_published": len(node.masks)}  # fmt: skip
-    outputs.notes += [note, consistency_note]
+    outputs.notes += [note, consistency_note, *([rig_note] if rig_note else [])]
     return outputs
 
 
@@ -159,6 +179,7 @@ def encode_inputs(bag: Bag, options: ReplayOptions, config: NodeConfig,
     from modseg_ros.core import messages
     from modseg_ros.core.encoding import encode_payload
 
+    config, _ = with_bag_tf(config, bag)
     inputs = node_inputs(config)
     topics = node_topics(bag, config)
     playback = playback_options(options, topics, config)

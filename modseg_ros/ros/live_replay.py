@@ -28,7 +28,7 @@ from modseg_ros.eval.offline import node_inputs, node_topics, playback_options
 from modseg_ros.eval.run import HealthRecord, MaskRecord, ReplayOptions, RunOutputs
 from modseg_ros.ros.env import apply_dds_environment, use_private_domain
 from modseg_ros.ros.node_process import NodeProcess
-from modseg_ros.ros.player import BagPublisher
+from modseg_ros.ros.player import BagPublisher, message_class
 from modseg_ros.ros.recorder import TopicRecorder
 
 READY_TIMEOUT_S = 180.0  # node start-up: imports, network construction, checkpoint
@@ -61,7 +61,8 @@ def run_live(bag_path: Path, options: ReplayOptions, progress: Callable[[float],
         topics = node_topics(bag, config)
         if not topics:
             raise ReplayError(f"{bag.path}: none of the node's input topics ({', '.join(node_inputs(config))}) is in the bag")
-        playback = playback_options(options, topics, config)
+        played = topics + _tf_topics(bag, config)
+        playback = playback_options(options, played, config)
         begin, end = window(bag, playback)
         published: dict[tuple[str, int], float] = {}
         recording = RecordingWriter(options.record) if options.record is not None else None
@@ -69,7 +70,7 @@ def run_live(bag_path: Path, options: ReplayOptions, progress: Callable[[float],
         def on_publish(item: Outgoing, wall: float) -> None:
             if item.stamp_ns is not None:
                 published[(item.topic, item.stamp_ns)] = wall
-            if recording is not None and item.raw is not None:  # the inputs as the node received them
+            if recording is not None and item.raw is not None and item.topic not in TF_TOPICS:  # the inputs as the node received them (TF: _record_rest)
                 recording.write(item.topic, bag.topics[item.topic].msgtype, item.bag_ns, item.raw)
             if progress is not None:
                 progress(min(1.0, (item.bag_ns - begin) / max(end - begin, 1)))
@@ -81,18 +82,18 @@ def run_live(bag_path: Path, options: ReplayOptions, progress: Callable[[float],
         try:
             node = rclpy.create_node("modseg_replay", context=context,
                                      parameter_overrides=[Parameter("use_sim_time", value=True)])  # fmt: skip
-            sink = BagPublisher(node, [bag.topics[t] for t in topics], clock=True, on_publish=on_publish)
+            sink = BagPublisher(node, [bag.topics[t] for t in played], clock=True, on_publish=on_publish)
             recorder = TopicRecorder(node, RECORDED_OUTPUTS if recording is not None else OUTPUTS)
             executor = SingleThreadedExecutor(context=context)
             executor.add_node(node)
             spinner = threading.Thread(target=executor.spin, daemon=True)
             spinner.start()
-            ready = sink.wait_for_subscribers(topics, READY_TIMEOUT_S, node_process.alive)
+            ready = sink.wait_for_subscribers(played, READY_TIMEOUT_S, node_process.alive)
             while ready and node_process.alive() and not recorder.publishers_matched():
                 time.sleep(0.05)
             if not node_process.alive() or not ready:
                 raise ReplayError(f"the node did not come up (exit code {node_process.proc.poll()}):\n{node_process.tail()}")
-            stats = play(bag, topics, playback, sink)
+            stats = play(bag, played, playback, sink)
             _drain(recorder, node_process)
             outputs = _decode(recorder, config, published)
             if recording is not None:
@@ -112,8 +113,15 @@ def run_live(bag_path: Path, options: ReplayOptions, progress: Callable[[float],
     if stats.max_late_ms > 50:
         outputs.notes.append(f"the player published up to {stats.max_late_ms:.0f} ms late (rate {options.rate:g} is too fast "
                              f"for this machine's failure injection)")  # fmt: skip
-    outputs.counters["player_messages"] = sum(n for t, n in stats.published.items() if t != CLOCK_TOPIC)
+    outputs.counters["player_messages"] = sum(n for t, n in stats.published.items() if t != CLOCK_TOPIC and t not in TF_TOPICS)
     return outputs
+
+
+def _tf_topics(bag: Bag, config: NodeConfig) -> list[str]:
+    """The bag's /tf_static and /tf when the node takes its sensor poses from TF (and tf2_msgs imports)."""
+    if config.rig_source != "tf":
+        return []
+    return [t for t in TF_TOPICS if t in bag.topics and message_class(bag.topics[t].msgtype) is not None]
 
 
 def _record_rest(recording: RecordingWriter, bag: Bag, recorder: TopicRecorder, node, config: NodeConfig,

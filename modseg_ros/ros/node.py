@@ -37,17 +37,21 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
-from rclpy.qos import QoSPolicyKind, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from modseg_ros.core import messages
-from modseg_ros.core.config import NodeConfig, default_parameters, load_parameters
+from modseg_ros.core import runtime_parameters
+from modseg_ros.core.config import NodeConfig, declared_parameters, default_parameters, load_parameters
 from modseg_ros.core.loop import LevelChanges, NodeLoop
+from modseg_ros.core.params import Parameter
 from modseg_ros.core.perception import Perception, Segmentation
+from modseg_ros.core.transforms import TfRig, describe_change
 from modseg_ros.core.types import MODALITIES, Bundle, HealthLevel, Modality, SensorSample, subset_name
 from modseg_ros.errors import ConfigError, ConversionError, ModsegError
 from modseg_ros.model.engine_process import EngineProcess
@@ -64,6 +68,12 @@ T = TypeVar("T")
 NODE_NAME = "any2seg"
 WARN_EVERY_S = 5.0  # per-topic limit for repeated warnings (malformed messages)
 LATENCY_WINDOW = 200  # published masks the latency figures in /diagnostics cover
+TF_CHECK_S = 1.0  # how often missing transforms are looked for (rig.source: tf)
+TF_GRACE_S = 2.0  # no warning about missing transforms before this long after start
+TF_WARN_EVERY_S = 30.0  # an unchanged transform problem is repeated at most this often
+# tf2's listener QoS: /tf_static latched (transient local), both reliable with a deep queue
+TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def _time_msg(ns: int) -> Time:
@@ -128,7 +138,7 @@ class _PipelineStats:
 
 class Any2SegNode(Node):
     def __init__(self, **node_kwargs) -> None:
-        super().__init__(NODE_NAME, automatically_declare_parameters_from_overrides=True, **node_kwargs)
+        super().__init__(NODE_NAME, **node_kwargs)
         self.config = NodeConfig.from_parameters(self._declared_parameters())
         engine, engine_note = load_engine(self.config.model, self.config.rig.camera, isolate=self.config.model.process)
         calibration, consistency_note = load_calibration(self.config.consistency, self.config.model, engine)
@@ -147,11 +157,17 @@ class Any2SegNode(Node):
 
         self._create_publishers()
         self._create_subscriptions()
+        self._tf: TfRig | None = None
+        self._extrinsics = "rig.* (rig.source: yaml)"  # where the rig's poses come from (diagnostics)
+        self._tf_warned: dict[str, float] = {}  # problem -> when it was last warned (monotonic)
+        self._started = time.monotonic()
+        self._follow_tf()
         cfg = self.config
         self.create_timer(1.0 / cfg.health_tick_rate_hz, self._on_health_tick)
         self.create_timer(1.0 / cfg.sync_poll_rate_hz, self._on_sync_poll)
         self.create_timer(1.0 / cfg.outputs.health_rate_hz, self._publish_health)
         self.create_timer(1.0 / cfg.outputs.diagnostics_rate_hz, self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self._running = True
         self._threads = [threading.Thread(target=self._infer, name="any2seg-inference", daemon=True),
                          threading.Thread(target=self._render, name="any2seg-rendering", daemon=True)]  # fmt: skip
@@ -164,12 +180,33 @@ class Any2SegNode(Node):
     # --- set-up ----------------------------------------------------------------------------------
 
     def _declared_parameters(self) -> dict:
-        """Declare every known parameter (its default from the shipped file unless overridden)
-        and return all of them, flat."""
-        for name, value in default_parameters().items():
-            if not self.has_parameter(name):
-                self.declare_parameter(name, value)
-        return {name: parameter.value for name, parameter in self.get_parameters_by_prefix("").items()}
+        """Declare every parameter as its module declares it (core/config.py ``declared_parameters``:
+        description, accepted values, read-only unless it can change at run time), its default from
+        the shipped file unless overridden, and return all of them, flat (with any override that names
+        no parameter, which NodeConfig refuses by name)."""
+        defaults = default_parameters()
+        for parameter in declared_parameters():
+            if not self.has_parameter(parameter.key):
+                self.declare_parameter(parameter.key, defaults[parameter.key], _descriptor(parameter))
+        values = {name: runtime_parameters.plain_value(p.value) for name, p in self.get_parameters_by_prefix("").items()}
+        overrides = getattr(self, "_parameter_overrides", {})  # rclpy keeps the --ros-args values here
+        values.update({name: p.value for name, p in overrides.items() if name not in values})
+        return values
+
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        """A change at run time: validated as at start-up, then the modules' settings are swapped;
+        a parameter read only at start-up is read-only (rclpy refuses it before this is called)."""
+        try:
+            config = runtime_parameters.changed(self.config, {p.name: p.value for p in parameters})
+        except ConfigError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        if config.parameters != self.config.parameters:
+            runtime_parameters.apply(self.perception, config)
+            changes = ", ".join(f"{k}: {config.parameters[k]!r}" for k in config.parameters
+                                if config.parameters[k] != self.config.parameters[k])  # fmt: skip
+            self.config = config
+            self.get_logger().info(f"parameters changed at run time: {changes}")
+        return SetParametersResult(successful=True)
 
     def _create_publishers(self) -> None:
         qos = QoSProfile(depth=self.config.outputs.qos_depth, reliability=ReliabilityPolicy.RELIABLE)
@@ -205,6 +242,66 @@ class Any2SegNode(Node):
         subscription = self.create_subscription(msg_type, topic, callback, qos, event_callbacks=events)
         self._topics[topic] = _Topic(modality, subscription.topic_name, camera_info=info)
 
+    def _follow_tf(self) -> None:
+        """rig.source: tf: subscribe /tf_static and /tf and take the sensor poses from them."""
+        if self.config.rig_source != "tf":
+            return
+        try:
+            from tf2_msgs.msg import TFMessage
+        except ImportError:
+            self._extrinsics = "rig.* (tf2_msgs cannot be imported)"
+            self.get_logger().warning("rig.source is tf, but tf2_msgs cannot be imported here (make setup builds it; on a "
+                                      "ROS installation install its tf2_msgs package): the sensor poses are rig.*")  # fmt: skip
+            return
+        self._tf = TfRig(self.config.base_frame, self.config.rig.frame_ids, self.config.inputs.modalities)
+        self._extrinsics = "rig.* until TF has every sensor frame"
+        self.create_subscription(TFMessage, "/tf_static", lambda msg: self._on_tf(msg, True), TF_STATIC_QOS)
+        self.create_subscription(TFMessage, "/tf", lambda msg: self._on_tf(msg, False), TF_QOS)
+        self.create_timer(TF_CHECK_S, self._check_tf)
+
+    def _on_tf(self, msg, static: bool) -> None:
+        tf = self._tf
+        moved = False
+        for t in msg.transforms:
+            v, q = t.transform.translation, t.transform.rotation
+            problem = tf.tree.set(t.header.frame_id, t.child_frame_id, (v.x, v.y, v.z), (q.x, q.y, q.z, q.w), static)
+            if problem:
+                self._warn_tf(f"{'/tf_static' if static else '/tf'}: {problem}")
+            elif tf.relevant(t.child_frame_id):
+                moved = True
+        if moved:
+            self._update_rig()
+
+    def _update_rig(self) -> str:
+        """The sensor poses from TF when every needed frame resolves (the rig replaced whole, as
+        ``Perception.set_camera`` does); the problem naming the frames otherwise ("" when none)."""
+        old = self.perception.rig
+        update = self._tf.update(old)
+        if update.changed:
+            self.perception.rig = update.rig
+            self._extrinsics = f"TF ({self._tf.base_frame})"
+            self.get_logger().info(f"sensor poses from TF in '{self._tf.base_frame}': "
+                                   f"{describe_change(old, update.rig, self._tf.modalities)}")  # fmt: skip
+        elif not update.problem and self._extrinsics.startswith("rig.*"):
+            self._extrinsics = f"TF ({self._tf.base_frame}; as rig.*)"
+            self.get_logger().info(f"sensor poses from TF in '{self._tf.base_frame}': the same as rig.*")
+        return update.problem
+
+    def _check_tf(self) -> None:
+        problem = self._update_rig()
+        if problem and time.monotonic() - self._started >= TF_GRACE_S:
+            rig = "the last poses from TF" if self._extrinsics.startswith("TF") else "the poses of rig.*"
+            self._warn_tf(f"no sensor pose from TF for {problem}; keeping {rig}")
+
+    def _warn_tf(self, text: str) -> None:
+        """A transform problem: warned once, then again only if it persists TF_WARN_EVERY_S."""
+        wall = time.monotonic()
+        if wall - self._tf_warned.get(text, -1e9) >= TF_WARN_EVERY_S:
+            if len(self._tf_warned) > 100:  # problems that name ever new frames: keep the record bounded
+                self._tf_warned.clear()
+            self._tf_warned[text] = wall
+            self.get_logger().warning(text)
+
     # --- receiving ----------------------------------------------------------------------------------
 
     def _now_ns(self) -> int:
@@ -220,6 +317,8 @@ class Any2SegNode(Node):
             self._warn_topic(topic, f"dropped a malformed message: {intake.problem}")
             return
         self._wall_arrival[intake.sample] = wall
+        if self._tf is not None and self._tf.observe_frame(source.modality, intake.sample.frame_id):
+            self._update_rig()  # its messages name another frame than rig.<sensor>.frame_id
         self._hand_over(intake.bundles)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -441,6 +540,7 @@ class Any2SegNode(Node):
             "inference_ms_p50": f"{np.percentile(inference, 50):.1f}",
             "last_modalities": last_used,
             "model": self.perception.engine.name,
+            "extrinsics": self._extrinsics,
         }
         return _status(f"{name}: pipeline", level, message, name, values)
 
@@ -453,6 +553,15 @@ class Any2SegNode(Node):
         if isinstance(self.perception.engine, EngineProcess):
             self.perception.engine.close()
         self.destroy_node()
+
+
+def _descriptor(parameter: Parameter) -> ParameterDescriptor:
+    """What ``ros2 param describe`` shows; the values are checked by the parameter's reader, so any
+    type is accepted here (dynamic typing) and refused there with the parameter named."""
+    restart = " (read at start-up: changing it needs a restart)" if parameter.read_only else " (can change at run time)"
+    return ParameterDescriptor(name=parameter.key, description=parameter.description + restart,
+                               additional_constraints=parameter.range, read_only=parameter.read_only,
+                               dynamic_typing=True)  # fmt: skip
 
 
 def _policy_name(kind) -> str:

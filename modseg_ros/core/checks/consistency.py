@@ -181,9 +181,9 @@ class ConsistencySettings:
     PARAMETERS = (
         Parameter("health.consistency.enabled", "compute and judge the scores (judging needs a calibration); false: not computed", "bool"),
         Parameter("health.consistency.calibration", "thresholds file; \"\" = <checkpoint>.consistency.json beside the model", "path"),
-        Parameter("health.consistency.exclude", "leave a sensor past its exclusion threshold out of the fusion (all three checks)", "bool"),
-        Parameter("health.consistency.enter_s", "past a threshold this long: WARN / excluded (all three checks)", ">= 0 s"),
-        Parameter("health.consistency.recover_s", "back within it this long: OK, fused again (all three checks)", ">= 0 s"),
+        Parameter("health.consistency.exclude", "leave a sensor past its exclusion threshold out of the fusion (all three checks)", "bool", read_only=False),
+        Parameter("health.consistency.enter_s", "past a threshold this long: WARN / excluded (all three checks)", ">= 0 s", read_only=False),
+        Parameter("health.consistency.recover_s", "back within it this long: OK, fused again (all three checks)", ">= 0 s", read_only=False),
     )  # fmt: skip
 
     @classmethod

@@ -62,12 +62,12 @@ class MotionAgreementSettings:
         Parameter("health.motion_agreement.enabled", "judge the camera against the event camera's motion", "bool"),
         Parameter("health.motion_agreement.blocks_across", "square blocks across the camera grid", ">= 1"),
         Parameter("health.motion_agreement.lag_s", "camera block means compared with those this long before", "> 0 s"),
-        Parameter("health.motion_agreement.still_below", "a block whose mean moved less than this (grey levels) is still", "> 0"),
-        Parameter("health.motion_agreement.min_event_share", "share of a block's pixels with events that makes it moving", "> 0"),
-        Parameter("health.motion_agreement.min_moving_blocks", "fewer moving blocks (a stopped vehicle): the frame is not judged", ">= 1"),
-        Parameter("health.motion_agreement.max_still_share", "share of moving blocks the camera sees still, beyond it: camera WARN", "> 0"),
-        Parameter("health.motion_agreement.exclude_still_share", "beyond this: excluded from the fusion (health.consistency.exclude)", ">= max_still_share"),
-        Parameter("health.motion_agreement.smoothing_s", "EMA time constant of the share", ">= 0 s"),
+        Parameter("health.motion_agreement.still_below", "a block whose mean moved less than this (grey levels) is still", "> 0", read_only=False),
+        Parameter("health.motion_agreement.min_event_share", "share of a block's pixels with events that makes it moving", "> 0", read_only=False),
+        Parameter("health.motion_agreement.min_moving_blocks", "fewer moving blocks (a stopped vehicle): the frame is not judged", ">= 1", read_only=False),
+        Parameter("health.motion_agreement.max_still_share", "share of moving blocks the camera sees still, beyond it: camera WARN", "> 0", read_only=False),
+        Parameter("health.motion_agreement.exclude_still_share", "beyond this: excluded from the fusion (health.consistency.exclude)", ">= max_still_share", read_only=False),
+        Parameter("health.motion_agreement.smoothing_s", "EMA time constant of the share", ">= 0 s", read_only=False),
     )  # fmt: skip
 
     @classmethod

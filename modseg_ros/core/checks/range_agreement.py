@@ -54,11 +54,11 @@ class RangeAgreementSettings:
 
     PARAMETERS = (
         Parameter("health.range_agreement.enabled", "judge depth against LiDAR ranges where both see a pixel", "bool"),
-        Parameter("health.range_agreement.max_shift_codes", "|median depth - LiDAR range code| beyond this: depth WARN (1 code = 2.4 % of range)", "> 0"),
-        Parameter("health.range_agreement.max_misregistration", "share of off-surface LiDAR points a shift across the image puts back, beyond it: LiDAR WARN", "> 0"),
-        Parameter("health.range_agreement.tolerance_codes", "a point further than this from the median is off the surface", ">= 1"),
-        Parameter("health.range_agreement.min_pixels", "fewer pixels with both ranges: the frame is not judged", ">= 1"),
-        Parameter("health.range_agreement.smoothing_s", "EMA time constant of both statistics", ">= 0 s"),
+        Parameter("health.range_agreement.max_shift_codes", "|median depth - LiDAR range code| beyond this: depth WARN (1 code = 2.4 % of range)", "> 0", read_only=False),
+        Parameter("health.range_agreement.max_misregistration", "share of off-surface LiDAR points a shift across the image puts back, beyond it: LiDAR WARN", "> 0", read_only=False),
+        Parameter("health.range_agreement.tolerance_codes", "a point further than this from the median is off the surface", ">= 1", read_only=False),
+        Parameter("health.range_agreement.min_pixels", "fewer pixels with both ranges: the frame is not judged", ">= 1", read_only=False),
+        Parameter("health.range_agreement.smoothing_s", "EMA time constant of both statistics", ">= 0 s", read_only=False),
     )  # fmt: skip
 
     @classmethod
