@@ -69,7 +69,7 @@ NODE_NAME = "any2seg"
 WARN_EVERY_S = 5.0  # per-topic limit for repeated warnings (malformed messages)
 LATENCY_WINDOW = 200  # published masks the latency figures in /diagnostics cover
 TF_CHECK_S = 1.0  # how often missing transforms are looked for (rig.source: tf)
-TF_GRACE_S = 2.0  # no warning about missing transforms before this long after start
+TF_GRACE_S = 2.0  # no warning about missing transforms before sensor data has flowed this long
 TF_WARN_EVERY_S = 30.0  # an unchanged transform problem is repeated at most this often
 # tf2's listener QoS: /tf_static latched (transient local), both reliable with a deep queue
 TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -160,7 +160,7 @@ class Any2SegNode(Node):
         self._tf: TfRig | None = None
         self._extrinsics = "rig.* (rig.source: yaml)"  # where the rig's poses come from (diagnostics)
         self._tf_warned: dict[str, float] = {}  # problem -> when it was last warned (monotonic)
-        self._started = time.monotonic()
+        self._first_input: float | None = None  # monotonic time of the first sensor message
         self._follow_tf()
         cfg = self.config
         self.create_timer(1.0 / cfg.health_tick_rate_hz, self._on_health_tick)
@@ -289,7 +289,10 @@ class Any2SegNode(Node):
 
     def _check_tf(self) -> None:
         problem = self._update_rig()
-        if problem and time.monotonic() - self._started >= TF_GRACE_S:
+        # no sensor data, nothing to pose: the grace starts with the first message (a node that waits
+        # for its bag or driver, or loads its model, must not warn about TF that comes with the data)
+        flowing = self._first_input is not None and time.monotonic() - self._first_input >= TF_GRACE_S
+        if problem and flowing:
             rig = "the last poses from TF" if self._extrinsics.startswith("TF") else "the poses of rig.*"
             self._warn_tf(f"no sensor pose from TF for {problem}; keeping {rig}")
 
@@ -310,6 +313,8 @@ class Any2SegNode(Node):
     def _on_sensor(self, source: messages.SensorInput, msg) -> None:
         now = self._now_ns()
         wall = time.monotonic()
+        if self._first_input is None:
+            self._first_input = wall
         topic = self._topics[source.topic]
         intake = self.perception.receive(source.modality, lambda: source.sample(msg, topic.name, now), now)
         if intake.sample is None:
