@@ -5,13 +5,13 @@ same class straight from a bag, both through the same loop (core/loop.py), so li
 give the same masks for the same bundles. The engine is handed in (model/loading.py makes it).
 Two threads use it: the receiving side (``observe``, ``reject``, ``tick``, ``set_camera``) and one
 worker (``segment``); they share nothing mutable but the rigs, which are replaced, never modified.
+``render`` reads only its segmentation and the configuration, so the node draws on a third thread.
 
 Two grids: the *processing grid*, on which every sensor is encoded and the cross-checks look (the
 camera's view scaled down to at most ``inputs.processing_scale`` × the network input per axis: a
 1920×1080 camera costs what a 512×256 one does), and the *output grid*, the camera's own, on which
 the mask is published (labels from the network's grid, nearest). For a camera no larger than that
 bound both are the camera grid.
-``render`` reads only its segmentation and the configuration, so the node draws on a third thread.
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ class Segmentation:
 
     bundle: Bundle
     labels: np.ndarray  # H×W uint8 class ids on the camera grid
-    encoded: Mapping[Modality, np.ndarray]  # the inputs it was computed from
+    encoded: Mapping[Modality, np.ndarray]  # the inputs it was computed from (on the processing grid)
     rig: Rig  # the calibration it was computed with (its camera: the output grid of ``labels``)
     modality_weights: Mapping[Modality, float]
     encode_ms: float  # encodings not already made on arrival
