@@ -65,3 +65,14 @@ def test_the_exported_onnx_graph_agrees_with_torch(frame, tmp_path):
     assert (a.labels == b.labels).mean() > 0.999
     assert np.allclose(list(a.modality_consistency.values()), list(b.modality_consistency.values()), atol=1e-4)
     assert np.isfinite(list(b.modality_consistency.values())).all()
+
+
+def test_the_committed_resume_point_loads_with_its_lidar_reading():
+    # training/ holds the weights a later run continues from (--init); they must stay loadable
+    from pathlib import Path
+
+    from modseg_ros.model.checkpoint import load_checkpoint
+
+    model, info = load_checkpoint(Path(__file__).resolve().parents[2] / "training" / "any2seg_b0_real_wip.safetensors")
+    assert info.lidar_intensity == "scan_rank" and info.training["steps"] > 0
+    assert [d["dataset"] for d in info.training["data"]] == ["embedded world", "CamVid"]
