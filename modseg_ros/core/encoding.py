@@ -112,7 +112,7 @@ def encode_camera(frame: CameraFrame, rig: Rig) -> np.ndarray:
     if image.shape[0] >= cam.height and image.shape[1] >= cam.width:
         box = Image.fromarray(np.ascontiguousarray(image)).resize((cam.width, cam.height), Image.Resampling.BOX, reducing_gap=2.0)
         return np.asarray(box)
-    return np.ascontiguousarray(_resize_nearest(image, cam.height, cam.width))
+    return np.ascontiguousarray(resize_nearest(image, cam.height, cam.width))
 
 
 @np.errstate(over="ignore", invalid="ignore")  # absurd depths overflow to inf: coded as far / no normal
@@ -277,10 +277,11 @@ def nearest_per_pixel(pixel: np.ndarray, z: np.ndarray, pixels: int) -> np.ndarr
 
 
 def _zbuffer(points_cam: np.ndarray, cam: Intrinsics) -> np.ndarray:
+    """Camera-frame points -> H×W depth of the nearest point per pixel (NaN where none)."""
     z = np.full((cam.height, cam.width), np.nan, dtype=np.float32)
     u, v, idx = cam.project(points_cam)
-    order = np.argsort(points_cam[idx, 2], kind="stable")[::-1]  # far first; nearest written last
-    z[v[order], u[order]] = points_cam[idx[order], 2]
+    winners = nearest_per_pixel(v * cam.width + u, points_cam[idx, 2], cam.height * cam.width)
+    z[v[winners], u[winners]] = points_cam[idx[winners], 2]
     return z
 
 
@@ -318,7 +319,7 @@ def _sampled_pixels(src: Intrinsics, dst: Intrinsics) -> tuple[np.ndarray, np.nd
     return row_of, col_of
 
 
-def _resize_nearest(image: np.ndarray, height: int, width: int) -> np.ndarray:
+def resize_nearest(image: np.ndarray, height: int, width: int) -> np.ndarray:
     rows = (np.arange(height) * image.shape[0] // height).astype(np.int64)
     cols = (np.arange(width) * image.shape[1] // width).astype(np.int64)
     return image[rows][:, cols]

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from modseg_ros.core.encoding import resize_nearest
 from modseg_ros.core.geometry import Rig
 from modseg_ros.core.palette import IGNORE, colorize, overlay
 from modseg_ros.core.types import MODALITIES, Modality, PointCloud
@@ -66,10 +67,7 @@ def overlay_image(labels: np.ndarray, encoded: Mapping[Modality, np.ndarray], al
     processing grid is enlarged to the mask's grid, nearest)."""
     modality, background = overlay_background(encoded)
     if background.shape[:2] != labels.shape:
-        h, w = labels.shape
-        rows = (np.arange(h) * background.shape[0]) // h
-        cols = (np.arange(w) * background.shape[1]) // w
-        background = background[rows][:, cols]
+        background = resize_nearest(background, *labels.shape)
     return modality, overlay(background, labels, alpha)
 
 

@@ -94,6 +94,11 @@ def read_label(path: Path) -> np.ndarray:
     return (label.astype(np.int16) - 1).astype(np.uint8)  # 0 -> 255 (ignore), 1..25 -> 0..24
 
 
+def fingerprint(refs: Sequence[FrameRef]) -> str:
+    """sha256 (16 hex digits) of the frames' relative file names: which frames, not where they lie."""
+    return hashlib.sha256("\n".join(r.name for r in refs).encode()).hexdigest()[:16]
+
+
 def _nearest(image: np.ndarray, height: int, width: int) -> np.ndarray:
     rows = ((np.arange(height) + 0.5) * image.shape[0] / height).astype(np.int64)
     cols = ((np.arange(width) + 0.5) * image.shape[1] / width).astype(np.int64)
@@ -141,8 +146,7 @@ class DeliverDataset:
         return len(self.refs)
 
     def fingerprint(self) -> str:
-        """sha256 (16 hex digits) of the split's relative file names: which frames, not where they lie."""
-        return hashlib.sha256("\n".join(r.name for r in self.refs).encode()).hexdigest()[:16]
+        return fingerprint(self.refs)
 
     def __getitem__(self, index: int) -> Frame:
         ref = self.refs[index]

@@ -27,7 +27,6 @@ mapping neither lists nor ignores, an unknown DELIVER class name in the mapping.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import yaml
 
 from modseg_ros.core.palette import CLASS_ID, IGNORE, NUM_CLASSES
 from modseg_ros.core.types import Modality
-from modseg_ros.data.deliver import SPLITS, Frame, FrameRef, read_png
+from modseg_ros.data.deliver import SPLITS, Frame, FrameRef, fingerprint, read_png
 from modseg_ros.errors import DatasetError
 from modseg_ros.paths import config_file
 
@@ -175,8 +174,7 @@ class LabelledDataset:
         return len(self.refs)
 
     def fingerprint(self) -> str:
-        """sha256 (16 hex digits) of the split's relative file names: which frames, not where they lie."""
-        return hashlib.sha256("\n".join(r.name for r in self.refs).encode()).hexdigest()[:16]
+        return fingerprint(self.refs)
 
     def raw_label(self, index: int) -> np.ndarray:
         """The label file's ids (H×W uint8), checked against the image's size and the mapping."""
