@@ -10,6 +10,7 @@ what the dataset's label ids mean::
     classes:
       0: {name: Sky, deliver: [Sky]}        # the first DELIVER class is the training target
       1: {name: Building, deliver: [Building, Wall, Bridge]}
+      3: {name: Grass, deliver: [Terrain], also: [1, 33]}   # ids 1 and 33 are scored as this class too
 
 Cityscapes-style folders (``leftImg8bit/{split}/<city>/x_leftImg8bit.png`` beside
 ``gtFine/{split}/<city>/x_gtFine_labelIds.png``) take the same form with two replacements:
@@ -23,7 +24,8 @@ indices 0..C-1 (255 = ignore) and ``LabelMapping.prediction_lut`` maps DELIVER p
 them (C = a DELIVER class with no counterpart, which counts as wrong).
 
 Every problem names its file and value: a missing or mis-sized label file, a label id that the
-mapping neither lists nor ignores, an unknown DELIVER class name in the mapping.
+mapping neither lists nor ignores, an unknown DELIVER class name in the mapping. Label PNGs hold ids
+0..255; point labels (data/pointframes.py) read the same mapping with ids up to 65535.
 """
 from __future__ import annotations
 
@@ -39,13 +41,13 @@ from modseg_ros.data.deliver import SPLITS, Frame, FrameRef, fingerprint, read_p
 from modseg_ros.errors import DatasetError
 from modseg_ros.paths import config_file
 
-SHIPPED = ("camvid",)  # mapping names that resolve to config/datasets/<name>.yaml
+SHIPPED = ("camvid", "semantickitti", "rellis3d")  # mapping names that resolve to config/datasets/<name>.yaml
 CLASS_ID_NAME = {i: name for name, i in CLASS_ID.items()}
 
 
 @dataclass(frozen=True)
 class DatasetClass:
-    id: int  # label id in the dataset's files
+    ids: tuple[int, ...]  # label ids in the dataset's files (the YAML key, then its 'also' list)
     name: str
     deliver: tuple[int, ...]  # DELIVER class ids it covers; the first is the training target
 
@@ -67,14 +69,14 @@ class LabelMapping:
         """(256,) uint8: dataset label id -> DELIVER training id (255 = ignore)."""
         lut = np.full(256, IGNORE, dtype=np.uint8)
         for c in self.classes:
-            lut[c.id] = c.deliver[0]
+            lut[list(c.ids)] = c.deliver[0]
         return lut
 
-    def index_lut(self) -> np.ndarray:
-        """(256,) uint8: dataset label id -> class index 0..C-1 (255 = ignore)."""
-        lut = np.full(256, IGNORE, dtype=np.uint8)
+    def index_lut(self, size: int = 256) -> np.ndarray:
+        """(size,) uint8: dataset label id -> class index 0..C-1 (255 = ignore)."""
+        lut = np.full(size, IGNORE, dtype=np.uint8)
         for i, c in enumerate(self.classes):
-            lut[c.id] = i
+            lut[list(c.ids)] = i
         return lut
 
     def prediction_lut(self) -> np.ndarray:
@@ -84,17 +86,20 @@ class LabelMapping:
             lut[list(c.deliver)] = i
         return lut
 
-    def known_ids(self) -> np.ndarray:
-        """(256,) bool: label ids the mapping lists or ignores."""
-        known = np.zeros(256, dtype=bool)
-        known[[c.id for c in self.classes]] = True
+    def known_ids(self, size: int = 256) -> np.ndarray:
+        """(size,) bool: label ids the mapping lists or ignores."""
+        known = np.zeros(size, dtype=bool)
+        known[[i for c in self.classes for i in c.ids]] = True
         known[list(self.ignore)] = True
         return known
 
 
-def load_mapping(name_or_path: str | Path) -> LabelMapping:
-    """A shipped mapping by name (``camvid``) or a mapping YAML file, validated."""
-    path = config_file(f"datasets/{name_or_path}.yaml") if str(name_or_path) in SHIPPED else Path(name_or_path)
+def mapping_path(name_or_path: str | Path) -> Path:
+    """A shipped mapping's file (``camvid``, ``semantickitti``, ...) or the path given."""
+    return config_file(f"datasets/{name_or_path}.yaml") if str(name_or_path) in SHIPPED else Path(name_or_path)
+
+
+def read_mapping_yaml(path: Path) -> dict:
     try:
         doc = yaml.safe_load(path.read_text())
     except OSError as err:
@@ -103,6 +108,14 @@ def load_mapping(name_or_path: str | Path) -> LabelMapping:
         raise DatasetError(f"dataset mapping {path} is not valid YAML: {err}") from err
     if not isinstance(doc, dict):
         raise DatasetError(f"dataset mapping {path}: expected a mapping with name, images, labels, classes")
+    return doc
+
+
+def load_mapping(name_or_path: str | Path, max_id: int = 254) -> LabelMapping:
+    """A shipped mapping by name (``camvid``) or a mapping YAML file, validated; class ids up to
+    ``max_id`` (label PNGs: 254, as 255 is the ignore value)."""
+    path = mapping_path(name_or_path)
+    doc = read_mapping_yaml(path)
     for key in ("images", "labels", "classes"):
         if key not in doc:
             raise DatasetError(f"dataset mapping {path}: missing key '{key}'")
@@ -113,25 +126,33 @@ def load_mapping(name_or_path: str | Path) -> LabelMapping:
         raise DatasetError(f"dataset mapping {path}: 'labels' must be a list of [old, new] replacements that turn an image path into its label path")
     if not isinstance(doc["classes"], dict) or not doc["classes"]:
         raise DatasetError(f"dataset mapping {path}: 'classes' must map label ids to {{name, deliver}}")
-    classes = []
+    classes, seen = [], set()
     for raw_id, entry in doc["classes"].items():
-        if not isinstance(raw_id, int) or not 0 <= raw_id <= 254:
-            raise DatasetError(f"dataset mapping {path}: class id {raw_id!r} is not an integer in 0..254")
+        if not isinstance(raw_id, int) or not 0 <= raw_id <= max_id:
+            raise DatasetError(f"dataset mapping {path}: class id {raw_id!r} is not an integer in 0..{max_id}")
         if not isinstance(entry, dict) or "name" not in entry or not entry.get("deliver"):
             raise DatasetError(f"dataset mapping {path}: class {raw_id} needs a name and a non-empty deliver list")
+        also = entry.get("also", [])
+        if not isinstance(also, list) or not all(isinstance(i, int) and 0 <= i <= max_id for i in also):
+            raise DatasetError(f"dataset mapping {path}: class {raw_id} ({entry['name']}): 'also' must be a list of label ids 0..{max_id}")
+        ids = (raw_id, *also)
+        if seen & set(ids):
+            raise DatasetError(f"dataset mapping {path}: label id(s) {', '.join(map(str, sorted(seen & set(ids))))} belong to more than one class")
+        seen.update(ids)
         deliver = []
         for cls in entry["deliver"]:
             if cls not in CLASS_ID:
                 raise DatasetError(f"dataset mapping {path}: class {raw_id} ({entry['name']}) maps onto unknown DELIVER class '{cls}'")
             deliver.append(CLASS_ID[cls])
-        classes.append(DatasetClass(raw_id, str(entry["name"]), tuple(deliver)))
+        classes.append(DatasetClass(ids, str(entry["name"]), tuple(deliver)))
     covered = [d for c in classes for d in c.deliver]
     if len(covered) != len(set(covered)):
         twice = sorted({CLASS_ID_NAME[d] for d in covered if covered.count(d) > 1})
         raise DatasetError(f"dataset mapping {path}: DELIVER class(es) {', '.join(twice)} listed under more than one class")
     ignore = doc.get("ignore", [])
-    if not isinstance(ignore, list) or not all(isinstance(i, int) and 0 <= i <= 255 for i in ignore):
-        raise DatasetError(f"dataset mapping {path}: 'ignore' must be a list of label ids 0..255")
+    top = max(max_id, IGNORE)
+    if not isinstance(ignore, list) or not all(isinstance(i, int) and 0 <= i <= top for i in ignore):
+        raise DatasetError(f"dataset mapping {path}: 'ignore' must be a list of label ids 0..{top}")
     return LabelMapping(
         name=str(doc.get("name", path.stem)), images=str(doc["images"]), labels=tuple((old, new) for old, new in labels),
         classes=tuple(classes), ignore=frozenset(ignore), source=path.name,
