@@ -9,6 +9,7 @@ the zeros an absent slot holds (except the CMNeXt-style baseline, which zero-fil
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -155,15 +156,23 @@ def labels_on_grid(logits: torch.Tensor, size: tuple[int, int], grid: tuple[int,
     return small[:, rows][:, :, cols]
 
 
-@torch.no_grad()
 def segment_camera(model: Segmenter, rgb: np.ndarray, pixels: int = 0, size: tuple[int, int] | None = None) -> np.ndarray:
     """DELIVER labels (H×W uint8) of one RGB image at its native resolution, camera only, the network
     at ``size`` or at ``aspect_size(rgb's shape, pixels)`` (evaluation on real labelled images)."""
-    size = size or aspect_size(rgb.shape[:2], pixels)
+    return segment_encoded(model, {Modality.CAMERA: rgb}, size or aspect_size(rgb.shape[:2], pixels), rgb.shape[:2])
+
+
+@torch.no_grad()
+def segment_encoded(model: Segmenter, encoded: Mapping[Modality, np.ndarray], size: tuple[int, int],
+                    output_size: tuple[int, int], lidar_intensity: str = "raw") -> np.ndarray:  # fmt: skip
+    """DELIVER labels (``output_size`` uint8) from the present modalities' H×W×3 encodings, the
+    network at ``size`` (any multiple of 32), absent modalities dropped."""
     device = next(model.parameters()).device
-    image = torch.from_numpy(encode_input(Modality.CAMERA, rgb, size))[None, None].to(device)  # (1, 1, 3, h, w)
-    logits = model(ModalBatch(image, torch.tensor([0], device=device))).logits
-    return labels_at(logits.float().cpu(), rgb.shape[:2])[0].numpy()
+    present = [m for m in MODALITIES if m in encoded]
+    images = np.stack([encode_input(m, encoded[m], size, lidar_intensity) for m in present])[:, None]  # (S, 1, 3, h, w)
+    index = torch.tensor([MODALITIES.index(m) for m in present], device=device)
+    logits = model(ModalBatch(torch.from_numpy(images).to(device), index)).logits
+    return labels_at(logits.float().cpu(), tuple(output_size))[0].numpy()
 
 
 # Score gaps (relative to the largest |logit|) that the interpolation's float32 rounding could close.
