@@ -22,11 +22,11 @@ from modseg_ros.model.segmenter import (
     NUM_MODALITIES,
     ModalBatch,
     Segmenter,
-    SegmenterConfig,
     SegmenterOutput,
     encode_slots,
     mean_weights,
 )
+from modseg_ros.model.sidecar import SegmenterConfig
 
 
 class Any2Seg(Segmenter):

@@ -10,7 +10,8 @@ from modseg_ros.model.any2seg import Any2Seg
 from modseg_ros.model.cmnext import CMNeXtStyle
 from modseg_ros.model.equiseg import EQUISeg
 from modseg_ros.model.meanfusion import MeanFusionSeg
-from modseg_ros.model.segmenter import Segmenter, SegmenterConfig
+from modseg_ros.model.segmenter import Segmenter
+from modseg_ros.model.sidecar import SegmenterConfig
 
 ARCHITECTURES: dict[str, type[Segmenter]] = {
     "any2seg": Any2Seg,

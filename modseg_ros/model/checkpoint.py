@@ -2,7 +2,8 @@
 
 ``<name>.safetensors`` holds the state dict (floating tensors stored as float16 by default, which
 halves the file and changes predictions negligibly; they are loaded back as float32).
-``<name>.json`` holds what is needed to rebuild and use the model without the training code:
+``<name>.json`` holds what is needed to rebuild and use the model without the training code (model/sidecar.py
+reads it, without torch):
 
     {"format": "modseg-segmenter", "version": 1, "name": ..., "model": SegmenterConfig,
      "classes": [...], "palette": [[r, g, b], ...], "modalities": [...],
@@ -19,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,11 @@ from safetensors.torch import load_file, save_file
 from modseg_ros.core.encoding import EncodingConfig
 from modseg_ros.core.palette import CLASSES, PALETTE
 from modseg_ros.core.types import MODALITIES
-from modseg_ros.errors import CheckpointError, ConfigError
-from modseg_ros.core.network_input import LIDAR_INTENSITY, NORMALISATION, RESIZE_METHOD
+from modseg_ros.errors import CheckpointError
+from modseg_ros.core.network_input import NORMALISATION, RESIZE_METHOD
 from modseg_ros.model.architectures import build
-from modseg_ros.model.segmenter import Segmenter, SegmenterConfig
-
-FORMAT = "modseg-segmenter"
-VERSION = 1
+from modseg_ros.model.segmenter import Segmenter
+from modseg_ros.model.sidecar import FORMAT, VERSION, CheckpointInfo, read_sidecar, sidecar_path
 
 ENCODING_DESCRIPTION = {
     "camera": "RGB",
@@ -43,21 +41,6 @@ ENCODING_DESCRIPTION = {
     "lidar": "points projected into the camera: [log range code, intensity, height], 0 = no point",
     "events": "[negative count, positive count, recency of last event], 0 = no event",
 }
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    name: str
-    config: SegmenterConfig
-    classes: tuple[str, ...] = CLASSES
-    training: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    weights_sha256: str = ""  # from the sidecar; ties calibrations (core/checks/consistency.py) to these weights
-    lidar_intensity: str = "raw"  # how the network reads the LiDAR intensity (core/network_input.py LIDAR_INTENSITY)
-
-
-def sidecar_path(weights: Path) -> Path:
-    return Path(weights).with_suffix(".json")
 
 
 def _sha256(path: Path) -> str:
@@ -127,49 +110,6 @@ def _check_safetensors(path: Path) -> None:
         )
     if len(head) < 9 or head[8:9] != b"{" or struct.unpack("<Q", head[:8])[0] > (1 << 28):
         raise CheckpointError(f"checkpoint {path} is not a safetensors file")
-
-
-def read_sidecar(path: str | Path) -> CheckpointInfo:
-    """The sidecar of weights file ``path`` (or the sidecar itself), validated."""
-    path = Path(path)
-    side = path if path.suffix == ".json" else sidecar_path(path)
-    if not side.is_file():
-        raise CheckpointError(f"checkpoint sidecar {side} not found (it describes the weights next to it)")
-    try:
-        doc = json.loads(side.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"checkpoint sidecar {side} is not valid JSON: {err}") from err
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint sidecar {side}: 'format' must be '{FORMAT}'")
-    if doc.get("version") != VERSION:
-        raise CheckpointError(f"checkpoint sidecar {side}: unsupported version {doc.get('version')!r} (expected {VERSION})")
-    classes = tuple(doc.get("classes", ()))
-    if classes != CLASSES:
-        detail = f"{len(classes)} classes" if len(classes) != len(CLASSES) else next(
-            f"class {i} is '{a}', expected '{b}'" for i, (a, b) in enumerate(zip(classes, CLASSES)) if a != b
-        )
-        raise CheckpointError(
-            f"checkpoint sidecar {side}: 'classes' differ from the {len(CLASSES)} DELIVER classes this "
-            f"package uses ({detail})"
-        )
-    try:
-        config = SegmenterConfig.from_dict(doc.get("model", {}))
-    except (ConfigError, TypeError, ValueError) as err:
-        raise CheckpointError(f"checkpoint sidecar {side}: 'model': {err}") from err
-    if config.num_classes != len(CLASSES):
-        raise CheckpointError(f"checkpoint sidecar {side}: model.num_classes is {config.num_classes}, expected {len(CLASSES)}")
-    lidar_intensity = doc.get("lidar_intensity", "raw")  # sidecars from before it was a choice: raw
-    if lidar_intensity not in LIDAR_INTENSITY:
-        raise CheckpointError(f"checkpoint sidecar {side}: lidar_intensity {lidar_intensity!r} is not one of {', '.join(LIDAR_INTENSITY)}")
-    return CheckpointInfo(
-        name=str(doc.get("name", path.stem)),
-        config=config,
-        classes=classes,
-        lidar_intensity=lidar_intensity,
-        training=dict(doc.get("training", {})),
-        metrics=dict(doc.get("metrics", {})),
-        weights_sha256=str(doc.get("weights_sha256", "")),
-    )
 
 
 def load_checkpoint(path: str | Path) -> tuple[Segmenter, CheckpointInfo]:

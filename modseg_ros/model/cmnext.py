@@ -19,7 +19,8 @@ from torch import nn
 
 from modseg_ros.model.head import AllMLPHead
 from modseg_ros.model.mit import MiTConfig, MiTEncoder
-from modseg_ros.model.segmenter import NUM_MODALITIES, ModalBatch, Segmenter, SegmenterConfig, SegmenterOutput
+from modseg_ros.model.segmenter import NUM_MODALITIES, ModalBatch, Segmenter, SegmenterOutput
+from modseg_ros.model.sidecar import SegmenterConfig
 
 
 class SelfQueryHub(nn.Module):

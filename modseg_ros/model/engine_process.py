@@ -36,8 +36,8 @@ import numpy as np
 
 from modseg_ros.core.types import Modality
 from modseg_ros.errors import ModsegError
-from modseg_ros.model.checkpoint import CheckpointInfo
 from modseg_ros.model.runtime import Prediction, SegmentationEngine
+from modseg_ros.model.sidecar import CheckpointInfo
 
 START_TIMEOUT_S = 180.0  # importing torch and loading a checkpoint on a busy two-core machine
 

@@ -17,10 +17,10 @@ from modseg_ros.model.segmenter import (
     NUM_MODALITIES,
     ModalBatch,
     Segmenter,
-    SegmenterConfig,
     SegmenterOutput,
     mean_weights,
 )
+from modseg_ros.model.sidecar import SegmenterConfig
 
 
 def _run_present(module: nn.Module, x: torch.Tensor, keep: torch.Tensor | None, *args) -> torch.Tensor:

@@ -10,7 +10,7 @@ the zeros an absent slot holds (except the CMNeXt-style baseline, which zero-fil
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -18,47 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from modseg_ros.core.network_input import aspect_size, encode_input
-from modseg_ros.core.palette import NUM_CLASSES
 from modseg_ros.core.types import MODALITIES, Modality
-from modseg_ros.errors import ConfigError
 from modseg_ros.model.consistency import modality_consistency, subset_consistency
+from modseg_ros.model.sidecar import SegmenterConfig
 
 NUM_MODALITIES = len(MODALITIES)
-
-
-@dataclass(frozen=True)
-class SegmenterConfig:
-    arch: str = "any2seg"  # a name of model/architectures.py ARCHITECTURES (checked when the model is built)
-    backbone: str = "b0"  # MiT variant: b0 | b1 | b2
-    num_classes: int = NUM_CLASSES
-    head_dim: int = 256  # SegFormer head width (256 for B0/B1, 768 for B2 in the paper; 256 here)
-    input_size: tuple[int, int] = (128, 256)  # (H, W) the network runs at
-    mff_temperature: float = 0.1  # Any2Seg: initial MFF softmax temperature
-    embedding_dim: int = 128  # Any2Seg: LSCD student embedding width
-    drop_path: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.backbone not in ("b0", "b1", "b2"):
-            raise ConfigError(f"unknown backbone '{self.backbone}' (choose from b0, b1, b2)")
-        h, w = self.input_size
-        if h % 32 or w % 32 or h <= 0 or w <= 0:
-            raise ConfigError(f"input_size must be positive multiples of 32, got {h}×{w}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["input_size"] = list(self.input_size)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SegmenterConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        d = dict(d)
-        if "input_size" in d:
-            d["input_size"] = tuple(int(v) for v in d["input_size"])
-        return cls(**d)
 
 
 @dataclass

@@ -47,7 +47,8 @@ from modseg_ros.model.architectures import build
 from modseg_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from modseg_ros.model.device import default_device, parse_device, torch_device
 from modseg_ros.model.losses import lscd_loss, ohem_cross_entropy, random_teacher_split, sgm_loss
-from modseg_ros.model.segmenter import ModalBatch, Segmenter, SegmenterConfig, labels_at, segment_camera, upsample
+from modseg_ros.model.segmenter import ModalBatch, Segmenter, labels_at, segment_camera, upsample
+from modseg_ros.model.sidecar import SegmenterConfig
 
 NUM_MODALITIES = len(MODALITIES)
 

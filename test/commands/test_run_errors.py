@@ -16,8 +16,8 @@ import pytest
 import yaml
 from harness import MODSEG
 
-from modseg_ros.model.checkpoint import sidecar_path
 from modseg_ros.model.loading import default_checkpoint
+from modseg_ros.model.sidecar import sidecar_path
 
 
 def _params(tmp_path, values: dict):

@@ -28,7 +28,7 @@ from modseg_ros.model.architectures import build
 from modseg_ros.model.checkpoint import save_checkpoint
 from modseg_ros.model.loading import load_calibration
 from modseg_ros.model.runtime import SegmentationEngine
-from modseg_ros.model.segmenter import SegmenterConfig
+from modseg_ros.model.sidecar import SegmenterConfig
 
 C, D, L, E = Modality.CAMERA, Modality.DEPTH, Modality.LIDAR, Modality.EVENTS
 S = 1_000_000_000

@@ -5,7 +5,8 @@ from modseg_ros.core.types import MODALITIES, all_subsets
 from modseg_ros.model.architectures import ARCHITECTURES, build
 from modseg_ros.model.cmtb import CrossModalBlock
 from modseg_ros.model.fusion import MeanFusion, ModalityAgnosticFusion
-from modseg_ros.model.segmenter import FrameModel, ModalBatch, SegmenterConfig
+from modseg_ros.model.segmenter import FrameModel, ModalBatch
+from modseg_ros.model.sidecar import SegmenterConfig
 
 SIZE = (32, 64)
 

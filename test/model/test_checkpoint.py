@@ -6,8 +6,9 @@ import torch
 
 from modseg_ros.errors import CheckpointError
 from modseg_ros.model.architectures import build
-from modseg_ros.model.checkpoint import load_checkpoint, save_checkpoint, sidecar_path
-from modseg_ros.model.segmenter import FrameModel, SegmenterConfig
+from modseg_ros.model.checkpoint import load_checkpoint, save_checkpoint
+from modseg_ros.model.segmenter import FrameModel
+from modseg_ros.model.sidecar import SegmenterConfig, sidecar_path
 
 CONFIG = SegmenterConfig(arch="any2seg", input_size=(32, 64))
 

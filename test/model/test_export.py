@@ -8,7 +8,7 @@ from modseg_ros.model.architectures import build
 from modseg_ros.model.checkpoint import save_checkpoint
 from modseg_ros.model.export import export_onnx
 from modseg_ros.model.runtime import SegmentationEngine
-from modseg_ros.model.segmenter import SegmenterConfig
+from modseg_ros.model.sidecar import SegmenterConfig
 
 
 def test_onnx_graph_serves_every_subset_and_matches_torch(tmp_path):

@@ -120,7 +120,7 @@ def test_an_inconsistent_sensor_is_warned_excluded_and_scored_in_info_and_diagno
     fusion; segmentation/info and /diagnostics carry every sensor's score."""
     from modseg_ros.core.checks.consistency import ConsistencyCalibration, Thresholds
     from modseg_ros.core.types import Modality
-    from modseg_ros.model.checkpoint import read_sidecar
+    from modseg_ros.model.sidecar import read_sidecar
     from modseg_ros.paths import model_file
 
     info = read_sidecar(model_file("any2seg_b0.json"))
