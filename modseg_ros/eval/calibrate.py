@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from modseg_ros.core.checks.consistency import (
+    MIN_MODALITIES,
     CalibrationRule,
     ConsistencyCalibration,
     Light,
@@ -41,7 +42,6 @@ from modseg_ros.data.bags import Bag
 from modseg_ros.errors import ConfigError
 from modseg_ros.eval.offline import OfflineNode, replay_into, with_bag_tf
 from modseg_ros.eval.run import ReplayOptions
-from modseg_ros.model.consistency import MIN_MODALITIES
 from modseg_ros.model.loading import load_engine
 
 CONDITIONS = ("sun", "cloud", "fog", "rain", "night")

@@ -28,7 +28,8 @@ from collections.abc import Callable
 
 import torch
 
-MIN_MODALITIES = 3  # a majority to agree with
+from modseg_ros.core.checks.consistency import MIN_MODALITIES
+
 STRIDE = 2  # subsample of the stage-1 grid the scores are computed on
 
 Decode = Callable[[list[torch.Tensor], torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]

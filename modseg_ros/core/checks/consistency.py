@@ -46,6 +46,7 @@ from modseg_ros.core.types import MODALITIES, CameraFrame, HealthLevel, Modality
 from modseg_ros.errors import ConfigError
 
 NS = 1_000_000_000
+MIN_MODALITIES = 3  # present modalities a score needs: a majority to agree with
 FORMAT = "modseg-consistency"
 VERSION = 2  # 2: thresholds per light; version 1 files (pooled thresholds only) still load
 LIGHT_DEAD_BAND = 0.15  # a lit scene turns dark below dark_below, a dark one lit above dark_below × (1 + this)
