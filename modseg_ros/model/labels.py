@@ -1,0 +1,85 @@
+"""Class ids from logits in numpy: the ONNX Runtime backend's post-processing, without torch.
+
+The same labels as model/segmenter.py ``labels_at`` and ``labels_on_grid`` (the torch backend's):
+a pixel whose four source cells agree on a class with a clear margin takes it, the others (class
+borders) the argmax of their bilinearly interpolated scores (align_corners=False), and output
+sizes beyond the network's input grid take the nearest label of that grid. Only at exact ties
+between two interpolated scores can the two differ, as torch's own memory layouts do: the
+interpolation's float32 rounding depends on the summation order, which torch's CPU kernels choose
+by instruction set.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# Score gaps (relative to the largest |logit|) that the interpolation's float32 rounding could close.
+_SAFE_MARGIN = 1e-5
+
+
+def labels_at(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Class ids (B, H, W) uint8 of float32 logits (B, C, h, w) upsampled bilinearly to ``size``."""
+    batch, classes = logits.shape[:2]
+    if classes < 2:
+        return np.zeros((batch, *size), dtype=np.uint8)
+    scores = np.ascontiguousarray(logits.transpose(0, 2, 3, 1))  # (B, h, w, C): each pixel's scores contiguous
+    best_class = scores.argmax(axis=-1)
+    top_two = np.partition(scores, classes - 2, axis=-1)[..., -2:]
+    classes_padded = _pad_last(best_class)
+    margins = _pad_last(top_two[..., 1] - top_two[..., 0])
+    near_tie = np.float32(_SAFE_MARGIN) * (np.float32(1.0) + np.abs(logits).max())
+    corner = classes_padded[:, :-1, :-1]
+    settled = (corner == classes_padded[:, 1:, :-1]) & (corner == classes_padded[:, :-1, 1:]) & (corner == classes_padded[:, 1:, 1:])
+    settled &= np.minimum(np.minimum(margins[:, :-1, :-1], margins[:, 1:, :-1]),
+                          np.minimum(margins[:, :-1, 1:], margins[:, 1:, 1:])) > near_tie  # fmt: skip
+    rows, rows_clear = _source_taps(logits.shape[2], size[0])
+    cols, cols_clear = _source_taps(logits.shape[3], size[1])
+    labels = corner[:, rows][:, :, cols]  # (B, H, W) the class of each pixel's first source pixel
+    unsettled = ~(settled[:, rows][:, :, cols] & rows_clear[:, None] & cols_clear[None, :])
+    b, y, x = np.nonzero(unsettled)
+    labels[b, y, x] = _interpolated(scores, size, b, y, x).argmax(axis=-1)
+    return labels.astype(np.uint8)
+
+
+def labels_on_grid(logits: np.ndarray, size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
+    """Class ids (B, H, W) uint8 at ``size``: ``labels_at`` on ``grid`` where ``size`` is larger, then
+    the nearest of those labels for each output pixel (model/segmenter.py ``labels_on_grid``)."""
+    if size[0] <= grid[0] and size[1] <= grid[1]:
+        return labels_at(logits, size)
+    small = labels_at(logits, (min(size[0], grid[0]), min(size[1], grid[1])))
+    # float32 as torch computes these indices, so that both pick the same grid label
+    rows = ((np.arange(size[0], dtype=np.float32) + np.float32(0.5)) * np.float32(small.shape[1] / size[0])).astype(np.int64)
+    cols = ((np.arange(size[1], dtype=np.float32) + np.float32(0.5)) * np.float32(small.shape[2] / size[1])).astype(np.int64)
+    return small[:, rows][:, :, cols]
+
+
+def _interpolated(scores: np.ndarray, size: tuple[int, int], b: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The bilinearly interpolated scores (N, C) of output pixels (b, y, x), float32 like torch's."""
+    row0, row1, up, down = _weights(scores.shape[1], size[0])
+    col0, col1, left, right = _weights(scores.shape[2], size[1])
+    r0, r1, c0, c1 = row0[y], row1[y], col0[x], col1[x]
+    u, d, lf, rt = up[y, None], down[y, None], left[x, None], right[x, None]
+    return scores[b, r0, c0] * (u * lf) + scores[b, r0, c1] * (u * rt) + scores[b, r1, c0] * (d * lf) + scores[b, r1, c1] * (d * rt)
+
+
+def _weights(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of bilinear interpolation (align_corners=False) along one axis, in
+    float32 as torch's CPU kernels compute them."""
+    position = np.maximum(np.float32(src) / np.float32(dst) * (np.arange(dst, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5), np.float32(0.0))
+    first = position.astype(np.int64)
+    second_weight = np.clip(position - first.astype(np.float32), np.float32(0.0), np.float32(1.0))
+    return first, np.minimum(first + 1, src - 1), np.float32(1.0) - second_weight, second_weight
+
+
+def _pad_last(x: np.ndarray) -> np.ndarray:
+    """(B, h, w) -> (B, h + 1, w + 1) with the last row and column repeated (interpolation clamps there)."""
+    return np.pad(x, ((0, 0), (0, 1), (0, 1)), mode="edge")
+
+
+def _source_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first source index bilinear interpolation reads for each of ``dst`` output indices, and
+    whether it is certain: a position within rounding of an integer could be floored either way, so
+    those outputs are interpolated exactly (model/segmenter.py ``_source_taps``)."""
+    position = np.maximum((np.arange(dst, dtype=np.float64) + 0.5) * (src / dst) - 0.5, 0.0)
+    first = np.floor(position)
+    clear = (position - first > 1e-4) & (first + 1.0 - position > 1e-4) | (position == 0.0)
+    return np.minimum(first.astype(np.int64), src - 1), clear
