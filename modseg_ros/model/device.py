@@ -4,12 +4,12 @@ torch runs the model on the device (fp16 weights and inputs on CUDA, fp32 on the
 takes the execution providers the device allows, best first: TensorRT, then CUDA, then the CPU for
 whatever those two do not cover; ``providers_for`` keeps those the installed ORT build has. A device
 that is asked for and absent is a ``ConfigError`` naming what is missing, never a silent CPU run.
+torch is imported only by the functions that need it: the ONNX Runtime backend runs without it.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import torch
+from typing import TYPE_CHECKING
 
 from modseg_ros.core.params import parse_device
 from modseg_ros.errors import ConfigError
@@ -17,9 +17,14 @@ from modseg_ros.errors import ConfigError
 __all__ = ["GPU_PROVIDERS", "default_device", "parse_device", "providers_for", "torch_device"]
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
+if TYPE_CHECKING:
+    import torch
+
 
 def torch_device(name: str) -> torch.device:
     """The torch device for ``name``, checked against the CUDA devices this torch can see."""
+    import torch
+
     kind, index = parse_device(name)
     if kind == "cpu":
         return torch.device("cpu")
@@ -34,6 +39,8 @@ def torch_device(name: str) -> torch.device:
 
 def default_device() -> str:
     """``cuda`` where torch sees a GPU, else ``cpu`` (training's default)."""
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 

@@ -33,6 +33,7 @@ import torch
 from modseg_ros.core.types import MODALITIES, all_subsets, subset_name
 from modseg_ros.errors import CheckpointError
 from modseg_ros.model.checkpoint import load_checkpoint
+from modseg_ros.model.onnx_backend import STAGES, WEIGHTS_KEY, scores_path
 from modseg_ros.model.segmenter import FrameModel
 
 OPSET = 17
@@ -50,14 +51,6 @@ class ExportReport:
     @property
     def worst(self) -> float:
         return max(self.max_abs_diff.values())
-
-
-STAGES = ("stage1", "stage2", "stage3", "stage4")
-
-
-def scores_path(onnx_path: Path) -> Path:
-    """The scoring graph beside a mask graph: ``net.onnx`` -> ``net.scores.onnx``."""
-    return onnx_path.with_suffix(".scores.onnx")
 
 
 class _MaskGraph(torch.nn.Module):
@@ -140,10 +133,6 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, seed: int
         diffs[name] = float(diff)
         agreement[name] = float((logits.argmax(axis=1) == ref_logits.numpy().argmax(axis=1)).mean())
     return ExportReport(out, scores_path(out) if stages else None, diffs, agreement, dynamic)
-
-
-# Graph metadata key holding the sha256 of the weights the graph was exported from.
-WEIGHTS_KEY = "modseg_weights_sha256"
 
 
 def _stamp(path: Path, weights_sha256: str) -> None:

@@ -13,8 +13,10 @@ feeds zeros for it, the benchmark protocol (evaluation only). Both backends shar
 (core/network_input.py) and the post-processing: labels from the logits bilinearly upsampled to the
 network's input grid, then the nearest of those for each output pixel (model/segmenter.py
 ``labels_on_grid``: a 1920×1080 mask costs what a 512×256 one does; mIoU on 60 unseen world frames
-at 512×256 within 0.05 of bilinear labels at full resolution, BENCHMARKS.md). The ONNX backend runs
-the graphs written by ``modseg export --onnx`` next to the checkpoint.
+at 512×256 within 0.05 of bilinear labels at full resolution, BENCHMARKS.md). The ONNX backend
+(model/onnx_backend.py) runs the graphs written by ``modseg export --onnx`` next to the checkpoint
+and takes the same labels in numpy (model/labels.py): it needs neither torch nor the training code,
+and only the torch backend (model/torch_backend.py) imports torch.
 
 The labels come before the consistency scores: the network's forward gives the logits and the
 per-modality features, the labels are taken, ``on_labels`` gets them, and only then are the scores
@@ -37,16 +39,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from modseg_ros.core.checks.consistency import MIN_MODALITIES
 from modseg_ros.core.network_input import encode_input, stack_inputs
 from modseg_ros.core.types import MODALITIES, Modality
 from modseg_ros.errors import CheckpointError, ConfigError
-from modseg_ros.model.architectures import build
-from modseg_ros.model.checkpoint import CheckpointInfo, load_checkpoint, read_sidecar
-from modseg_ros.model.consistency import MIN_MODALITIES
-from modseg_ros.model.device import providers_for, torch_device
-from modseg_ros.model.segmenter import FrameModel, SegmenterConfig, labels_on_grid
+from modseg_ros.model.onnx_backend import OnnxBackend
+from modseg_ros.model.sidecar import CheckpointInfo, SegmenterConfig, read_sidecar
 
 BACKENDS = ("torch", "onnx")
 
@@ -62,116 +61,9 @@ class Prediction:
     modality_consistency: dict[Modality, float] = field(default_factory=dict)
 
 
-def _host(x: torch.Tensor) -> np.ndarray:
-    return x.float().cpu().numpy()
-
-
-class _TorchBackend:
-    """The model on ``device``: fp16 on CUDA, fp32 on the CPU; results come back as fp32 on the CPU."""
-
-    def __init__(self, model: torch.nn.Module, device: torch.device = torch.device("cpu")) -> None:
-        self.device = device
-        self.dtype = torch.float16 if device.type == "cuda" else torch.float32
-        self.frame_model = FrameModel(model).eval().to(device, self.dtype)
-
-    @property
-    def runs_on(self) -> str:
-        return f"torch on {self.device} ({'fp16' if self.dtype == torch.float16 else 'fp32'})"
-
-    def _tensors(self, images: np.ndarray, modality_index: np.ndarray, fused: np.ndarray) -> tuple[torch.Tensor, ...]:
-        return (torch.from_numpy(images).to(self.device, self.dtype), torch.from_numpy(modality_index).to(self.device),
-                torch.from_numpy(fused).to(self.device))  # fmt: skip
-
-    @torch.inference_mode()
-    def run(self, images: np.ndarray, modality_index: np.ndarray,
-            fused: np.ndarray) -> tuple[torch.Tensor, np.ndarray, list[torch.Tensor]]:  # fmt: skip
-        """Logits, fusion weights and what ``score`` needs (the stage features; none for early fusion)."""
-        logits, weights, features = self.frame_model.segment(*self._tensors(images, modality_index, fused))
-        return logits.float().cpu(), _host(weights), features
-
-    @torch.inference_mode()
-    def score(self, features: list[torch.Tensor]) -> np.ndarray:
-        return _host(self.frame_model.consistency(features))
-
-    @torch.inference_mode()
-    def run_with_subsets(self, images: np.ndarray, modality_index: np.ndarray, fused: np.ndarray,
-                         subsets: list[list[int]]) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[np.ndarray]]:  # fmt: skip
-        logits, weights, consistency, per_subset = self.frame_model.with_subsets(*self._tensors(images, modality_index, fused), subsets)
-        return logits.float().cpu(), _host(weights), _host(consistency), [_host(s) for s in per_subset]
-
-
-class _OnnxBackend:
-    """The mask graph and, for late fusion, the scoring graph beside it (model/export.py)."""
-
-    def __init__(self, onnx_path: Path, threads: int | None, weights: Path, weights_sha256: str, device: str = "cpu") -> None:
-        import onnxruntime as ort
-
-        from modseg_ros.model.export import STAGES, scores_path
-
-        self.providers = providers_for(device, ort.get_available_providers())
-        options = self._options(threads)
-        self.session = self._session(onnx_path, options, weights, weights_sha256, self.providers)
-        outputs = [o.name for o in self.session.get_outputs()]
-        if outputs not in (["logits", "modality_weights"], ["logits", "modality_weights", *STAGES]):
-            raise CheckpointError(f"ONNX graph {onnx_path} predates the separate scoring graph (outputs: {', '.join(outputs)}); "
-                                  f"export it again with 'modseg export --onnx {weights}'")  # fmt: skip
-        self.stages = tuple(outputs[2:])  # a late-fusion graph hands its stage features to the scoring graph
-        self.scoring = None
-        if self.stages:
-            scoring = scores_path(onnx_path)
-            if not scoring.is_file():
-                raise CheckpointError(f"ONNX scoring graph {scoring} not found beside {onnx_path}; "
-                                      f"export again with 'modseg export --onnx {weights}'")  # fmt: skip
-            # its own thread pool must not spin after its run: the mask graph's next run would wait
-            # for those threads (with two threads, mask + scores took 35 ms instead of 17)
-            quiet = self._options(threads)
-            quiet.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self.scoring = self._session(scoring, quiet, weights, weights_sha256, self.providers)
-
-    @staticmethod
-    def _options(threads: int | None):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        return options
-
-    @property
-    def runs_on(self) -> str:
-        """The providers the session took, best first (ORT drops one it cannot start, e.g. TensorRT without its libraries)."""
-        return "onnxruntime with " + ", ".join(self.session.get_providers())
-
-    @staticmethod
-    def _session(path: Path, options, weights: Path, weights_sha256: str, providers: list):
-        import onnxruntime as ort
-
-        from modseg_ros.model.export import WEIGHTS_KEY
-
-        try:
-            session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as err:  # ORT raises its own exception types for unreadable graphs
-            raise CheckpointError(f"ONNX graph {path} cannot be loaded: {err}") from err
-        exported_from = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_KEY)
-        if exported_from != weights_sha256:
-            which = "unknown weights (exported before graphs recorded them)" if exported_from is None else "other weights"
-            raise CheckpointError(f"ONNX graph {path} was exported from {which}, not from {weights}; "
-                                  f"export it again with 'modseg export --onnx {weights}'")  # fmt: skip
-        return session
-
-    def run(self, images: np.ndarray, modality_index: np.ndarray,
-            fused: np.ndarray) -> tuple[torch.Tensor, np.ndarray, list[np.ndarray]]:  # fmt: skip
-        logits, weights, *features = self.session.run(None, {"images": images, "modality_index": modality_index, "fused": fused})
-        return torch.from_numpy(logits), weights, features
-
-    def score(self, features: list[np.ndarray]) -> np.ndarray:
-        (consistency,) = self.scoring.run(None, dict(zip(self.stages, features)))
-        return consistency
-
-
 class SegmentationEngine:
-    def __init__(self, backend: _TorchBackend | _OnnxBackend, info: CheckpointInfo, backend_name: str) -> None:
+    def __init__(self, backend, info: CheckpointInfo, backend_name: str) -> None:
+        """``backend``: an ``OnnxBackend`` or a model/torch_backend.py ``TorchBackend``."""
         self._backend = backend
         self.info = info
         self.backend = backend_name
@@ -214,29 +106,25 @@ class SegmentationEngine:
             raise ConfigError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
         path = Path(path)
         weights = path.with_suffix(".safetensors")
-        if threads:
-            torch.set_num_threads(threads)
         if backend == "torch":
-            target = torch_device(device)  # before loading: an absent device is the first thing to hear
-            model, info = load_checkpoint(weights)
-            return cls(_TorchBackend(model, target), info, backend)
+            from modseg_ros.model.torch_backend import TorchBackend  # torch only here: the ONNX backend runs without it
+
+            return cls(*TorchBackend.load(weights, device, threads), backend)
         onnx_path = Path(onnx_path) if onnx_path else path.with_suffix(".onnx")
         if not onnx_path.is_file():
             raise CheckpointError(f"ONNX graph {onnx_path} not found; create it with 'modseg export --onnx {weights}'")
         info = read_sidecar(weights)
-        return cls(_OnnxBackend(onnx_path, threads, weights, info.weights_sha256, device), info, backend)
+        return cls(OnnxBackend(onnx_path, threads, weights, info.weights_sha256, device), info, backend)
 
     @classmethod
     def untrained(cls, arch: str = "any2seg", input_size: tuple[int, int] = (128, 256), seed: int = 0,
                   threads: int | None = None, device: str = "cpu") -> SegmentationEngine:  # fmt: skip
         """The real architecture with its initial weights (for plumbing and tests; predictions are noise)."""
-        if threads:
-            torch.set_num_threads(threads)
+        from modseg_ros.model.torch_backend import TorchBackend
+
         config = SegmenterConfig(arch=arch, input_size=tuple(input_size))
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            model = build(config).eval()
-        return cls(_TorchBackend(model, torch_device(device)), CheckpointInfo(name=f"{arch}-untrained", config=config), "torch")
+        backend = TorchBackend.untrained(config, seed, device, threads)
+        return cls(backend, CheckpointInfo(name=f"{arch}-untrained", config=config), "torch")
 
     def predict(
         self,
@@ -283,7 +171,7 @@ class SegmentationEngine:
         images, index = stack_inputs(inputs, self.input_size, zero_fill=absent == "zero")
         slots, fused = self._fused_slots(index, exclude)
         logits, weights, features = self._backend.run(images, index, fused)
-        labels = labels_on_grid(logits, tuple(output_size), self.input_size)[0].numpy()
+        labels = self._backend.labels(logits, tuple(output_size), self.input_size)
         if on_labels is not None:
             on_labels(labels)
         slot_scores = self._slot_scores(features, len(slots)) if consistency else np.full(len(slots), np.nan, dtype=np.float32)
@@ -304,13 +192,13 @@ class SegmentationEngine:
         get were only that subset present (calibration: every set a node can be left with), from the
         same encoder pass (torch backend, late-fusion architectures)."""
         start = time.perf_counter()
-        if not isinstance(self._backend, _TorchBackend):
+        if self.backend != "torch":
             raise ConfigError("scoring subsets needs the torch backend")
         images, index = stack_inputs(inputs, self.input_size)
         slots, fused = self._fused_slots(index, exclude)
         rows = [[slots.index(m) for m in MODALITIES if m in subset] for subset in subsets]
         logits, weights, slot_scores, per_subset = self._backend.run_with_subsets(images, index, fused, rows)
-        labels = labels_on_grid(logits, tuple(output_size), self.input_size)[0].numpy()
+        labels = self._backend.labels(logits, tuple(output_size), self.input_size)
         prediction = self._prediction(labels, weights, slot_scores, slots, inputs, start)
         return prediction, [{slots[i]: float(c) for i, c in zip(row, s.tolist())} for row, s in zip(rows, per_subset)]
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from modseg_ros.core.types import MODALITIES, Modality, all_subsets
+from modseg_ros.model import labels as numpy_labels
 from modseg_ros.model.runtime import SegmentationEngine
 from modseg_ros.model.segmenter import labels_at, labels_on_grid, upsample
 
@@ -148,3 +149,19 @@ def test_labels_on_a_bounded_grid_are_the_nearest_of_the_grid_labels():
     cols = ((torch.arange(1920) + 0.5) * 128 / 1920).long()
     assert torch.equal(big, on_grid[:, rows][:, :, cols])
     assert labels_on_grid(logits, (1080, 64), (64, 128)).shape == (1, 1080, 64)  # each axis bounded on its own
+
+
+def test_the_onnx_backends_numpy_labels_equal_the_torch_labels():
+    # model/labels.py against model/segmenter.py on logits of any size ratio, either way, and any grid;
+    # exact ties (integer logits) may round either way in either, so they are left out here
+    generator = torch.Generator().manual_seed(1)
+    for trial in range(80):
+        b, c, h, w, out_h, out_w, grid_h, grid_w = (int(torch.randint(1, n, (1,), generator=generator))
+                                                    for n in (3, 30, 40, 40, 300, 300, 100, 100))  # fmt: skip
+        logits = torch.randn(b, c, h, w, generator=generator) * 10
+        if trial % 2:  # smooth fields: long class borders, many near-equal scores
+            logits = upsample(torch.randn(b, c, max(h // 4, 1), max(w // 4, 1), generator=generator), (h, w))
+        size, grid = (out_h, out_w), (grid_h, grid_w)
+        assert np.array_equal(numpy_labels.labels_at(logits.numpy(), size), labels_at(logits, size).numpy()), (b, c, h, w, size)
+        assert np.array_equal(numpy_labels.labels_on_grid(logits.numpy(), size, grid), labels_on_grid(logits, size, grid).numpy()), \
+            (b, c, h, w, size, grid)
