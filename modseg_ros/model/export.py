@@ -15,7 +15,9 @@ modalities and only accepts exactly those (the export says so); they have no sco
 
 Each graph records the sha256 of the weights it was exported from (metadata ``modseg_weights_sha256``):
 the runtime refuses a graph whose weights are not the checkpoint's, so a stale ``.onnx`` left beside
-a retrained checkpoint cannot run in its place. The export is checked: ONNX Runtime runs the graphs on every subset of a random input and the
+a retrained checkpoint cannot run in its place. Weights that float16 holds exactly (the checkpoint
+stores them in float16) are kept as float16 behind a Cast to float32: half the file, the same
+outputs to the bit. The export is checked: ONNX Runtime runs the graphs on every subset of a random input and the
 largest absolute difference of their outputs from torch's is reported, with the share of pixels whose
 label agrees. MFF's per-pixel selection is a hard argmax: where two modalities are equally
 consistent, a rounding difference can pick the other one and move a few logits by much more than
@@ -108,7 +110,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, seed: int
             )  # fmt: skip
     graphs = [out, scores_path(out)] if stages else [out]
     for graph in graphs:
-        _stamp(graph, info.weights_sha256)
+        _finish(graph, info.weights_sha256)
     try:
         mask_session, *score_session = [ort.InferenceSession(str(g), providers=["CPUExecutionProvider"]) for g in graphs]
     except Exception as err:
@@ -135,10 +137,27 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, seed: int
     return ExportReport(out, scores_path(out) if stages else None, diffs, agreement, dynamic)
 
 
-def _stamp(path: Path, weights_sha256: str) -> None:
-    """Record which weights the graph holds, so that a graph left behind by other weights is refused."""
+def _finish(path: Path, weights_sha256: str) -> None:
+    """Store the float32 initializers that float16 holds exactly as float16 behind a Cast (the
+    shipped graphs are committed: half the size), and record which weights the graph holds, so that
+    a graph left behind by other weights is refused."""
     import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-    graph = onnx.load(str(path))
-    graph.metadata_props.add(key=WEIGHTS_KEY, value=weights_sha256)
-    onnx.save(graph, str(path))
+    model = onnx.load(str(path))
+    initializers, casts = [], []
+    for tensor in model.graph.initializer:
+        values = numpy_helper.to_array(tensor) if tensor.data_type == TensorProto.FLOAT else None
+        half = values.astype(np.float16) if values is not None else None
+        if values is None or not np.array_equal(half.astype(np.float32), values):
+            initializers.append(tensor)
+            continue
+        initializers.append(numpy_helper.from_array(half, f"{tensor.name}_fp16"))
+        casts.append(helper.make_node("Cast", [f"{tensor.name}_fp16"], [tensor.name], to=TensorProto.FLOAT))
+    model.graph.ClearField("initializer")
+    model.graph.initializer.extend(initializers)
+    nodes = casts + list(model.graph.node)
+    model.graph.ClearField("node")
+    model.graph.node.extend(nodes)
+    model.metadata_props.add(key=WEIGHTS_KEY, value=weights_sha256)
+    onnx.save(model, str(path))
