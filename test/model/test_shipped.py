@@ -1,15 +1,21 @@
 """The shipped checkpoints: load, run on both backends and segment a world frame sensibly."""
+import hashlib
+
 import numpy as np
 import pytest
+import torch
 
 from modseg_ros.core.checks.consistency import ConsistencyCalibration, calibration_path
 from modseg_ros.core.metrics import ConfusionMatrix
+from modseg_ros.core.network_input import encode_input, stack_inputs
 from modseg_ros.core.palette import CLASS_ID
-from modseg_ros.core.types import MODALITIES, Modality
+from modseg_ros.core.types import MODALITIES, Modality, all_subsets
 from modseg_ros.data.deliver import DeliverDataset
+from modseg_ros.model import labels as numpy_labels
 from modseg_ros.model.export import export_onnx
 from modseg_ros.model.loading import default_checkpoint
 from modseg_ros.model.runtime import SegmentationEngine
+from modseg_ros.model.segmenter import labels_on_grid
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +51,33 @@ def test_a_shipped_checkpoint_segments_a_world_frame_and_has_its_calibration(fra
     assert set(full.modality_weights) == set(MODALITIES)
     lidar_only = engine.predict({Modality.LIDAR: frame.encodings[Modality.LIDAR]}, output_size=frame.label.shape)
     assert (lidar_only.labels[road] == CLASS_ID["Road"]).mean() > 0.5  # a sparse modality alone still finds the road
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_shipped_checkpoint_ships_the_onnx_graphs_of_its_own_weights(frame, name):
+    # models/ carries the graphs so that a node without torch runs model.backend: onnx. The engine
+    # refuses graphs stamped with other weights, so a checkpoint retrained without exporting them
+    # again fails here: modseg export --onnx models/<name>.safetensors
+    path = default_checkpoint().with_name(f"{name}.safetensors")
+    onnx_engine = SegmentationEngine.load(path, backend="onnx", threads=2)
+    assert onnx_engine.info.weights_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    torch_engine = SegmentationEngine.load(path, threads=2)
+    a, b = (engine.predict(frame.encodings, output_size=frame.label.shape) for engine in (torch_engine, onnx_engine))
+    assert (a.labels == b.labels).mean() > 0.999
+    assert np.allclose(list(a.modality_consistency.values()), list(b.modality_consistency.values()), atol=1e-4)
+
+
+def test_the_numpy_labels_of_the_shipped_networks_logits_equal_the_torch_labels(frame):
+    # the ONNX backend's labels (model/labels.py) against the torch backend's on real logits: every
+    # subset of a world frame, at the label's size, a camera's larger and a smaller one
+    engine = SegmentationEngine.load(default_checkpoint(), backend="onnx", threads=2)
+    inputs = {m: encode_input(m, e, engine.input_size, engine.lidar_intensity) for m, e in frame.encodings.items()}
+    for subset in all_subsets():
+        images, index = stack_inputs({m: inputs[m] for m in subset}, engine.input_size)
+        logits, _, _ = engine._backend.run(images, index, np.ones(len(index), dtype=bool))
+        for size in (frame.label.shape, (1080, 1920), (37, 61)):
+            expected = labels_on_grid(torch.from_numpy(logits), size, engine.input_size).numpy()
+            assert np.array_equal(numpy_labels.labels_on_grid(logits, size, engine.input_size), expected), (subset, size)
 
 
 def test_the_exported_onnx_graph_agrees_with_torch(frame, tmp_path):
