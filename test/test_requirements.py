@@ -82,3 +82,15 @@ def test_every_extra_is_installed_by_make_setup():
             continue
         for requirement in requirements:
             assert canonicalize_name(requirement.name) in pinned, f"extra [{key}]: {requirement.name} not in requirements.txt"
+
+
+def test_the_runtime_needs_no_torch_and_the_colcon_set_is_the_runtime_with_torch():
+    install_requires, extras = setup_cfg()
+    runtime = {canonicalize_name(r.name) for r in install_requires}
+    torch = {canonicalize_name(r.name) for r in extras["torch"]}
+    # the ONNX backend runs on the runtime alone (test/model/test_without_torch.py); torch and the
+    # weights' reader are the torch extra, which training needs as well
+    assert not runtime & {"torch", "safetensors"}, "install_requires: torch belongs to the torch extra"
+    assert {"torch", "safetensors"} <= torch <= {canonicalize_name(r.name) for r in extras["train"]}
+    # the colcon route installs both (model.backend: torch, the default), numpy and PyYAML come from ROS
+    assert set(pins("requirements-colcon.txt")) == (runtime | torch) - {"numpy", "pyyaml"}

@@ -5,6 +5,7 @@ pipeline (core/perception.py) takes the engine it is handed.
 """
 from __future__ import annotations
 
+import importlib.util
 from functools import partial
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from modseg_ros.paths import model_file
 # The checkpoint used when model.path is empty (models/ in the share directory).
 DEFAULT_CHECKPOINT = "any2seg_b0.safetensors"
 UNTRAINED_INPUT = (128, 256)  # (H, W) of the untrained fallback, or the camera grid when smaller
+TORCH_EXTRA = "pip install 'modseg-ros-py[torch]' (the CPU build: docs/install.md)"
 
 
 def default_checkpoint() -> Path | None:
@@ -32,8 +34,9 @@ def checkpoint_path(model: ModelConfig) -> Path:
 
 
 def load_engine(model: ModelConfig, camera: Intrinsics, isolate: bool = False) -> tuple[Engine, str]:
-    """The segmentation engine the parameters ask for, and a sentence saying what was loaded (torch
-and model/runtime.py are imported here, when an engine is made).
+    """The segmentation engine the parameters ask for, and a sentence saying what was loaded
+(model/runtime.py is imported here, when an engine is made; torch only for ``model.backend: torch``
+and the untrained fallback, and a runtime installed without torch hears which parameter asks for it).
 
     An empty ``model.path`` means the shipped checkpoint; if none is shipped, the real architecture
     with initial weights runs instead (the sentence says so: its masks are noise), at the camera
@@ -46,6 +49,11 @@ and model/runtime.py are imported here, when an engine is made).
     trained = weights.is_file()
     if model.path and not trained:
         raise ConfigError(f"parameter 'model.path': no checkpoint at {weights}")
+    if (model.backend == "torch" or not trained) and importlib.util.find_spec("torch") is None:
+        if not trained:
+            raise ConfigError(f"no checkpoint at {weights}, and the untrained fallback needs torch, which is not installed: {TORCH_EXTRA}")
+        raise ConfigError(f"parameter 'model.backend': torch is not installed; set it to onnx (the shipped models carry "
+                          f"their ONNX graphs) or {TORCH_EXTRA}")  # fmt: skip
     threads = model.threads or None
     if trained:
         factory = partial(SegmentationEngine.load, weights, backend=model.backend, threads=threads, device=model.device)
