@@ -170,10 +170,11 @@ class Perception:
         self._follow_clock(now_ns)
         return self.health.reject(modality, now_ns, problem)
 
-    def tick(self, now_ns: int) -> tuple[dict[Modality, HealthState], list[Bundle]]:
-        """Timeouts and rates at ``now_ns``, then the bundles that max-wait or a verdict completed."""
+    def tick(self, now_ns: int, late_ns: int = 0) -> tuple[dict[Modality, HealthState], list[Bundle]]:
+        """Timeouts and rates at ``now_ns`` (a tick ``late_ns`` behind its schedule: see
+        ``HealthMonitor.tick``), then the bundles that max-wait or a verdict completed."""
         self._follow_clock(now_ns)
-        states = self.health.tick(now_ns)
+        states = self.health.tick(now_ns, late_ns)
         return states, self.sync.poll(now_ns, self.health.alive)
 
     def poll(self, now_ns: int) -> list[Bundle]:
