@@ -133,6 +133,10 @@ class Perception:
         }
         self._encoded_lock = threading.Lock()
         self._latest_ns: int | None = None  # the latest node clock seen (receiving side)
+        # Set by the live node while its worker runs a forward: most messages that arrive meanwhile
+        # join bundles a newer one replaces before the worker is free, so their encoding would only
+        # take CPU from the forward; the worker encodes the bundle it takes.
+        self.worker_busy = False
         self.clock_jumps_back = 0
 
     # --- receiving side ------------------------------------------------------------------------
@@ -161,7 +165,7 @@ class Perception:
         alive = self.health.alive
         if not self.health.stamp_usable(sample.modality):
             return self.sync.poll(now_ns, alive)  # judged (it counts against its sensor), never matched
-        if self.config.inputs.encode_on_arrival and sample.modality in alive:
+        if self.config.inputs.encode_on_arrival and not self.worker_busy and sample.modality in alive:
             self.encode(sample)
         return self.sync.push(sample, now_ns, alive)
 

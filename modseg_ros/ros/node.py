@@ -419,6 +419,7 @@ class Any2SegNode(Node):
             bundle = self._mailbox.take(timeout_s=0.1)
             if bundle is None:
                 continue
+            self.perception.worker_busy = True
             try:
                 self._segment_and_publish(bundle)
             except Exception as err:  # the thread must outlive any one bundle; the error is reported
@@ -426,6 +427,8 @@ class Any2SegNode(Node):
                     self._stats.failures += 1
                 self.get_logger().error(f"bundle at {bundle.stamp_ns / 1e9:.3f} s could not be segmented: {err!r}",
                                         throttle_duration_sec=WARN_EVERY_S)  # fmt: skip
+            finally:
+                self.perception.worker_busy = False
 
     def _segment_and_publish(self, bundle: Bundle) -> None:
         """The mask as soon as the network has it (its latency is the node's), then its info with the
