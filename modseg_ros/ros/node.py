@@ -155,7 +155,7 @@ class Any2SegNode(Node):
         self._publisher_qos: dict[str, str] = {}
         self._clock_jumps_logged = 0
         self._watch_period_ns = int(1e9 / self.config.health_tick_rate_hz)
-        self._watch_last_ns = time.monotonic_ns()
+        self._watch_last_ns: int | None = None  # (set by the first run: the executor may start long after this)
         self._late_ns = 0  # the executor's largest delay since the last health tick (steady clock)
 
         self._create_publishers()
@@ -369,7 +369,8 @@ class Any2SegNode(Node):
 
     def _on_watch(self) -> None:
         wall = time.monotonic_ns()
-        self._late_ns = max(self._late_ns, wall - self._watch_last_ns - self._watch_period_ns)
+        if self._watch_last_ns is not None:
+            self._late_ns = max(self._late_ns, wall - self._watch_last_ns - self._watch_period_ns)
         self._watch_last_ns = wall
 
     def _on_health_tick(self) -> None:
