@@ -49,12 +49,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=256, help="camera height (default 256)")
     parser.add_argument("--lidar-beams", type=int, default=16, help="LiDAR rings of the synthetic street (default 16; 128 for a 128-beam sensor)")
     parser.add_argument("--lidar-azimuths", type=int, default=512, help="LiDAR firings per revolution (default 512; 2048 for 128×2048)")
-    parser.add_argument("--threads", type=int, default=1, help="model threads in the node and for the bare forward (default 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="model threads in the node and for the bare forward (default 1; with --busy-cores: model.threads of the parameter file)")
     parser.add_argument("--model", default="", help="checkpoint (default: the parameter file's choice)")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                         help="model backend in the node and for the bare forward (onnx: the .onnx graphs beside the checkpoint)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="a node parameter for every phase, YAML value (e.g. health.tick_rate_hz=20); repeatable")
+    parser.add_argument("--busy-cores", type=int, default=0, metavar="N",
+                        help="steadiness under load instead of the phases above: the rig's 20 Hz stream (--kill falls "
+                             "silent half-way), once idle and once beside N busy-loop processes; prints masks/s loaded "
+                             "÷ idle, the largest mask gap after the sensor dies and alarms on healthy sensors")
+    parser.add_argument("--kill", choices=("camera", "depth", "lidar", "events"), default="camera",
+                        help="with --busy-cores: the sensor that falls silent half-way through (default camera, the trigger)")
     parser.add_argument("--viewer", action="store_true",
                         help="also subscribe to the colour mask, overlay and labelled points, as RViz would (the node "
                              "draws them only for subscribers)")  # fmt: skip
@@ -139,14 +146,17 @@ class PipelineRecorder:
         from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import Image, PointCloud2
 
-        from modseg_ros.msg import SegmentationInfo
+        from modseg_ros.msg import SegmentationInfo, SensorHealthArray
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("bench_recorder", context=self.context)
         self.infos: list = []
+        self.arrivals_ns: list[int] = []  # system time each info arrived (comparable with the stream's stamps)
+        self.health: list = []  # sensor_health as published
         self.pipeline: dict = {}
-        self.node.create_subscription(SegmentationInfo, "segmentation/info", self.infos.append, 100)
+        self.node.create_subscription(SegmentationInfo, "segmentation/info", self._info, 100)
+        self.node.create_subscription(SensorHealthArray, "sensor_health", self.health.append, 100)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, 10)
         for msg_type, topic in ((Image, "segmentation/color_mask"), (Image, "segmentation/overlay"),
                                 (PointCloud2, "segmentation/points")) if viewer else ():  # fmt: skip
@@ -160,6 +170,16 @@ class PipelineRecorder:
     def _spin(self):
         while self._run:
             self.executor.spin_once(timeout_sec=0.05)
+
+    def _info(self, msg):
+        self.arrivals_ns.append(time.time_ns())
+        self.infos.append(msg)
+
+    def clear(self):
+        self.infos.clear()
+        self.arrivals_ns.clear()
+        self.health.clear()
+        self.pipeline = {}
 
     def _diagnostics(self, msg):
         for status in msg.status:
@@ -215,8 +235,7 @@ def _phase(args: argparse.Namespace, name: str, rate: float, tmp: Path, recorder
         rates = {"camera": rate, "depth": rate, "events": rate, "lidar": rate / LIDAR_DIVIDER}
         scenario = {"duration_s": args.warmup + args.seconds, "rate_hz": rates, "width": args.width, "height": args.height,
                     "lidar_beams": args.lidar_beams, "lidar_azimuths": args.lidar_azimuths}  # fmt: skip
-        recorder.infos.clear()
-        recorder.pipeline = {}
+        recorder.clear()
         before, wall = node.resources(), time.monotonic()
         stream = subprocess.run([sys.executable, "-m", "modseg_ros.ros.stream", json.dumps(scenario)],
                                 capture_output=True, text=True, timeout=args.warmup + args.seconds + 120)  # fmt: skip
@@ -248,7 +267,10 @@ def run(args: argparse.Namespace) -> int:
     from modseg_ros.model.loading import load_engine
     from modseg_ros.ros.stream import Scenario
 
+    if args.busy_cores:
+        return run_loaded(args)
     console = Console(width=220)
+    args.threads = args.threads or 1
     torch.set_num_threads(args.threads)
     probe = NodeConfig.from_parameters(_node_parameters(args, 10.0))
     engine, note = load_engine(probe.model, probe.rig.camera)
@@ -308,4 +330,109 @@ def run(args: argparse.Namespace) -> int:
                   "this process, one per bundle period as the node runs it, with the scores; also printed without "
                   "them); masks / bundles offered ≥ 0.95 in the "
                   "model-limited phase; latency flat from the first to the last third (no backlog) in every phase")
+    return 0
+
+
+RIG_RATES = {"camera": 20.0, "depth": 20.0, "lidar": 10.0, "events": 20.0}  # config/any2seg.yaml's nominal rates
+
+
+def _busy_loops(count: int) -> list[subprocess.Popen]:
+    """``count`` processes that each keep one core busy (a plain loop, default priority)."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def _loaded_run(args: argparse.Namespace, busy: int, params_file: Path, recorder: PipelineRecorder) -> dict:
+    """The node fed the rig's stream with ``busy`` busy loops beside it; ``args.kill`` falls silent half-way."""
+    kill_s = args.warmup + args.seconds / 2
+    duration = args.warmup + args.seconds
+    scenario = {"duration_s": duration, "rate_hz": RIG_RATES, "width": args.width, "height": args.height,
+                "lidar_beams": args.lidar_beams, "lidar_azimuths": args.lidar_azimuths, "silent": {args.kill: [[kill_s, duration]]}}  # fmt: skip
+    deadline = time.monotonic() + 15
+    while recorder.node.count_publishers("/segmentation/info") and time.monotonic() < deadline:
+        time.sleep(0.1)  # the previous run's node leaves the graph
+    node = NodeProcess(params_file)
+    loops: list[subprocess.Popen] = []
+    try:
+        node.wait_ready(lambda: recorder.node.count_publishers("/segmentation/info") > 0)
+        recorder.clear()
+        loops = _busy_loops(busy)
+        before, wall = node.resources(), time.monotonic()
+        stream = subprocess.run([sys.executable, "-m", "modseg_ros.ros.stream", json.dumps(scenario)],
+                                capture_output=True, text=True, timeout=duration + 120)  # fmt: skip
+        after, wall = node.resources(), time.monotonic() - wall
+        if stream.returncode != 0:
+            raise RuntimeError(f"the stream failed: {stream.stderr}")
+        time.sleep(1.0)
+        pipeline = dict(recorder.pipeline)
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+        node.stop(timeout_s=30)
+    sent = [json.loads(line) for line in stream.stdout.splitlines()]
+    start = min(r["stamp"] for r in sent)
+    measured_from, killed_at, end = (start + int(t * 1e9) for t in (args.warmup, kill_s, duration))
+    stamps = [i.header.stamp.sec * 10**9 + i.header.stamp.nanosec for i in recorder.infos]
+    arrivals = recorder.arrivals_ns
+    measured = [s for s in stamps if measured_from <= s < end]
+    # gaps as a subscriber sees them: from the last mask before the death to each later one
+    after_death = [a for a in arrivals if a >= killed_at]
+    last_before = max((a for a in arrivals if a < killed_at), default=killed_at)
+    gaps = np.diff([last_before, *after_death, max(end, *after_death)]) / 1e9 if after_death else [duration - kill_s]
+    alarms: list[str] = []
+    level: dict[str, int] = {}
+    for msg in recorder.health:
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        for sensor in msg.sensors:
+            healthy = stamp < end and (sensor.modality != args.kill or stamp < killed_at)  # (every sensor stops at the end)
+            if healthy and sensor.level in (1, 2) and level.get(sensor.modality, 0) not in (1, 2):
+                alarms.append(f"{sensor.modality} {('WARN', 'ERROR')[sensor.level - 1]} at {(stamp - start) / 1e9:.1f} s: {sensor.reason}")
+            level[sensor.modality] = sensor.level
+    e2e = [i.end_to_end_ms for i in recorder.infos]
+    return {"busy": busy, "masks_per_s": len(measured) / args.seconds, "max_gap_s": float(max(gaps)), "alarms": alarms,
+            "e2e_p50": float(np.median(e2e)) if e2e else float("nan"), "cpu": (after.cpu_s - before.cpu_s) / wall,
+            "node_late": pipeline.get("node_late", "n/a"), "offered": pipeline.get("bundles_offered", "0"),
+            "published": pipeline.get("masks_published", "0")}  # fmt: skip
+
+
+def run_loaded(args: argparse.Namespace) -> int:
+    """``--busy-cores N``: the node idle, then beside N busy loops (see the module docstring)."""
+    import os
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=200)
+    params = {"rig.camera.width": args.width, "rig.camera.height": args.height, "model.path": args.model,
+              "model.backend": args.backend, "outputs.diagnostics_rate_hz": 4.0,
+              # the camera-events motion check warns on the synthetic street on an idle machine too (measured):
+              # its alarms would say nothing about load
+              "health.motion_agreement.enabled": False}  # fmt: skip
+    if args.threads is not None:
+        params["model.threads"] = args.threads
+    params.update(_overrides(args.overrides))
+    tmp = Path(tempfile.mkdtemp(prefix="modseg-bench-load-"))
+    _write_params(params, tmp / "params.yaml")
+    recorder = PipelineRecorder(args.viewer)
+    try:
+        results = [_loaded_run(args, busy, tmp / "params.yaml", recorder) for busy in (0, args.busy_cores)]
+    finally:
+        recorder.close()
+    table = Table(title=f"node under load: {args.width}×{args.height} at 20 Hz, {args.kill} silent from "
+                        f"{args.warmup + args.seconds / 2:g} s, {args.seconds:g} s measured, {os.cpu_count()} cores, "
+                        f"threads: {args.threads if args.threads is not None else 'model.threads of the parameter file'}")  # fmt: skip
+    for column in ("busy loops", "masks/s", "masks / bundles offered", "e2e p50 ms", "node CPU",
+                   f"largest mask gap after {args.kill} died s", "alarms on healthy sensors", "node late (diagnostics)"):  # fmt: skip
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(str(r["busy"]), f"{r['masks_per_s']:.2f}", f"{r['published']}/{r['offered']}", f"{r['e2e_p50']:.0f}",
+                      f"{100 * r['cpu']:.0f} %", f"{r['max_gap_s']:.2f}", str(len(r["alarms"])), str(r["node_late"]))  # fmt: skip
+    console.print(table)
+    for r in results:
+        for alarm in r["alarms"]:
+            console.print(f"  {r['busy']} busy: {alarm}")
+    idle, loaded = results
+    ratio = loaded["masks_per_s"] / idle["masks_per_s"] if idle["masks_per_s"] else float("nan")
+    console.print(f"masks/s loaded ÷ idle: {ratio:.2f} (goal ≥ 0.5); largest gap after {args.kill} died, loaded: "
+                  f"{loaded['max_gap_s']:.2f} s (goal ≤ 0.3); alarms on healthy sensors, loaded: {len(loaded['alarms'])} (goal 0)")
     return 0

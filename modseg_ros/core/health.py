@@ -5,7 +5,13 @@ works) and nothing here reads a clock. Two kinds of evidence (docs/design.md#sen
 
 - **Stream checks**, on ``tick(now)``: never received (STALE), no valid message for longer than the
   timeout (ERROR), message rate over a sliding window below the warn / error rates or above the
-  maximum (WARN: a second publisher on the topic, a burst).
+  maximum (WARN: a second publisher on the topic, a burst). Rates count the messages' stamps, not
+  their arrivals: a node that is held up takes its queued messages in a burst, which says nothing
+  about the sensor.
+- **The node's own lateness**: ``tick`` is told how late it runs after its schedule. A node starved
+  of CPU (or held up by a long callback) receives late and, past its queue depth, loses messages; so
+  while it is late, timeouts allow for the delay and rates are not judged, and ``node_late`` says
+  so (the node reports it as its own problem, not a sensor's).
 - **Message checks**, on each ``observe`` (or ``reject`` for a malformed message): zero, future,
   stale and non-monotonic stamps; a frozen payload (the same hash of sampled bytes several times in
   a row); and content: camera exposure and blockage from block statistics, depth valid-pixel fraction,
@@ -411,7 +417,7 @@ class _Stream:
     last_stamp_ns: int | None = None  # newest stamp consistent with the node clock (not zero, future or stale)
     stamp_usable: bool = True  # was the newest message's stamp fit for time matching?
     window_start_ns: int | None = None  # since when the stream has been continuously present
-    arrivals: deque[int] = field(default_factory=deque)
+    stamps: deque[int] = field(default_factory=deque)  # usable stamps within the rate window of the newest
     timed_out: bool = False
     last_digest: bytes = b""
     identical_run: int = 0
@@ -429,6 +435,10 @@ class HealthMonitor:
             m: _Stream(config.streams[m], _Hysteresis(config.fail_count, config.recover_count)) for m in modalities
         }
         self._states: dict[Modality, HealthState] = {}
+        self._late_until_ns: int | None = None  # rates are not judged before this (the node was late)
+        self.node_late = False
+        self.late_episodes = 0
+        self.worst_late_ns = 0  # the latest tick of the current (or last) episode
         self.tick(0)
 
     def reconfigure(self, config: HealthConfig) -> None:
@@ -463,14 +473,17 @@ class HealthMonitor:
         gap = stream.last_arrival_ns is not None and now_ns - stream.last_arrival_ns > stream.limits.timeout_ns
         if stream.timed_out or stream.window_start_ns is None or gap:  # (a gap no tick judged: a stall, a clock jump)
             stream.window_start_ns = now_ns
-            stream.arrivals.clear()
+            stream.stamps.clear()
             stream.timed_out = False
         stream.received += 1
         stream.last_arrival_ns = now_ns
         stream.stamp_usable = stamp_finding.level is OK
         if on_clock:  # a glitch (zero, far future or past) does not move the reference for the next stamp
             stream.last_stamp_ns = sample.stamp_ns
-        stream.arrivals.append(now_ns)
+        if stream.stamp_usable:
+            stream.stamps.append(sample.stamp_ns)
+            while stream.stamps[0] <= sample.stamp_ns - self.config.window_ns:
+                stream.stamps.popleft()
         stream.numbers = numbers
         stream.hysteresis.update(_worst([stamp_finding, content, frozen]))  # content names the fault best
         return self._update(sample.modality, now_ns)
@@ -483,8 +496,9 @@ class HealthMonitor:
     def clock_jumped_back(self, now_ns: int) -> None:
         """The node clock went back (a bag loop on sim time): rates, timeouts and stamp order start
         again from ``now_ns``; levels and their hysteresis are kept."""
+        self._late_until_ns = None
         for stream in self._streams.values():
-            stream.arrivals.clear()
+            stream.stamps.clear()
             stream.last_stamp_ns = None
             if stream.received:
                 stream.window_start_ns = stream.last_arrival_ns = now_ns
@@ -504,10 +518,20 @@ class HealthMonitor:
                 stream = self._streams[modality]
                 stream.cross_checks = {**stream.cross_checks, check: verdict}
 
-    def tick(self, now_ns: int) -> dict[Modality, HealthState]:
-        """Re-evaluate the stream checks (timeouts, rates) at ``now_ns``; call it periodically."""
+    def tick(self, now_ns: int, late_ns: int = 0) -> dict[Modality, HealthState]:
+        """Re-evaluate the stream checks (timeouts, rates) at ``now_ns``; call it periodically.
+        ``late_ns``: how far behind its schedule this tick runs. Messages held up with it may be
+        waiting in the queue, so a timeout needs that much longer; beyond half the shortest
+        timeout the node is late, and rates are not judged until a whole window passes without it."""
+        if late_ns > min((s.limits.timeout_ns for s in self._streams.values()), default=0) // 2:
+            if not self.node_late:
+                self.late_episodes += 1
+                self.worst_late_ns = 0
+            self.worst_late_ns = max(self.worst_late_ns, late_ns)
+            self._late_until_ns = now_ns + self.config.window_ns
+        self.node_late = self._late_until_ns is not None and now_ns < self._late_until_ns
         for modality in self._streams:
-            self._update(modality, now_ns)
+            self._update(modality, now_ns, late_ns)
         return self.states
 
     # --- internals ---------------------------------------------------------------------------
@@ -525,21 +549,19 @@ class HealthMonitor:
             return Finding(ERROR, f"stamp not increasing ({(stamp_ns - stream.last_stamp_ns) / 1e9:+.3f} s)"), True
         return _FINE, True
 
-    def _timeout(self, stream: _Stream, now_ns: int) -> Finding:
+    def _timeout(self, stream: _Stream, now_ns: int, late_ns: int) -> Finding:
         age = now_ns - stream.last_arrival_ns
-        if age <= stream.limits.timeout_ns:
+        if age <= stream.limits.timeout_ns + late_ns:
             return _FINE
         note = f"; last rejected: {stream.last_problem}" if stream.rejected and stream.last_problem else ""
         return Finding(ERROR, f"no valid message for {age / 1e9:.2f} s (timeout {stream.limits.timeout_ns / 1e9:.2f} s){note}")
 
     def _rate_finding(self, stream: _Stream, now_ns: int) -> Finding:
         window = self.config.window_ns
-        while stream.arrivals and stream.arrivals[0] <= now_ns - window:
-            stream.arrivals.popleft()
-        if now_ns - stream.window_start_ns < window:
-            return _FINE  # not observed for a whole window yet (start, or resumed after a timeout)
+        if now_ns - stream.window_start_ns < window or self.node_late:
+            return _FINE  # not observed for a whole window yet (start, resumed after a timeout), or the node lost its messages
         limits = stream.limits
-        rate = len(stream.arrivals) / (window / 1e9)
+        rate = len(stream.stamps) / (window / 1e9)
         if limits.max_rate_hz and rate > limits.max_rate_hz:  # a second publisher on the topic, a burst, a flood
             return Finding(WARN, f"rate {rate:.1f} Hz above {limits.max_rate_hz:.1f} Hz")
         bound = limits.error_rate_hz if rate < limits.error_rate_hz else limits.warn_rate_hz
@@ -549,15 +571,15 @@ class HealthMonitor:
         if stream.window_start_ns is None or stream.timed_out:
             return 0.0
         span = min(self.config.window_ns, now_ns - stream.window_start_ns)
-        return len(stream.arrivals) / (span / 1e9) if span > 0 else 0.0
+        return len(stream.stamps) / (span / 1e9) if span > 0 else 0.0
 
-    def _update(self, modality: Modality, now_ns: int) -> HealthState:
+    def _update(self, modality: Modality, now_ns: int, late_ns: int = 0) -> HealthState:
         stream = self._streams[modality]
         if stream.received == 0:
             reason = "never received" + (f"; {stream.rejected} rejected: {stream.last_problem}" if stream.rejected else "")
             level, alive = STALE, False
         else:
-            timeout = self._timeout(stream, now_ns)
+            timeout = self._timeout(stream, now_ns, late_ns)
             if timeout.level is ERROR:
                 if not stream.timed_out:
                     stream.timed_out = True

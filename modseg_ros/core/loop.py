@@ -9,7 +9,7 @@ live and offline runs make the same bundles from the same messages.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from modseg_ros.core.perception import Perception
 from modseg_ros.core.types import Bundle, HealthLevel, HealthState, Modality
@@ -22,6 +22,7 @@ class LevelChanges:
     changed: bool  # a sensor's level or liveness changed (``sensor_health`` is published at once)
     reported: tuple[tuple[Modality, HealthState], ...]  # the changes worth a log line (not a first STALE)
     fused: frozenset[Modality] | None  # the alive sensors when that set changed (None: unchanged)
+    node_late: bool | None = None  # whether the node itself is late, when that changed (None: unchanged)
 
 
 class LevelTracker:
@@ -74,15 +75,21 @@ class NodeLoop:
         self.hand_over = hand_over
         self.publish_health = publish_health
         self.levels = LevelTracker()
+        self._node_late = False
         config = perception.config
         self._timers = (ClockTimer(config.health_tick_rate_hz), ClockTimer(config.sync_poll_rate_hz),
                         ClockTimer(config.outputs.health_rate_hz))  # fmt: skip
 
-    def health_tick(self, now_ns: int) -> LevelChanges:
-        """Timeouts and rates at ``now_ns``; the health is published if a level changed, then the
-        bundles max-wait or a verdict completed are handed over."""
-        states, bundles = self.perception.tick(now_ns)
+    def health_tick(self, now_ns: int, late_ns: int = 0) -> LevelChanges:
+        """Timeouts and rates at ``now_ns`` (``late_ns``: how far the live node's callbacks fell
+        behind since the last tick; the offline replay is never late); the health is published if a
+        level changed, then the bundles max-wait or a verdict completed are handed over."""
+        states, bundles = self.perception.tick(now_ns, late_ns)
         changes = self.levels.update(states, self.perception.health.alive)
+        late = self.perception.health.node_late
+        if late != self._node_late:
+            self._node_late = late
+            changes = replace(changes, node_late=late)
         if changes.changed:
             self.publish_health()
         self.hand_over(bundles)

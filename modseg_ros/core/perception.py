@@ -133,6 +133,10 @@ class Perception:
         }
         self._encoded_lock = threading.Lock()
         self._latest_ns: int | None = None  # the latest node clock seen (receiving side)
+        # Set by the live node while its worker runs a forward: most messages that arrive meanwhile
+        # join bundles a newer one replaces before the worker is free, so their encoding would only
+        # take CPU from the forward; the worker encodes the bundle it takes.
+        self.worker_busy = False
         self.clock_jumps_back = 0
 
     # --- receiving side ------------------------------------------------------------------------
@@ -161,7 +165,7 @@ class Perception:
         alive = self.health.alive
         if not self.health.stamp_usable(sample.modality):
             return self.sync.poll(now_ns, alive)  # judged (it counts against its sensor), never matched
-        if self.config.inputs.encode_on_arrival and sample.modality in alive:
+        if self.config.inputs.encode_on_arrival and not self.worker_busy and sample.modality in alive:
             self.encode(sample)
         return self.sync.push(sample, now_ns, alive)
 
@@ -170,10 +174,11 @@ class Perception:
         self._follow_clock(now_ns)
         return self.health.reject(modality, now_ns, problem)
 
-    def tick(self, now_ns: int) -> tuple[dict[Modality, HealthState], list[Bundle]]:
-        """Timeouts and rates at ``now_ns``, then the bundles that max-wait or a verdict completed."""
+    def tick(self, now_ns: int, late_ns: int = 0) -> tuple[dict[Modality, HealthState], list[Bundle]]:
+        """Timeouts and rates at ``now_ns`` (a tick ``late_ns`` behind its schedule: see
+        ``HealthMonitor.tick``), then the bundles that max-wait or a verdict completed."""
         self._follow_clock(now_ns)
-        states = self.health.tick(now_ns)
+        states = self.health.tick(now_ns, late_ns)
         return states, self.sync.poll(now_ns, self.health.alive)
 
     def poll(self, now_ns: int) -> list[Bundle]:

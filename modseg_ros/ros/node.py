@@ -38,6 +38,7 @@ import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
@@ -152,8 +153,10 @@ class Any2SegNode(Node):
         self._wall_arrival: weakref.WeakKeyDictionary[SensorSample, float] = weakref.WeakKeyDictionary()
         self._topics: dict[str, _Topic] = {}
         self._publisher_qos: dict[str, str] = {}
-        self._last_tick_ns: int | None = None
         self._clock_jumps_logged = 0
+        self._watch_period_ns = int(1e9 / self.config.health_tick_rate_hz)
+        self._watch_last_ns: int | None = None  # (set by the first run: the executor may start long after this)
+        self._late_ns = 0  # the executor's largest delay since the last health tick (steady clock)
 
         self._create_publishers()
         self._create_subscriptions()
@@ -164,6 +167,8 @@ class Any2SegNode(Node):
         self._follow_tf()
         cfg = self.config
         self.create_timer(1.0 / cfg.health_tick_rate_hz, self._on_health_tick)
+        # on the steady clock: how late the executor runs, whatever the node clock does (sim time)
+        self.create_timer(1.0 / cfg.health_tick_rate_hz, self._on_watch, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.create_timer(1.0 / cfg.sync_poll_rate_hz, self._on_sync_poll)
         self.create_timer(1.0 / cfg.outputs.health_rate_hz, self._publish_health)
         self.create_timer(1.0 / cfg.outputs.diagnostics_rate_hz, self._publish_diagnostics)
@@ -362,14 +367,17 @@ class Any2SegNode(Node):
         self.get_logger().error(f"{topic}: a subscriber requests QoS incompatible with this publisher ({policy}; "
                                 f"{info.total_count} so far); outputs are RELIABLE, VOLATILE")  # fmt: skip
 
+    def _on_watch(self) -> None:
+        wall = time.monotonic_ns()
+        if self._watch_last_ns is not None:
+            self._late_ns = max(self._late_ns, wall - self._watch_last_ns - self._watch_period_ns)
+        self._watch_last_ns = wall
+
     def _on_health_tick(self) -> None:
         now = self._now_ns()
-        last, self._last_tick_ns = self._last_tick_ns, now
-        if last is not None and now - last > 3e9 / self.config.health_tick_rate_hz:
-            # The executor was held up (it runs timers before waiting messages): take those first,
-            # rather than call their sensors silent. The next tick judges.
-            return
-        changes = self.loop.health_tick(now)
+        self._on_watch()  # a stall that ends with this tick counts now (the executor runs timers before waiting messages)
+        late, self._late_ns = self._late_ns, 0
+        changes = self.loop.health_tick(now, late)
         if self.perception.clock_jumps_back > self._clock_jumps_logged:
             self._clock_jumps_logged = self.perception.clock_jumps_back
             self.get_logger().warning(f"the clock jumped back (now {now / 1e9:.3f} s; a bag loop?): time matching and "
@@ -390,6 +398,15 @@ class Any2SegNode(Node):
                 self.get_logger().info(text)
             else:
                 self.get_logger().warning(text)
+        if changes.node_late is not None:
+            health = self.perception.health
+            if changes.node_late:
+                self.get_logger().warning(f"{self.get_name()} is late: its callbacks ran {health.worst_late_ns / 1e6:.0f} ms behind "
+                                          f"schedule (starved of CPU?); sensor rates are not judged and timeouts allow "
+                                          f"for the delay until it catches up")  # fmt: skip
+            else:
+                self.get_logger().info(f"{self.get_name()} caught up (callbacks up to {health.worst_late_ns / 1e6:.0f} ms "
+                                       f"behind); sensor rates are judged again")  # fmt: skip
         if changes.fused is not None:
             if changes.fused:
                 self.get_logger().info(f"fusing {subset_name(changes.fused)}")
@@ -403,6 +420,7 @@ class Any2SegNode(Node):
             bundle = self._mailbox.take(timeout_s=0.1)
             if bundle is None:
                 continue
+            self.perception.worker_busy = True
             try:
                 self._segment_and_publish(bundle)
             except Exception as err:  # the thread must outlive any one bundle; the error is reported
@@ -410,6 +428,8 @@ class Any2SegNode(Node):
                     self._stats.failures += 1
                 self.get_logger().error(f"bundle at {bundle.stamp_ns / 1e9:.3f} s could not be segmented: {err!r}",
                                         throttle_duration_sec=WARN_EVERY_S)  # fmt: skip
+            finally:
+                self.perception.worker_busy = False
 
     def _segment_and_publish(self, bundle: Bundle) -> None:
         """The mask as soon as the network has it (its latency is the node's), then its info with the
@@ -523,6 +543,10 @@ class Any2SegNode(Node):
             level = max(level, HealthLevel.WARN)
             message = f"fusing {subset_name(alive - excluded)} of {subset_name(configured)}; excluded as inconsistent: " + \
                 ", ".join(m.value for m in MODALITIES if m in excluded)
+        health = self.perception.health
+        if health.node_late:
+            level = max(level, HealthLevel.WARN)
+            message += f"; node late: callbacks up to {health.worst_late_ns / 1e6:.0f} ms behind (sensor rates not judged)"
         if self._publisher_qos:
             level = max(level, HealthLevel.WARN)
             message += "; incompatible subscriber QoS on " + ", ".join(f"{t} ({p})" for t, p in self._publisher_qos.items())
@@ -539,6 +563,8 @@ class Any2SegNode(Node):
             "render_failures": render_failures,
             "sync_resets": sync.resets,
             "clock_jumps_back": self.perception.clock_jumps_back,
+            "node_late": health.late_episodes,
+            "node_late_worst_ms": f"{health.worst_late_ns / 1e6:.0f}",
             **self.perception.backlog(),
             "end_to_end_ms_p50": f"{np.percentile(latencies, 50):.1f}",
             "end_to_end_ms_p99": f"{np.percentile(latencies, 99):.1f}",

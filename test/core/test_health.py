@@ -263,3 +263,81 @@ def test_rate_above_the_maximum_warns_and_keeps_the_sensor_alive(street):
     state = run(monitor, street, events, 3 * S)[-1][1][C]
     assert state.level == HealthLevel.WARN and state.alive and "above 40.0 Hz" in state.reason
     assert abs(state.rate_hz - 200.0) < 10
+
+
+def run_starved(monitor, street, events, until_ns, stalls, queue_depth=5):
+    """As ``run``, for a node whose callbacks are held up during ``stalls`` ([start, end) ns): no
+    tick and no message is taken meanwhile; the tick after a stall runs first and is told how late
+    it is, then the waiting messages are taken, at most ``queue_depth`` per sensor (KEEP_LAST drops
+    the older ones, as the node's subscriptions do). Returns the states after every tick."""
+    timeline, waiting, i = [], [], 0
+    for now in range(0, until_ns, TICK):
+        while i < len(events) and events[i][0] <= now:
+            waiting.append(events[i])
+            i += 1
+        stall = next(((a, b) for a, b in stalls if a <= now < b), None)
+        if stall is not None:
+            continue
+        late = max((now - a for a, b in stalls if a <= now - TICK < b), default=0)
+        timeline.append((now, monitor.tick(now, late)))
+        kept = [e for e in waiting if sum(1 for w in waiting if w[1] is e[1] and w[2] > e[2]) < queue_depth]
+        for arrival, modality, stamp in kept:  # taken now, in the order they arrived
+            monitor.observe(SensorSample(modality, stamp, arrival, modality.value, payload(street, modality, stamp)), now)
+        waiting = []
+    return timeline
+
+
+def test_a_starved_node_blames_itself_not_its_sensors(street):
+    # Every second the node is held up for 600 ms (CPU starved): queued messages arrive in a burst
+    # and, beyond the queue depth, are lost (7 of a 20 Hz sensor's 20 a second: 13 Hz, below the
+    # 14 Hz warn rate if it were judged); the stamps stay at the sensors' rates.
+    monitor = HealthMonitor(CONFIG, RATES)
+    stalls = [(k * S + 200 * MS, k * S + 800 * MS) for k in range(1, 6)]
+    timeline = run_starved(monitor, street, schedule(6.0, seed=3), 6 * S, stalls)
+    bad = [(now / S, m.value, s.reason) for now, states in timeline if now > 200 * MS for m, s in states.items()
+           if s.level != HealthLevel.OK]  # fmt: skip
+    assert bad == []
+    assert monitor.node_late and monitor.late_episodes == 1  # one episode: a window never passed without a stall
+    assert 580 * MS <= monitor.worst_late_ns <= 620 * MS
+
+
+def test_bursty_arrivals_within_the_queue_are_judged_by_their_stamps(street):
+    # Held up for 100 ms every 250 ms: not late enough to be the node's problem (half the shortest
+    # timeout is 65 ms here: above it), nothing is lost, the rate counted by stamps stays nominal.
+    monitor = HealthMonitor(CONFIG, RATES)
+    stalls = [(k * 250 * MS + 200 * MS, k * 250 * MS + 240 * MS) for k in range(1, 20)]
+    timeline = run_starved(monitor, street, schedule(5.0, seed=5), 5 * S, stalls)
+    _, final = timeline[-1]
+    assert not monitor.node_late and monitor.late_episodes == 0
+    assert all(s.level == HealthLevel.OK for s in final.values())
+    assert all(abs(final[m].rate_hz - r) / r < 0.1 for m, r in RATES.items())
+
+
+def test_rates_are_judged_again_a_window_after_the_node_caught_up(street):
+    # A camera at 10 Hz (warn below 14; its timeout long enough for that period): not judged while
+    # the node is late, WARN a window after.
+    slow = replace(CONFIG, streams={**CONFIG.streams, C: replace(CONFIG.streams[C], timeout_ns=S)})
+    monitor = HealthMonitor(slow, RATES)
+    events = schedule(4.0, rates={**RATES, C: 10.0}, seed=2)
+    timeline = run_starved(monitor, street, events, 4 * S, [(S + 500 * MS, S + 800 * MS)])
+    level_at = {now: states[C].level for now, states in timeline}
+    assert level_at[S + 400 * MS] == HealthLevel.WARN  # before the stall: judged
+    assert all(level_at[t] == HealthLevel.OK for t in level_at if S + 800 * MS <= t < S + 1800 * MS)
+    assert level_at[3 * S] == HealthLevel.WARN and "rate 10.0 Hz" in timeline[-1][1][C].reason
+    assert not monitor.node_late
+
+
+@pytest.mark.parametrize("modality", [C, L])
+def test_a_sensor_dying_while_the_node_is_late_is_declared_dead_within_the_delay(street, modality):
+    monitor = HealthMonitor(CONFIG, RATES)
+    stop_at = 3 * S
+    events = schedule(5.0, seed=1, stop={modality: stop_at})
+    last_arrival = max(a for a, m, _ in events if m is modality)
+    stall = (3 * S + 20 * MS, 3 * S + 320 * MS)
+    timeline = run_starved(monitor, street, events, 5 * S, [stall])
+    states_at = dict(timeline)
+    assert states_at[stall[1]][modality].alive  # the tick after the stall allows for it: messages may be waiting
+    dead_at = next(now for now, states in timeline if now > last_arrival and not states[modality].alive)
+    # the usual bound, from when the node could take the last message (after the stall)
+    assert dead_at - max(last_arrival, stall[1]) <= 2 * S / RATES[modality] + 50 * MS
+    assert all(timeline[-1][1][m].alive for m in RATES if m is not modality)

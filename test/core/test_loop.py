@@ -39,10 +39,10 @@ class _Perception:
     def __init__(self) -> None:
         self.config = SimpleNamespace(health_tick_rate_hz=50.0, sync_poll_rate_hz=100.0,
                                       outputs=SimpleNamespace(health_rate_hz=10.0))  # fmt: skip
-        self.health = SimpleNamespace(alive=frozenset({LIDAR}))
+        self.health = SimpleNamespace(alive=frozenset({LIDAR}), node_late=False)
         self.calls: list[tuple[str, int]] = []
 
-    def tick(self, now_ns: int):
+    def tick(self, now_ns: int, late_ns: int = 0):
         self.calls.append(("tick", now_ns))
         return {LIDAR: state(LIDAR, HealthLevel.OK, True)}, [f"tick@{now_ns}"]
 

@@ -67,4 +67,4 @@ def test_the_generated_parameter_table_marks_the_run_time_parameters():
 
     table = parameter_table(declared_parameters(), default_parameters())
     assert "| `health.lidar.min_points` | `100` | >= 0 | fewer returns: ERROR | yes |" in table
-    assert "| `model.threads` | `2` | >= 0 | intra-op threads; 0 keeps the library default |  |" in table
+    assert "| `model.threads` | `1` | >= 0 | intra-op threads; 0 keeps the library default |  |" in table
