@@ -11,8 +11,9 @@ depth      HHA-like: [range code of the depth z, height above the ground, |cos| 
 lidar      Points projected into the camera (nearest point wins per pixel):
            [range code of the camera depth z, intensity, height above the ground]; 0 where no point.
            Intensity in [0, 1] after the driver's scale (``inputs.lidar_intensity_scale``); a scan
-           whose values still exceed 1 is divided by its maximum, so their order survives (a
-           checkpoint with ``lidar_intensity: scan_rank`` reads only that order).
+           whose values still exceed 1 is divided by its maximum, so their order survives. For a
+           checkpoint with ``lidar_intensity: scan_rank`` (it reads only that order) the scan is
+           divided by its 99th percentile instead, whatever its scale (``intensity_code``).
 events     Events of one message rendered on the event sensor's grid and mapped onto the camera
            grid: [negative count, positive count, recency of the pixel's last event]; 0 where none.
 =========  ====================================================================================
@@ -142,7 +143,7 @@ MIN_DEPTH_M = 0.1  # points nearer the camera plane than this are not projected 
 
 
 @np.errstate(over="ignore", invalid="ignore")  # absurd coordinates land outside the image
-def encode_lidar(cloud: PointCloud, rig: Rig, cfg: EncodingConfig) -> np.ndarray:
+def encode_lidar(cloud: PointCloud, rig: Rig, cfg: EncodingConfig, lidar_intensity: str = "raw") -> np.ndarray:
     cam = rig.camera
     out = np.zeros((cam.height, cam.width, 3), dtype=np.uint8)
     points = cloud.points
@@ -162,14 +163,34 @@ def encode_lidar(cloud: PointCloud, rig: Rig, cfg: EncodingConfig) -> np.ndarray
     z = pts_cam[idx[winners], 2]
     uu, vv = u[winners], v[winners]
     heights = rig.base_from[Modality.LIDAR].apply(points[keep])[:, 2]
-    intensity = np.nan_to_num(cloud.intensity[keep], nan=0.0, posinf=0.0, neginf=0.0)
-    brightest = float(intensity.max(initial=0.0))
-    if brightest > 1.0:  # raw counts (0-255, 0-65535) whose scale the parameters do not match: keep their order
-        intensity = intensity / brightest
     out[vv, uu, 0] = range_code(z, cfg)
-    out[vv, uu, 1] = np.rint(np.clip(intensity, 0.0, 1.0) * 255.0).astype(np.uint8)
+    out[vv, uu, 1] = intensity_code(cloud.intensity[keep], lidar_intensity)
     out[vv, uu, 2] = height_code(heights, cfg)
     return out
+
+
+# The share of a scan's returns in the image above the level that codes as 255 when the intensity
+# is read as its order ("scan_rank"): a few retro-reflectors do not squeeze the rest into few levels.
+BRIGHT_SHARE = 0.01
+
+
+def intensity_code(intensity: np.ndarray, lidar_intensity: str = "raw") -> np.ndarray:
+    """The 8-bit intensity channel of the returns that won their pixels. ``raw``: the value in [0, 1]
+    after the driver's scale (a scan with values above 1 is divided by its maximum, so their order
+    survives). ``scan_rank`` (a checkpoint that reads only the order, core/network_input.py): the
+    values divided by the scan's 99th percentile first, so that a sensor whose intensities span
+    0-0.01 keeps 256 levels of order instead of three."""
+    intensity = np.nan_to_num(intensity, nan=0.0, posinf=0.0, neginf=0.0)
+    if lidar_intensity == "scan_rank" and len(intensity):
+        k = int((len(intensity) - 1) * (1 - BRIGHT_SHARE))
+        top = float(np.partition(intensity, k)[k])
+        scale = top if top > 0 else float(intensity.max())
+    else:
+        brightest = float(intensity.max(initial=0.0))
+        scale = brightest if brightest > 1.0 else 1.0  # raw counts (0-255, 0-65535) the parameters do not scale
+    if scale <= 0:
+        return np.zeros(len(intensity), np.uint8)
+    return np.rint(np.clip(intensity / scale, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def render_events(packet: EventPacket, cfg: EncodingConfig,
@@ -220,14 +241,15 @@ def encode_events(data: EventPacket | EventFrame, rig: Rig, cfg: EncodingConfig)
     return _warp_nearest(frame, intr, rig.camera, fill=0)
 
 
-def encode_payload(modality: Modality, data: Payload, rig: Rig, cfg: EncodingConfig) -> np.ndarray:
-    """Any sample payload -> its H×W×3 uint8 encoding on the camera grid."""
+def encode_payload(modality: Modality, data: Payload, rig: Rig, cfg: EncodingConfig, lidar_intensity: str = "raw") -> np.ndarray:
+    """Any sample payload -> its H×W×3 uint8 encoding on the camera grid (``lidar_intensity``: how
+    the checkpoint reads LiDAR intensity, ``intensity_code``)."""
     if modality is Modality.CAMERA and isinstance(data, CameraFrame):
         return encode_camera(data, rig)
     if modality is Modality.DEPTH and isinstance(data, DepthFrame):
         return encode_depth(data, rig, cfg)
     if modality is Modality.LIDAR and isinstance(data, PointCloud):
-        return encode_lidar(data, rig, cfg)
+        return encode_lidar(data, rig, cfg, lidar_intensity)
     if modality is Modality.EVENTS and isinstance(data, (EventPacket, EventFrame)):
         return encode_events(data, rig, cfg)
     raise TypeError(f"no encoding of {type(data).__name__} for modality {modality}")

@@ -244,7 +244,7 @@ class Perception:
             cached = cache.get(key)
         if cached is not None and cached.sample is sample and cached.rig is rig:
             return cached
-        image = encode_payload(sample.modality, sample.data, rig, self.config.encoding)
+        image = encode_payload(sample.modality, sample.data, rig, self.config.encoding, self.engine.lidar_intensity)
         network_input = encode_input(sample.modality, image, self.engine.input_size, self.engine.lidar_intensity)
         encoding = _Encoding(sample, rig, image, network_input)
         with self._encoded_lock:

@@ -77,7 +77,7 @@ def evaluate_point_frames(checkpoint: str | Path, data: str | Path, mapping: str
         size = tuple(info.config.input_size) if squash else (input_size or aspect_size(frame.rgb.shape[:2], pixels))
         sizes.add(size)
         rig = frame.rig.with_camera(processing_camera(frame.rig.camera, size, PROCESSING_SCALE))
-        encoded = {Modality.CAMERA: encode_camera(CameraFrame(frame.rgb), rig), Modality.LIDAR: encode_lidar(frame.cloud, rig, cfg)}
+        encoded = {Modality.CAMERA: encode_camera(CameraFrame(frame.rgb), rig), Modality.LIDAR: encode_lidar(frame.cloud, rig, cfg, info.lidar_intensity)}
         masks = {name: lut[segment_encoded(model, {m: encoded[m] for m in modalities}, size, frame.rgb.shape[:2], info.lidar_intensity)]
                  for name, modalities in INPUT_SETS.items()}  # fmt: skip
         u, v, index = project_points(frame)

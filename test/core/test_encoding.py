@@ -114,6 +114,21 @@ def test_lidar_intensity_counts_beyond_one_keep_their_order():
     assert counts[..., 1][hit].max() == 255 and len(set(counts[..., 1][hit].tolist())) == 3  # not all clipped to 255
 
 
+def test_a_scan_read_by_its_order_keeps_its_levels_whatever_the_scale():
+    """An Ouster-like scan whose intensities span 0-0.0085 keeps three raw 8-bit levels; read by its
+    order, any scale of it gives the same codes, with the order of the values."""
+    rng = np.random.default_rng(5)
+    n = 400
+    points = np.stack([np.full(n, 8.0), rng.uniform(-3, 3, n), rng.uniform(-1, 1, n)], axis=1).astype(np.float32)
+    dim = rng.uniform(0, 0.0085, n).astype(np.float32)
+    raw = encode_lidar(PointCloud(points=points, intensity=dim), rig(), CFG)
+    hit = raw[..., 0] > 0
+    assert len(np.unique(raw[..., 1][hit])) <= 3
+    codes = [encode_lidar(PointCloud(points=points, intensity=dim * k), rig(), CFG, "scan_rank")[..., 1][hit] for k in (1, 100, 30_000)]
+    assert (codes[0] == codes[1]).all() and (codes[0] == codes[2]).all()
+    assert len(np.unique(codes[0])) > 100 and codes[0].max() == 255
+
+
 def test_events_of_a_finer_sensor_binned_straight_onto_the_grid_equal_render_then_sample():
     rng = np.random.default_rng(4)
     n, w, h = 50_000, 640, 320
