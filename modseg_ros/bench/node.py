@@ -2,6 +2,8 @@
 
 1. The bare model forward (``engine.predict`` on encoded inputs) of a four-sensor bundle is timed
    in this process, 32 times with idle gaps; its median sets the model-limited rate R = 1 / forward.
+   What the node does per message outside the network (``Perception.receive``: conversion, content
+   checks, encoding, synchronisation) is timed on the same messages.
 2. The node runs in a child process (``modseg run``) and a second child streams the synthetic
    street (``python -m modseg_ros.ros.stream``) in three phases: ``latency`` at R / 2 (the worker is
    idle when a bundle completes, so the end-to-end latency is the node's own cost), ``model-limited``
@@ -218,6 +220,26 @@ def _bare_forward_ms(engine, perception, bundles, period_s: float = 0.0, mask_on
     return times
 
 
+def _arrival_ms(config, engine, bundles: _Bundles) -> dict[Modality, tuple[float, float]]:
+    """What the node does with each message as it arrives, outside the network: ``Perception.receive``
+    (conversion, content checks, the encoding on the processing grid, synchronisation) on the
+    probe's messages; wall and CPU ms of this thread, median of 8 per sensor after one warm-up."""
+    from modseg_ros.core.messages import sensor_inputs
+    from modseg_ros.core.perception import Perception
+
+    perception = Perception(config, engine)
+    inputs = sensor_inputs(config)
+    times: dict[Modality, list[tuple[float, float]]] = {m: [] for m in inputs}
+    for k in range(9):
+        stamp = 10**9 + k * 100_000_000
+        for modality, source in inputs.items():
+            msg = bundles.frames.message(modality.value, k, stamp)
+            wall, cpu = time.perf_counter(), time.thread_time()
+            perception.receive(modality, lambda: source.sample(msg, source.topic, stamp), stamp)
+            times[modality].append(((time.perf_counter() - wall) * 1e3, (time.thread_time() - cpu) * 1e3))
+    return {m: (median(w for w, _ in t[1:]), median(c for _, c in t[1:])) for m, t in times.items()}
+
+
 def _phase(args: argparse.Namespace, name: str, rate: float, tmp: Path, recorder: PipelineRecorder) -> dict:
     """One phase: a node configured for this rate, the stream, what the node published."""
     deadline = time.monotonic() + 15
@@ -285,6 +307,11 @@ def run(args: argparse.Namespace) -> int:
     rate = args.rate or round(1000.0 / forward_ms, 2)
     console.print(f"{note}\nbare forward of a four-sensor bundle: {forward_ms:.1f} ms ({args.threads} thread(s)); "
                   f"model-limited rate R = {rate} Hz")  # fmt: skip
+    arrival = _arrival_ms(probe, engine, probe_bundles)
+    per_bundle = sum(cpu / (LIDAR_DIVIDER if m is Modality.LIDAR else 1) for m, (_, cpu) in arrival.items())
+    console.print("outside the network, per message on arrival (conversion, content checks, encoding, sync; wall / CPU "
+                  "ms): " + ", ".join(f"{m.value} {w:.1f} / {c:.1f}" for m, (w, c) in arrival.items())
+                  + f"; per bundle (LiDAR every {LIDAR_DIVIDER}nd bundle) {per_bundle:.1f} ms CPU")  # fmt: skip
 
     phases = [("latency (R/2)", rate / 2), ("model-limited (0.9 R)", 0.9 * rate)]
     if args.overload:

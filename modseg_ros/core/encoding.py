@@ -30,7 +30,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from modseg_ros.core.geometry import Intrinsics, Rig
+from modseg_ros.core.geometry import Intrinsics, Rig, dot3
 from modseg_ros.core.params import Parameter, ParameterReader
 from modseg_ros.core.types import (
     CameraFrame,
@@ -152,7 +152,7 @@ def encode_lidar(cloud: PointCloud, rig: Rig, cfg: EncodingConfig, lidar_intensi
     camera_from_lidar = rig.camera_from(Modality.LIDAR)
     # depth along the optical axis first: a spinning LiDAR's points behind the camera (most of a
     # 360° scan) are dropped before the full transform
-    depth = points @ camera_from_lidar.rotation[2].astype(np.float32) + np.float32(camera_from_lidar.translation[2])
+    depth = dot3(points, camera_from_lidar.rotation[2]) + np.float32(camera_from_lidar.translation[2])
     ahead = np.flatnonzero(depth > MIN_DEPTH_M)  # non-finite points are not ahead
     pts_cam = camera_from_lidar.apply(points[ahead])
     u, v, idx = cam.project(pts_cam, MIN_DEPTH_M)  # non-finite points land nowhere
@@ -200,17 +200,18 @@ def render_events(packet: EventPacket, cfg: EncodingConfig,
     for the unsampled) the frame on that smaller grid, from the events of the sampled pixels only:
     the same as rendering on the sensor's grid and sampling it, without the sensor-sized arrays."""
     h, w = packet.height, packet.width
-    x = packet.x.astype(np.int64)
-    y = packet.y.astype(np.int64)
-    ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-    x, y, t, p = x[ok], y[ok], packet.t_ns[ok], packet.polarity[ok]
-    if sampled is not None:
-        row_of, col_of = sampled
-        y, x = row_of[y], col_of[x]
-        keep = (y >= 0) & (x >= 0)
-        x, y, t, p = x[keep], y[keep], t[keep], p[keep]
-        h, w = int(row_of.max()) + 1, int(col_of.max()) + 1
-    lin = y * w + x
+    row_of, col_of = sampled if sampled is not None else (np.arange(h), np.arange(w))
+    # row and column of every uint16 coordinate, -1 off the sensor or unsampled: one lookup per
+    # event places it or drops it (no bounds tests, no int64 copies of a million coordinates)
+    rows, cols = np.full(65536, -1, np.int32), np.full(65536, -1, np.int32)
+    rows[:min(h, 65536)], cols[:min(w, 65536)] = row_of[:65536], col_of[:65536]
+    r, c = rows[packet.y], cols[packet.x]
+    keep = np.flatnonzero((r >= 0) & (c >= 0))
+    h, w = (int(row_of.max()) + 1, int(col_of.max()) + 1) if sampled is not None else (h, w)
+    lin = r[keep]
+    lin *= w
+    lin += c[keep]
+    t, p = packet.t_ns[keep], packet.polarity[keep]
     # counts -> min(count * 255 / saturation, 255) truncated, as a table: from saturation + 1 on, 255
     top = cfg.event_saturation + 1
     to_code = np.minimum(np.arange(top + 1) * (255.0 / cfg.event_saturation), 255.0).astype(np.uint8)

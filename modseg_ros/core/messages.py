@@ -275,8 +275,8 @@ def _packed_nanoseconds(t: np.ndarray) -> bool:
     stamped near zero), and no real time in any unit is that small (but zero, the same either way)."""
     if t.dtype != np.float64 or not len(t):
         return False
-    as_int = np.ascontiguousarray(t).view(np.int64)
-    return bool(np.all((as_int > -(2**61)) & (as_int < 2**61)))
+    as_int = t.view(np.int64)
+    return bool(as_int.min() > -(2**61) and as_int.max() < 2**61)
 
 
 # With no header stamp to compare with, larger float values are taken as nanoseconds (1e7 s is 116 days).
@@ -305,10 +305,11 @@ def resolve_event_time(t: np.ndarray, stamp_ns: int) -> EventTime:
 
 def event_times_ns(t: np.ndarray, stamp_ns: int, convention: EventTime = EventTime.AUTO) -> np.ndarray:
     """Absolute event times in ns from a PointCloud2 time field (``convention``: see EventTime;
-    integer fields always hold nanoseconds). ValueError if the field cannot hold the convention or
-    the times are NaN, inf or beyond the int64 nanosecond range."""
+    integer fields always hold nanoseconds), a view of ``t`` where its bytes already are int64 ns.
+    ValueError if the field cannot hold the convention or the times are NaN, inf or beyond the int64
+    nanosecond range."""
     if t.dtype.kind in "iu":
-        return t.astype(np.int64)
+        return t.astype(np.int64, copy=False)
     if len(t) == 0:
         return np.zeros(0, np.int64)
     if convention is EventTime.AUTO:
@@ -316,7 +317,7 @@ def event_times_ns(t: np.ndarray, stamp_ns: int, convention: EventTime = EventTi
     if convention is EventTime.INT64_NS:
         if t.dtype.itemsize != 8:
             raise ValueError(f"int64 nanoseconds need an 8-byte field, the time field is {t.dtype.name}")
-        return np.ascontiguousarray(t).view(np.int64)
+        return t.view(np.int64)
     values = t.astype(np.float64)
     if not np.isfinite(values).all():
         raise ValueError("event times contain NaN or inf")
@@ -333,9 +334,13 @@ def event_packet(msg, topic: str, width: int, height: int, time_convention: Even
     points = cloud_array(msg, topic)
     x = _field(points, ("x",), topic, "x")
     y = _field(points, ("y",), topic, "y")
-    t = _field(points, _EVENT_TIME_FIELDS, topic, "time")
+    # one gather of the times out of the records: the passes below (type test, range checks, the
+    # subtraction) run 5-10× faster on contiguous values than on a view with a 13-byte stride
+    t = np.ascontiguousarray(_field(points, _EVENT_TIME_FIELDS, topic, "time"))
     p = _field(points, _EVENT_POLARITY_FIELDS, topic, "polarity")
     for name, values in (("x", x), ("y", y)):
+        if np.can_cast(values.dtype, np.uint16):  # (uint16 on the wire: nothing to check)
+            continue
         if values.dtype.kind == "f" and len(values) and not np.isfinite(values).all():
             raise ConversionError(topic, f"event '{name}' coordinates contain NaN or inf")
         if len(values) and (values.min() < 0 or values.max() > 65535):
@@ -347,8 +352,8 @@ def event_packet(msg, topic: str, width: int, height: int, time_convention: Even
         raise ConversionError(topic, f"{err} (inputs.event_time: {time_convention})") from None
     if len(times) and not (-_INT64_NS <= int(times.min()) - stamp and int(times.max()) - stamp <= _INT64_NS):
         raise ConversionError(topic, "event times are too far from the header stamp to be relative nanoseconds")
-    relative = times - np.int64(stamp)
-    polarity = np.where(p.astype(np.float64) > 0, 1, -1).astype(np.int8)
+    relative = times - np.int64(stamp)  # (the packet's own array: the message can go)
+    polarity = (p > 0).view(np.int8) * np.int8(2) - np.int8(1)  # +1 / -1 (NaN is not positive)
     return EventPacket(
         x=x.astype(np.uint16), y=y.astype(np.uint16), t_ns=relative, polarity=polarity, width=width, height=height
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -74,7 +75,7 @@ class Segmentation:
 class _Encoding:
     """One sample encoded for one rig: the processing-grid image and the network's input made from it."""
 
-    sample: SensorSample
+    sample: weakref.ref[SensorSample]  # (not the sample: the cache must not keep full-size payloads alive)
     rig: Rig
     image: np.ndarray  # H×W×3 uint8 (core/encoding.py)
     network_input: np.ndarray  # 3×h×w float32 at the engine's input size (core/network_input.py)
@@ -242,11 +243,11 @@ class Perception:
         cache = self._encoded[sample.modality]
         with self._encoded_lock:
             cached = cache.get(key)
-        if cached is not None and cached.sample is sample and cached.rig is rig:
+        if cached is not None and cached.sample() is sample and cached.rig is rig:
             return cached
         image = encode_payload(sample.modality, sample.data, rig, self.config.encoding, self.engine.lidar_intensity)
         network_input = encode_input(sample.modality, image, self.engine.input_size, self.engine.lidar_intensity)
-        encoding = _Encoding(sample, rig, image, network_input)
+        encoding = _Encoding(weakref.ref(sample), rig, image, network_input)
         with self._encoded_lock:
             cache[key] = encoding
             while len(cache) > self.ENCODINGS_KEPT:

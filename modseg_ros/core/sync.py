@@ -13,7 +13,8 @@ for. With every input alive, equal rates and ``reuse`` off, the sets formed are 
 message_filters' ApproximateTimeSynchronizer with the same slop; with a slower input, its complete
 sets are among ours and the other triggers are emitted without that input (or reuse its message).
 
-Bundles leave in trigger-stamp order (an input whose stamps jump back restarts on its own). Queues are bounded by count and by stamp age; everything is a
+Bundles leave in trigger-stamp order (an input whose stamps jump back restarts on its own). Queues are bounded by count and by stamp age,
+and a message that no later bundle can match leaves at once; everything is a
 deterministic function of the samples (stamps and arrival times), the injected ``now`` and the alive
 set, so sim time and offline replay give the same bundles.
 """
@@ -293,6 +294,16 @@ class Synchronizer:
             return expected_next >= target_ns + spec.slop_ns
         return expected_next - target_ns >= abs(best.stamp_ns - target_ns) - spec.period_ns // 10
 
+    def _forget_unmatchable(self) -> None:
+        """Drop the messages no later bundle can use: every later trigger is stamped after the last
+        emitted one, so a message at or before ``last + offset - slop`` (and, as a trigger, at or
+        before ``last``) can never match. The queues hold full-size payloads (a 1080p image is 6 MB);
+        a message the count bound would keep for a second costs memory and matches nothing."""
+        for modality, queue in self._queues.items():
+            spec = self.config.inputs[modality]
+            cut = bisect.bisect_right(queue.stamps, self._last_emitted_ns + min(0, spec.offset_ns - spec.slop_ns))
+            del queue.stamps[:cut], queue.samples[:cut]
+
     def _bundle(
         self, trigger: SensorSample, partners: Mapping[Modality, SensorSample], alive: Set[Modality], now_ns: int
     ) -> Bundle:
@@ -308,6 +319,7 @@ class Synchronizer:
         if any(m not in samples for m in expected):
             self.stats.partial += 1
         self._last_emitted_ns = trigger.stamp_ns
+        self._forget_unmatchable()
         ordered = {m: samples[m] for m in MODALITIES if m in samples}
         return Bundle(stamp_ns=trigger.stamp_ns, trigger=trigger.modality, samples=ordered, missing=missing, emitted_ns=now_ns)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from modseg_ros.core.config import load_parameters, rig_from_parameters
-from modseg_ros.core.health import HealthConfig, HealthMonitor, StreamLimits
+from modseg_ros.core.health import SECTOR_SAMPLE, HealthConfig, HealthMonitor, StreamLimits, check_lidar
 from modseg_ros.core.types import (
     CameraFrame,
     DepthFrame,
@@ -186,6 +186,38 @@ def test_lidar_checks_points_no_returns_and_blocked_sector(street):
     monitor = HealthMonitor(CONFIG, RATES)
     state = feed(monitor, L, [street.lidar(S + k * 100 * MS) for k in range(3)], rate=10.0)[-1]
     assert state.level == HealthLevel.OK and state.details["blocked_sector_deg"] == 0.0
+
+
+def test_blocked_sector_of_a_128_beam_scan_is_the_one_every_return_gives():
+    """Above SECTOR_SAMPLE returns the sector check bins a random sample of them: on a 128×2048 scan
+    it reports the sector that binning every return reports, nominal, blocked, and with sectors
+    where only a few beams still return."""
+    params = load_parameters(config_file("any2seg.yaml"))
+    cloud = SyntheticStreet(rig_from_parameters(params), seed=1, lidar_rings=128, lidar_azimuths=2048).lidar(S)
+    azimuth = np.degrees(np.arctan2(cloud.points[:, 1], cloud.points[:, 0]))
+    bins = CONFIG.lidar.sector_bins
+
+    def every_return(points):
+        hit = points[np.isfinite(points).all(axis=1)]
+        b = ((np.arctan2(hit[:, 1], hit[:, 0]) + np.pi) / (2 * np.pi) * bins).astype(np.int64) % bins
+        occupied = np.bincount(b, minlength=bins) > 0
+        longest = run = 0
+        for bin_occupied in np.concatenate([occupied, occupied]):  # twice round: runs across 180°
+            run = 0 if bin_occupied else run + 1
+            longest = max(longest, run)
+        return min(longest, bins) * 360.0 / bins
+
+    sparse = (cloud.ring % 16 != 0)[:, None]  # where "sparse": 8 of the 128 beams return
+    cases = [((0, 0), None), ((-30, 45), None), ((10, 90), None), ((-170, 200), None), ((90, 300), None),
+             ((0, 0), (-90, 120)), ((40, 60), (120, 180))]  # fmt: skip
+    for (start, width), thin in cases:
+        points = np.where(((azimuth - start) % 360 < width)[:, None], np.nan, cloud.points)
+        if thin is not None:
+            points = np.where((((azimuth - thin[0]) % 360 < thin[1])[:, None]) & sparse, np.nan, points)
+        points = points.astype(np.float32)
+        _, numbers = check_lidar(PointCloud(points, cloud.intensity), CONFIG.lidar)
+        assert numbers["points"] > SECTOR_SAMPLE  # (the sampled path)
+        assert numbers["blocked_sector_deg"] == every_return(points), (start, width, thin)
 
 
 def test_events_silent_or_saturated_fail(street):

@@ -1,5 +1,8 @@
 """The processing grid (core/perception.py): a large camera is encoded on a grid bounded by the network
 input, the mask still comes out on the camera's own grid, with the real shipped network."""
+import gc
+import weakref
+
 import numpy as np
 
 from modseg_ros.core.config import NodeConfig
@@ -41,3 +44,18 @@ def test_a_1080p_bundle_is_encoded_small_and_masked_at_full_resolution():
     rendering = perception.render(seg)
     assert rendering.overlay.shape == (1080, 1920, 3) and rendering.color.shape == (1080, 1920, 3)
     assert rendering.overlay_source is Modality.CAMERA
+
+
+def test_encoded_samples_are_not_kept_alive_by_the_encodings_cache():
+    # a 1080p image is 6 MB: once the synchronizer and the worker let go of a sample, its encoding
+    # must not hold it (the cache keeps four per sensor)
+    config = NodeConfig.from_parameters({"rig.camera.width": 1920, "rig.camera.height": 1080})
+    perception = Perception(config, SegmentationEngine.load(model_file("any2seg_b0.safetensors"), threads=1))
+    image = np.random.default_rng(1).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    sample = SensorSample(Modality.CAMERA, 10, 10, "camera_optical", CameraFrame(image))
+    first = perception.encode(sample)
+    assert perception.encode(sample) is first  # encoded once
+    alive = weakref.ref(sample)
+    del sample
+    gc.collect()
+    assert alive() is None and perception.backlog()["encodings_cached"] == 1

@@ -303,6 +303,20 @@ def test_memory_stays_bounded_whatever_the_input_does():
     assert sync.stats.evicted > 0
 
 
+def test_messages_no_later_bundle_can_match_leave_the_queues():
+    # the queues hold full-size payloads: with every input alive each keeps only what a coming
+    # trigger can still take, not queue_size messages
+    stream = regular_streams((C, D, L, E), [20.0, 20.0, 10.0, 20.0], 5.0, jitter_ns=5 * MS, latency_ns=30 * MS, seed=4)
+    sync = make(priority=(C, D, L, E), max_wait=40 * MS, lidar=InputSync(60 * MS, reuse=True))
+    out, held = [], []
+    for s in stream:
+        out += sync.push(s, s.arrival_ns, ALL) + sync.poll(s.arrival_ns, ALL)
+        held.append(max(sync.backlog()[0].values()))
+    out += sync.poll(stream[-1].arrival_ns + S, ALL)
+    assert len(out) == 100 and sync.stats.partial == 0
+    assert max(held) <= 3 and sync.config.queue_size == 10
+
+
 def test_same_inputs_give_the_same_bundles():
     stream = regular_streams((C, D, L), [20.0, 20.0, 10.0], 2.0, jitter_ns=5 * MS, latency_ns=30 * MS, seed=9)
 
