@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -77,10 +78,13 @@ def _serve(conn: Connection) -> None:
         if request is None:
             return
         method, inputs, kwargs = request
-        if kwargs.pop("labels_first", False):  # the labels go back as soon as they exist, the scores after
+        labels_first = kwargs.pop("labels_first", False)
+        if labels_first:  # the labels go back as soon as they exist, the scores after
             kwargs["on_labels"] = lambda labels: _send(conn, ("labels", labels))
         try:
-            _send(conn, ("ok", getattr(engine, method)(inputs, **kwargs)))
+            prediction = getattr(engine, method)(inputs, **kwargs)
+            # labels sent first are not sent again with the scores (a 1080p mask is 2 MB)
+            _send(conn, ("ok", replace(prediction, labels=None) if labels_first else prediction))
         except Exception as err:  # bad input for this bundle: raised in the parent, the child serves on
             _send(conn, ("error", err))
 
@@ -171,11 +175,14 @@ class EngineProcess:
                 _send(self._conn, (method, dict(arrays), kwargs))
                 status, value = _receive(self._conn)
                 if status == "labels":
+                    labels = value
                     try:
-                        on_labels(value)
+                        on_labels(labels)
                     except Exception as err:  # read the prediction still on its way, or the next call reads it
                         failure = err
                     status, value = _receive(self._conn)
+                    if status == "ok":
+                        value = replace(value, labels=labels)
             except (EOFError, BrokenPipeError, ConnectionResetError):
                 code = _reap(self._process)
                 self._conn = self._process = None
