@@ -26,12 +26,10 @@ from modseg_ros.errors import ConfigError
 from modseg_ros.model.segmenter import segment_camera
 
 
-def evaluate_labelled(checkpoint: str | Path, data: str | Path, mapping: str, out: str | Path, split: str = "test",
-                      input_size: tuple[int, int] | None = None, squash: bool = False, frames: int = 0,
-                      panels: int = 4, threads: int = 0,
-                      progress: Callable[[int, int], None] | None = None) -> dict:  # fmt: skip
-    """Evaluate, write eval.json / eval.md / confusion.png / panels.png to ``out``; the summary."""
-    from modseg_ros.eval.report import dataset_confusion_png, dataset_panels_png, write_labelled_reports
+def dataset_network(checkpoint: str | Path, input_size: tuple[int, int] | None, squash: bool, threads: int):
+    """The checkpoint's network and sidecar for a dataset evaluation, and the input size it runs an
+    image of a given (H, W) at: the image's aspect at the checkpoint's pixel count, ``input_size``
+    if given, the checkpoint's own with ``squash``."""
     from modseg_ros.model.checkpoint import load_checkpoint
 
     if squash and input_size:
@@ -39,17 +37,37 @@ def evaluate_labelled(checkpoint: str | Path, data: str | Path, mapping: str, ou
     if threads:
         torch.set_num_threads(threads)
     model, info = load_checkpoint(checkpoint)
+    pixels = info.config.input_size[0] * info.config.input_size[1]
+
+    def size_for(shape: tuple[int, int]) -> tuple[int, int]:
+        return tuple(info.config.input_size) if squash else (tuple(input_size) if input_size else aspect_size(shape, pixels))
+
+    return model, info, size_for
+
+
+def frame_indices(count: int, frames: int) -> np.ndarray:
+    """``frames`` indices spread evenly over a dataset of ``count`` (0 or more than it: all)."""
+    return np.linspace(0, count - 1, frames).astype(int) if 0 < frames < count else np.arange(count)
+
+
+def evaluate_labelled(checkpoint: str | Path, data: str | Path, mapping: str, out: str | Path, split: str = "test",
+                      input_size: tuple[int, int] | None = None, squash: bool = False, frames: int = 0,
+                      panels: int = 4, threads: int = 0,
+                      progress: Callable[[int, int], None] | None = None) -> dict:  # fmt: skip
+    """Evaluate, write eval.json / eval.md / confusion.png / panels.png to ``out``; the summary."""
+    from modseg_ros.eval.report import dataset_confusion_png, dataset_panels_png, write_labelled_reports
+
+    model, info, size_for = dataset_network(checkpoint, input_size, squash, threads)
     dataset = LabelledDataset(data, mapping, split)
     classes = dataset.mapping.class_names
     lut = dataset.mapping.prediction_lut()
-    pixels = info.config.input_size[0] * info.config.input_size[1]
     matrix = ConfusionMatrix(len(classes) + 1)  # the last column: DELIVER classes with no counterpart
-    indices = np.linspace(0, len(dataset) - 1, frames).astype(int) if 0 < frames < len(dataset) else np.arange(len(dataset))
+    indices = frame_indices(len(dataset), frames)
     shown = set(indices[np.linspace(0, len(indices) - 1, panels).astype(int)].tolist()) if panels else set()
     examples, sizes = [], set()
     for done, idx in enumerate(indices, start=1):
         rgb, label = dataset.dataset_frame(int(idx))
-        size = tuple(info.config.input_size) if squash else (input_size or aspect_size(rgb.shape[:2], pixels))
+        size = size_for(rgb.shape[:2])
         sizes.add(size)
         prediction = lut[segment_camera(model, rgb, size=size)]
         matrix.update(prediction, label)

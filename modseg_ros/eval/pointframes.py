@@ -16,16 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from modseg_ros.core.encoding import MIN_DEPTH_M, EncodingConfig, encode_camera, encode_lidar
 from modseg_ros.core.metrics import ConfusionMatrix
-from modseg_ros.core.network_input import aspect_size
 from modseg_ros.core.palette import IGNORE, PALETTE
 from modseg_ros.core.perception import processing_camera
 from modseg_ros.core.types import CameraFrame, Modality
 from modseg_ros.data.pointframes import PointFrame, PointFrameDataset
-from modseg_ros.errors import ConfigError
+from modseg_ros.eval.labelled import dataset_network, frame_indices
 
 PROCESSING_SCALE = 4.0  # the node's default inputs.processing_scale
 INPUT_SETS = {"camera": (Modality.CAMERA,), "camera+lidar": (Modality.CAMERA, Modality.LIDAR)}
@@ -55,26 +53,20 @@ def evaluate_point_frames(checkpoint: str | Path, data: str | Path, mapping: str
                           panels: int = 4, panel_image: bool = True, threads: int = 0,
                           progress: Callable[[int, int], None] | None = None) -> dict:  # fmt: skip
     """Evaluate, write eval.json / eval.md / panels.png to ``out``; the summary."""
-    from modseg_ros.model.checkpoint import load_checkpoint
     from modseg_ros.model.segmenter import segment_encoded
 
-    if squash and input_size:
-        raise ConfigError("--squash and --input-size exclude each other")
-    if threads:
-        torch.set_num_threads(threads)
-    model, info = load_checkpoint(checkpoint)
+    model, info, size_for = dataset_network(checkpoint, input_size, squash, threads)
     dataset = PointFrameDataset(data, mapping)
     classes = dataset.mapping.classes.class_names
     lut = dataset.mapping.classes.prediction_lut()
-    pixels = info.config.input_size[0] * info.config.input_size[1]
     cfg = EncodingConfig()
     matrices = {name: ConfusionMatrix(len(classes) + 1) for name in INPUT_SETS}  # last column: no counterpart
-    indices = np.linspace(0, len(dataset) - 1, frames).astype(int) if 0 < frames < len(dataset) else np.arange(len(dataset))
+    indices = frame_indices(len(dataset), frames)
     shown = set(indices[: max(panels, 0)].tolist())
     rows, per_frame, sizes = [], [], set()
     for done, idx in enumerate(indices, start=1):
         frame = dataset[int(idx)]
-        size = tuple(info.config.input_size) if squash else (input_size or aspect_size(frame.rgb.shape[:2], pixels))
+        size = size_for(frame.rgb.shape[:2])
         sizes.add(size)
         rig = frame.rig.with_camera(processing_camera(frame.rig.camera, size, PROCESSING_SCALE))
         encoded = {Modality.CAMERA: encode_camera(CameraFrame(frame.rgb), rig), Modality.LIDAR: encode_lidar(frame.cloud, rig, cfg, info.lidar_intensity)}
