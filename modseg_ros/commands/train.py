@@ -8,7 +8,7 @@ from dataclasses import fields
 
 from modseg_ros.core.network_input import LIDAR_INTENSITY
 from modseg_ros.model.architectures import ARCHITECTURES
-from modseg_ros.model.training import TrainConfig, train
+from modseg_ros.model.training import CLASS_WEIGHTING, TrainConfig, train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how the network reads LiDAR intensity: raw, or scan_rank (rank within the scan: any sensor's scale)")
     parser.add_argument("--narrow-lidar-p", type=float, default=d.narrow_lidar_p,
                         help="chance of cutting a LiDAR image to a narrower field of view (augmentation)")
+    parser.add_argument("--class-weighting", choices=CLASS_WEIGHTING, default=d.class_weighting,
+                        help="weigh the loss by class: none, or enet (1 / ln(1.02 + share of pixels): thin classes count more)")
     parser.add_argument("--out", required=True, help="output folder: checkpoint, training state, log, curve")
     parser.add_argument("--arch", choices=list(ARCHITECTURES), default=d.arch)
     parser.add_argument("--backbone", choices=("b0", "b1", "b2"), default=d.backbone)

@@ -148,9 +148,13 @@ class DeliverDataset:
     def fingerprint(self) -> str:
         return fingerprint(self.refs)
 
+    def label(self, index: int) -> np.ndarray:
+        """Frame ``index``'s DELIVER ids (H×W uint8, 255 = ignore), without reading its sensors."""
+        return read_label(self.refs[index].label)
+
     def __getitem__(self, index: int) -> Frame:
         ref = self.refs[index]
-        label = read_label(ref.label)
+        label = self.label(index)
         h, w = label.shape
         encodings = {}
         for modality, path in ref.files.items():

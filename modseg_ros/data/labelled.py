@@ -226,6 +226,10 @@ class LabelledDataset:
             raise DatasetError(f"{ref.files[Modality.CAMERA]} is {rgb.shape[1]}×{rgb.shape[0]} but its label {ref.label} is {shape[1]}×{shape[0]}")
         return rgb
 
+    def label(self, index: int) -> np.ndarray:
+        """Frame ``index``'s training target as DELIVER ids (H×W uint8, 255 = ignore), without its image."""
+        return self._training_lut[self.raw_label(index)]
+
     def __getitem__(self, index: int) -> Frame:
         raw = self.raw_label(index)
         return Frame(self.refs[index], {Modality.CAMERA: self._camera(index, raw.shape)}, self._training_lut[raw])

@@ -13,10 +13,13 @@ import torch.nn.functional as F
 from modseg_ros.core.palette import IGNORE
 
 
-def ohem_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, thresh: float = 0.7, min_fraction: float = 1 / 16) -> torch.Tensor:
+def ohem_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, thresh: float = 0.7, min_fraction: float = 1 / 16,
+                       class_weights: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """DELIVER's OhemCrossEntropy: mean CE over pixels whose loss exceeds -log(thresh), at least
-    ``valid/16`` of them (the hardest). logits (B, K, H, W) at the label size, labels (B, H, W)."""
-    loss = F.cross_entropy(logits, labels.long(), ignore_index=IGNORE, reduction="none").flatten()
+    ``valid/16`` of them (the hardest). logits (B, K, H, W) at the label size, labels (B, H, W);
+    ``class_weights`` (K,) scale each pixel's loss by its true class (before the selection, so a rare
+    class's pixels are also kept more often)."""
+    loss = F.cross_entropy(logits, labels.long(), weight=class_weights, ignore_index=IGNORE, reduction="none").flatten()
     valid = int((labels != IGNORE).sum())
     if valid == 0:
         return logits.sum() * 0.0

@@ -51,6 +51,12 @@ from modseg_ros.model.segmenter import ModalBatch, Segmenter, labels_at, segment
 from modseg_ros.model.sidecar import SegmenterConfig
 
 NUM_MODALITIES = len(MODALITIES)
+# How the loss weighs classes: "none" (every labelled pixel alike) or "enet": w = 1 / ln(1.02 + p),
+# p the class's share of the pixels the draws see (ENet's weighting; thin classes such as poles, signs
+# and cyclists otherwise hardly move the loss), scaled so that the mean weight per pixel is 1.
+CLASS_WEIGHTING = ("none", "enet")
+ENET_C = 1.02
+WEIGHTING_FRAMES = 200  # label maps per source the class shares are measured on
 
 
 @dataclass
@@ -86,6 +92,7 @@ class TrainConfig:
     lidar_intensity: str = "raw"  # core/network_input.py LIDAR_INTENSITY; recorded in the checkpoint
     narrow_lidar_p: float = 0.0  # chance of cutting a LiDAR image to a narrower field of view
     device: str = ""  # cpu | cuda | cuda:N ("" = cuda where torch sees a GPU, else cpu)
+    class_weighting: str = "none"  # none | enet: CLASS_WEIGHTING
 
     def __post_init__(self) -> None:
         if not self.data and not self.real:
@@ -96,6 +103,8 @@ class TrainConfig:
             real_spec(spec)
         if self.device:
             parse_device(self.device)
+        if self.class_weighting not in CLASS_WEIGHTING:
+            raise ConfigError(f"class_weighting must be one of {', '.join(CLASS_WEIGHTING)}, got '{self.class_weighting}'")
 
     @property
     def checkpoint_name(self) -> str:
@@ -188,6 +197,29 @@ class TrainingSet(Dataset):
                 images[i], available[i] = inputs[m], True
         condition = CONDITIONS.index(frame.ref.condition) if frame.ref.condition in CONDITIONS else -1
         return torch.from_numpy(images), torch.from_numpy(available), torch.from_numpy(label.astype(np.int64)), condition
+
+
+def class_shares(world: DeliverDataset | None, real: list[LabelledDataset], real_ratio: float,
+                 frames: int = WEIGHTING_FRAMES) -> np.ndarray:  # fmt: skip
+    """(NUM_CLASSES,) share of the labelled pixels per DELIVER class in the draws of ``TrainingSet``:
+    each source's share over up to ``frames`` label maps spread over it, mixed by the sampling ratio."""
+    sources = ([(world, 1.0 - real_ratio)] if world is not None else []) + [(r, real_ratio / len(real)) for r in real]
+    if world is None or not real:
+        sources = [(frames_, 1.0 / len(sources)) for frames_, _ in sources]
+    shares = np.zeros(NUM_CLASSES)
+    for dataset, draw_share in sources:
+        counts = np.zeros(NUM_CLASSES)
+        for index in np.linspace(0, len(dataset) - 1, min(frames, len(dataset))).astype(int):
+            counts += np.bincount(dataset.label(int(index)).ravel(), minlength=256)[:NUM_CLASSES]
+        if counts.sum():
+            shares += draw_share * counts / counts.sum()
+    return shares
+
+
+def enet_class_weights(shares: np.ndarray) -> np.ndarray:
+    """ENet's 1 / ln(c + p), scaled so that the expected weight of a labelled pixel is 1."""
+    weights = 1.0 / np.log(ENET_C + shares)
+    return weights / float((shares * weights).sum() or 1.0)
 
 
 def modality_dropout(available: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -419,8 +451,14 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
                                                         find_unused_parameters=True)  # fmt: skip
     amp = device.type == "cuda"  # fp16 autocast + loss scaling on the GPU; fp32 on the CPU
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    training_set = TrainingSet(world_frames, real_frames, cfg.real_ratio, augment, cfg.seed)
+    class_weights = None
+    if cfg.class_weighting == "enet":
+        class_weights = torch.tensor(enet_class_weights(class_shares(world_frames, real_frames, training_set.real_ratio)),
+                                     dtype=torch.float32, device=device)  # fmt: skip
+        history["class_weights"] = [round(float(w), 4) for w in class_weights]
     loader = DataLoader(
-        TrainingSet(world_frames, real_frames, cfg.real_ratio, augment, cfg.seed),
+        training_set,
         batch_size=cfg.batch_size,
         sampler=DrawSampler(start, cfg.batch_size, rank, world),
         num_workers=cfg.workers,
@@ -444,7 +482,7 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
             output = net(batch)
             logits = upsample(output.logits, labels.shape[-2:])
-        terms = {"ohem": ohem_cross_entropy(logits.float(), labels)}
+        terms = {"ohem": ohem_cross_entropy(logits.float(), labels, class_weights=class_weights)}
         if teacher is not None and output.embeddings is not None:
             conds = [CONDITIONS[c] if c >= 0 else "" for c in condition.tolist()]
             inter, intra = lscd_loss(output.embeddings, present, teacher.scene_embeddings(labels, conds))

@@ -10,13 +10,14 @@ from PIL import Image
 
 from model_fixtures import world_root  # noqa: F401  (fixture)
 from modseg_ros.core.network_input import aspect_size, normalise, scan_rank
-from modseg_ros.core.palette import CLASS_ID, IGNORE
+from modseg_ros.core.palette import CLASS_ID, IGNORE, NUM_CLASSES
 from modseg_ros.core.types import Modality
 from modseg_ros.data.labelled import LabelledDataset, load_mapping
-from modseg_ros.errors import DatasetError
+from modseg_ros.data.deliver import DeliverDataset
+from modseg_ros.errors import ConfigError, DatasetError
 from modseg_ros.eval.labelled import evaluate_labelled
 from modseg_ros.model.checkpoint import load_checkpoint
-from modseg_ros.model.training import TrainConfig, train
+from modseg_ros.model.training import TrainConfig, class_shares, enet_class_weights, train
 from modseg_ros.paths import model_file
 
 SKY, BUILDING, ROAD, CAR, VOID = 0, 1, 3, 8, 11
@@ -152,18 +153,34 @@ def test_mixed_training_draws_both_domains_and_records_no_paths(tmp_path, camvid
     cfg = TrainConfig(data=str(world_root), out=str(out), real=(f"camvid={camvid}",), real_ratio=0.5, real_val_frames=2,
                       val_data=str(world_root), val_frames=2, val_every=4, steps=4, checkpoint_every=4, input_size=(32, 64),
                       batch_size=4, warmup_steps=1, workers=0,
-                      threads=1, lidar_intensity="scan_rank", narrow_lidar_p=0.5,
+                      threads=1, lidar_intensity="scan_rank", narrow_lidar_p=0.5, class_weighting="enet",
                       init=str(model_file("any2seg_b0.safetensors")))  # fmt: skip
     result = train(cfg)
     _, info = load_checkpoint(result.checkpoint)
-    assert info.lidar_intensity == "scan_rank"
+    assert info.lidar_intensity == "scan_rank" and info.training["config"]["class_weighting"] == "enet"
     assert [d["dataset"] for d in info.training["data"]] == ["embedded world", "CamVid"]
     assert info.training["initialised_from"] == "any2seg_b0.safetensors"
     sidecar = result.checkpoint.with_suffix(".json").read_text()
     assert str(tmp_path) not in sidecar and str(camvid) not in sidecar
     history = json.loads((out / "state.json").read_text())["history"]
     assert "CamVid" in history["val"][-1] and "full" in history["val"][-1]
+    assert len(history["class_weights"]) == NUM_CLASSES
     from modseg_ros.model.training import TrainingSet
 
     draws = TrainingSet(None, [], 0.0, None, 0), TrainingSet(object(), [object()], 0.5, None, 7)
     assert {draws[1].source_of(k) for k in range(64)} == {-1, 0}
+
+
+def test_enet_class_weights_mix_the_sources_by_their_draws_and_favour_thin_classes(camvid, world_root):  # noqa: F811
+    world, real = DeliverDataset(world_root, "train"), LabelledDataset(camvid, "camvid", "train")
+    only_real = class_shares(None, [real], 1.0)
+    camvid_pixels = np.concatenate([real.label(i).ravel() for i in range(len(real))])
+    camvid_pixels = camvid_pixels[camvid_pixels != IGNORE]
+    assert np.allclose(only_real, np.bincount(camvid_pixels, minlength=NUM_CLASSES) / camvid_pixels.size)
+    only_world = class_shares(world, [], 0.0)
+    assert np.allclose(class_shares(world, [real], 0.25), 0.75 * only_world + 0.25 * only_real)
+    weights = enet_class_weights(only_real)
+    assert np.isclose((only_real * weights).sum(), 1.0)  # a labelled pixel weighs 1 on average
+    assert weights[CLASS_ID["Cars"]] > weights[CLASS_ID["Building"]] and only_real[CLASS_ID["Cars"]] < only_real[CLASS_ID["Building"]]
+    with pytest.raises(ConfigError, match="class_weighting"):
+        TrainConfig(data=str(world_root), out="x", class_weighting="median")
