@@ -1,5 +1,5 @@
 """``modseg bench labels``: what taking the labels on the network's input grid costs in mIoU and saves
-in time, against bilinear labels at the label's full resolution (model/segmenter.py ``labels_at``
+in time, against bilinear labels at the label's full resolution (model/labels.py ``labels_at``
 against ``labels_on_grid``, the engine's way), on a DELIVER-layout split.
 
 Every modality a frame has, one thread; the time is the label step alone (logits -> labels).
@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from modseg_ros.core.metrics import ConfusionMatrix
     from modseg_ros.model.checkpoint import load_checkpoint
     from modseg_ros.model.loading import default_checkpoint
-    from modseg_ros.model.segmenter import ModalBatch, labels_at, labels_on_grid
+    from modseg_ros.model.labels import labels_at, labels_on_grid
+    from modseg_ros.model.segmenter import ModalBatch
 
     torch.set_num_threads(1)
     model, info = load_checkpoint(args.checkpoint or default_checkpoint())
@@ -43,11 +44,11 @@ def run(args: argparse.Namespace) -> int:
             inputs, label = transform(frame.encodings, frame.label)
             slots = [s for s, m in enumerate(MODALITIES) if m in inputs]
             images = torch.stack([torch.from_numpy(inputs[MODALITIES[s]]) for s in slots])[:, None]
-            logits = model(ModalBatch(images, torch.tensor(slots))).logits
+            logits = model(ModalBatch(images, torch.tensor(slots))).logits.numpy()
             for name, labels in (("full", lambda: labels_at(logits, label.shape)),
                                  ("grid", lambda: labels_on_grid(logits, label.shape, info.config.input_size))):  # fmt: skip
                 start = perf_counter()
-                prediction = labels()[0].numpy()
+                prediction = labels()[0]
                 times[name].append((perf_counter() - start) * 1e3)
                 matrices[name].update(prediction, label)
     h, w = label.shape

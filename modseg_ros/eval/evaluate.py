@@ -27,7 +27,8 @@ from modseg_ros.core.metrics import ConfusionMatrix, summarise_subsets
 from modseg_ros.core.types import MODALITIES, Modality, all_subsets, subset_name
 from modseg_ros.data.deliver import CONDITIONS, CORNER_CASES, DeliverDataset, Frame
 from modseg_ros.data.transforms import EvalTransform
-from modseg_ros.model.segmenter import ModalBatch, Segmenter, labels_at
+from modseg_ros.model.labels import labels_at
+from modseg_ros.model.segmenter import ModalBatch, Segmenter
 
 NOISE_LEVELS = {"low": (0.05, 0.1), "mid": (0.1, 0.2), "high": (0.2, 0.5)}  # (salt-and-pepper density, Gaussian σ)
 SUBSETS = all_subsets()
@@ -122,7 +123,7 @@ class Evaluator:
         every_slot_fed = zero_fill or corrupt is not None or bool(present.all())  # zeros/corrupted count as fed
         index = torch.tensor([MODALITIES.index(m) for m in slots])
         out = self.model(ModalBatch(images, index, None if every_slot_fed else present))
-        return labels_at(out.logits, size).numpy()
+        return labels_at(out.logits.float().cpu().numpy(), size)
 
     def run(self, dataset: DeliverDataset, progress: Callable[[int, int], None] | None = None,
             on_batch: Callable[[list[Frame], dict[tuple[Modality, ...], np.ndarray]], None] | None = None) -> EvalResult:  # fmt: skip

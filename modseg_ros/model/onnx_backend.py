@@ -17,7 +17,6 @@ import numpy as np
 
 from modseg_ros.errors import CheckpointError
 from modseg_ros.model.device import providers_for
-from modseg_ros.model.labels import labels_on_grid
 
 STAGES = ("stage1", "stage2", "stage3", "stage4")
 # Graph metadata key holding the sha256 of the weights the graph was exported from.
@@ -89,10 +88,6 @@ class OnnxBackend:
             fused: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:  # fmt: skip
         logits, weights, *features = self.session.run(None, {"images": images, "modality_index": modality_index, "fused": fused})
         return logits, weights, features
-
-    @staticmethod
-    def labels(logits: np.ndarray, size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
-        return labels_on_grid(logits, size, grid)[0]
 
     def score(self, features: list[np.ndarray]) -> np.ndarray:
         (consistency,) = self.scoring.run(None, dict(zip(self.stages, features)))

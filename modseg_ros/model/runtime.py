@@ -10,13 +10,13 @@
 Inputs are the camera-grid H×W×3 uint8 encodings of core/encoding.py for the modalities that are
 present; an absent modality is simply left out and the network drops it. ``absent="zero"`` instead
 feeds zeros for it, the benchmark protocol (evaluation only). Both backends share the preparation
-(core/network_input.py) and the post-processing: labels from the logits bilinearly upsampled to the
-network's input grid, then the nearest of those for each output pixel (model/segmenter.py
-``labels_on_grid``: a 1920×1080 mask costs what a 512×256 one does; mIoU on 60 unseen world frames
-at 512×256 within 0.05 of bilinear labels at full resolution, BENCHMARKS.md). The ONNX backend
-(model/onnx_backend.py) runs the graphs written by ``modseg export --onnx`` next to the checkpoint
-and takes the same labels in numpy (model/labels.py): it needs neither torch nor the training code,
-and only the torch backend (model/torch_backend.py) imports torch.
+(core/network_input.py) and the post-processing: both return the logits as numpy and the engine
+takes the labels from them (model/labels.py ``labels_on_grid``: bilinear on the network's input
+grid, then the nearest of those for each output pixel; a 1920×1080 mask costs what a 512×256 one
+does; mIoU on 60 unseen world frames at 512×256 within 0.05 of bilinear labels at full resolution,
+BENCHMARKS.md). The ONNX backend (model/onnx_backend.py) runs the graphs written by ``modseg export
+--onnx`` next to the checkpoint: it needs neither torch nor the training code, and only the torch
+backend (model/torch_backend.py) imports torch.
 
 The labels come before the consistency scores: the network's forward gives the logits and the
 per-modality features, the labels are taken, ``on_labels`` gets them, and only then are the scores
@@ -44,6 +44,7 @@ from modseg_ros.core.checks.consistency import MIN_MODALITIES
 from modseg_ros.core.network_input import encode_input, stack_inputs
 from modseg_ros.core.types import MODALITIES, Modality
 from modseg_ros.errors import CheckpointError, ConfigError
+from modseg_ros.model.labels import labels_on_grid
 from modseg_ros.model.onnx_backend import OnnxBackend
 from modseg_ros.model.sidecar import CheckpointInfo, SegmenterConfig, read_sidecar
 
@@ -171,7 +172,7 @@ class SegmentationEngine:
         images, index = stack_inputs(inputs, self.input_size, zero_fill=absent == "zero")
         slots, fused = self._fused_slots(index, exclude)
         logits, weights, features = self._backend.run(images, index, fused)
-        labels = self._backend.labels(logits, tuple(output_size), self.input_size)
+        labels = labels_on_grid(logits, tuple(output_size), self.input_size)[0]
         if on_labels is not None:
             on_labels(labels)
         slot_scores = self._slot_scores(features, len(slots)) if consistency else np.full(len(slots), np.nan, dtype=np.float32)
@@ -198,7 +199,7 @@ class SegmentationEngine:
         slots, fused = self._fused_slots(index, exclude)
         rows = [[slots.index(m) for m in MODALITIES if m in subset] for subset in subsets]
         logits, weights, slot_scores, per_subset = self._backend.run_with_subsets(images, index, fused, rows)
-        labels = self._backend.labels(logits, tuple(output_size), self.input_size)
+        labels = labels_on_grid(logits, tuple(output_size), self.input_size)[0]
         prediction = self._prediction(labels, weights, slot_scores, slots, inputs, start)
         return prediction, [{slots[i]: float(c) for i, c in zip(row, s.tolist())} for row, s in zip(rows, per_subset)]
 

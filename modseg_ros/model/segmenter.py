@@ -20,6 +20,7 @@ from torch import nn
 from modseg_ros.core.network_input import aspect_size, encode_input
 from modseg_ros.core.types import MODALITIES, Modality
 from modseg_ros.model.consistency import modality_consistency, subset_consistency
+from modseg_ros.model.labels import labels_at
 from modseg_ros.model.sidecar import SegmenterConfig
 
 NUM_MODALITIES = len(MODALITIES)
@@ -73,53 +74,6 @@ def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
-def labels_at(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Class ids (B, H, W) uint8 of logits (B, C, h, w) upsampled bilinearly to ``size``: the argmax
-    of the channels-last ``upsample(logits, size)``, identical labels, faster than taking it at
-    every pixel (13 against 18 ms for a 256×512 mask of the shipped model on one core).
-
-    Bilinear interpolation reads two rows and two columns of logits per output pixel, and a convex
-    combination of score vectors that share their argmax has that argmax too. So a pixel whose four
-    source pixels agree on the class, each ahead of its runner-up by more than the interpolation's
-    rounding (``_SAFE_MARGIN``), takes that class; the others (class borders: a quarter of the
-    shipped model's 16×32 logit cells on the synthetic street) take the argmax of their interpolated
-    scores. Channels-last, the interpolation and that argmax read each pixel's scores contiguously.
-    """
-    upsampled = upsample(logits.contiguous(memory_format=torch.channels_last), size)
-    if logits.shape[1] < 2:
-        return upsampled.argmax(dim=1).to(torch.uint8)
-    scores = logits.detach().permute(0, 2, 3, 1).contiguous()  # (B, h, w, C)
-    best, best_class = scores.max(dim=-1)
-    runner_up = scores.scatter(-1, best_class.unsqueeze(-1), float("-inf")).amax(dim=-1)
-    classes = _pad_last(best_class)  # (B, h + 1, w + 1): the clamped border repeated
-    margins = _pad_last(best - runner_up)
-    near_tie = _SAFE_MARGIN * (1.0 + logits.detach().abs().amax())
-    corner = classes[:, :-1, :-1]
-    settled = (corner == classes[:, 1:, :-1]) & (corner == classes[:, :-1, 1:]) & (corner == classes[:, 1:, 1:])
-    settled &= torch.minimum(torch.minimum(margins[:, :-1, :-1], margins[:, 1:, :-1]),
-                             torch.minimum(margins[:, :-1, 1:], margins[:, 1:, 1:])) > near_tie  # fmt: skip
-    rows, rows_clear = _source_taps(logits.shape[2], size[0])
-    cols, cols_clear = _source_taps(logits.shape[3], size[1])
-    labels = corner[:, rows][:, :, cols]  # (B, H, W) the class of each pixel's first source pixel
-    unsettled = ~(settled[:, rows][:, :, cols] & rows_clear[:, None] & cols_clear[None, :])
-    exact = unsettled.flatten().nonzero().squeeze(1)
-    labels.view(-1)[exact] = upsampled.permute(0, 2, 3, 1).reshape(-1, logits.shape[1]).index_select(0, exact).argmax(dim=1)
-    return labels.to(torch.uint8)
-
-
-def labels_on_grid(logits: torch.Tensor, size: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
-    """Class ids (B, H, W) uint8 at ``size`` with a bounded cost: ``labels_at`` on ``grid`` (where
-    ``size`` is larger: the bilinear labels at the network's input resolution, say), then the
-    nearest of those labels for each output pixel. A 1920×1080 mask costs what a 256×128 one does
-    plus one gather, instead of interpolating 25 score maps at two million pixels."""
-    if size[0] <= grid[0] and size[1] <= grid[1]:
-        return labels_at(logits, size)
-    small = labels_at(logits, (min(size[0], grid[0]), min(size[1], grid[1])))
-    rows = ((torch.arange(size[0]) + 0.5) * (small.shape[1] / size[0])).long()
-    cols = ((torch.arange(size[1]) + 0.5) * (small.shape[2] / size[1])).long()
-    return small[:, rows][:, :, cols]
-
-
 def segment_camera(model: Segmenter, rgb: np.ndarray, pixels: int = 0, size: tuple[int, int] | None = None) -> np.ndarray:
     """DELIVER labels (H×W uint8) of one RGB image at its native resolution, camera only, the network
     at ``size`` or at ``aspect_size(rgb's shape, pixels)`` (evaluation on real labelled images)."""
@@ -136,27 +90,7 @@ def segment_encoded(model: Segmenter, encoded: Mapping[Modality, np.ndarray], si
     images = np.stack([encode_input(m, encoded[m], size, lidar_intensity) for m in present])[:, None]  # (S, 1, 3, h, w)
     index = torch.tensor([MODALITIES.index(m) for m in present], device=device)
     logits = model(ModalBatch(torch.from_numpy(images).to(device), index)).logits
-    return labels_at(logits.float().cpu(), tuple(output_size))[0].numpy()
-
-
-# Score gaps (relative to the largest |logit|) that the interpolation's float32 rounding could close.
-_SAFE_MARGIN = 1e-5
-
-
-def _pad_last(x: torch.Tensor) -> torch.Tensor:
-    """(B, h, w) -> (B, h + 1, w + 1) with the last row and column repeated (interpolation clamps there)."""
-    x = torch.cat([x, x[:, -1:]], dim=1)
-    return torch.cat([x, x[:, :, -1:]], dim=2)
-
-
-def _source_taps(src: int, dst: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first of the two source indices bilinear interpolation (align_corners=False) reads for each
-    of ``dst`` output indices, and whether it is certain: a source position within rounding of an
-    integer could be floored either way, so those outputs are computed exactly."""
-    position = ((torch.arange(dst, dtype=torch.float64) + 0.5) * (src / dst) - 0.5).clamp(min=0.0)
-    first = position.floor()
-    clear = (position - first > 1e-4) & (first + 1.0 - position > 1e-4) | (position == 0.0)
-    return first.long().clamp(max=src - 1), clear
+    return labels_at(logits.float().cpu().numpy(), tuple(output_size))[0]
 
 
 def mean_weights(per_stage: list[torch.Tensor]) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 from modseg_ros.model.architectures import build
 from modseg_ros.model.checkpoint import load_checkpoint
 from modseg_ros.model.device import torch_device
-from modseg_ros.model.segmenter import FrameModel, labels_on_grid
+from modseg_ros.model.segmenter import FrameModel
 from modseg_ros.model.sidecar import CheckpointInfo, SegmenterConfig
 
 
@@ -55,14 +55,10 @@ class TorchBackend:
 
     @torch.inference_mode()
     def run(self, images: np.ndarray, modality_index: np.ndarray,
-            fused: np.ndarray) -> tuple[torch.Tensor, np.ndarray, list[torch.Tensor]]:  # fmt: skip
+            fused: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[torch.Tensor]]:  # fmt: skip
         """Logits, fusion weights and what ``score`` needs (the stage features; none for early fusion)."""
         logits, weights, features = self.frame_model.segment(*self._tensors(images, modality_index, fused))
-        return logits.float().cpu(), _host(weights), features
-
-    @staticmethod
-    def labels(logits: torch.Tensor, size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
-        return labels_on_grid(logits, size, grid)[0].numpy()
+        return _host(logits), _host(weights), features
 
     @torch.inference_mode()
     def score(self, features: list[torch.Tensor]) -> np.ndarray:
@@ -70,6 +66,6 @@ class TorchBackend:
 
     @torch.inference_mode()
     def run_with_subsets(self, images: np.ndarray, modality_index: np.ndarray, fused: np.ndarray,
-                         subsets: list[list[int]]) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[np.ndarray]]:  # fmt: skip
+                         subsets: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:  # fmt: skip
         logits, weights, consistency, per_subset = self.frame_model.with_subsets(*self._tensors(images, modality_index, fused), subsets)
-        return logits.float().cpu(), _host(weights), _host(consistency), [_host(s) for s in per_subset]
+        return _host(logits), _host(weights), _host(consistency), [_host(s) for s in per_subset]

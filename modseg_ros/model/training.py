@@ -47,7 +47,8 @@ from modseg_ros.model.architectures import build
 from modseg_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from modseg_ros.model.device import default_device, parse_device, torch_device
 from modseg_ros.model.losses import lscd_loss, ohem_cross_entropy, random_teacher_split, sgm_loss
-from modseg_ros.model.segmenter import ModalBatch, Segmenter, labels_at, segment_camera, upsample
+from modseg_ros.model.labels import labels_at
+from modseg_ros.model.segmenter import ModalBatch, Segmenter, segment_camera, upsample
 from modseg_ros.model.sidecar import SegmenterConfig
 
 NUM_MODALITIES = len(MODALITIES)
@@ -314,7 +315,7 @@ def quick_validation(model: Segmenter, frames: DeliverDataset, count: int, size:
             device = next(model.parameters()).device
             images = torch.stack([torch.from_numpy(inputs[MODALITIES[s]]) for s in present])[:, None].to(device)
             out = model(ModalBatch(images, torch.tensor(present, device=device)))
-            pred = labels_at(out.logits.float().cpu(), label.shape)[0].numpy()
+            pred = labels_at(out.logits.float().cpu().numpy(), label.shape)[0]
             matrices[name].update(pred, label)
     model.train()
     return {name: m.miou() for name, m in matrices.items()}

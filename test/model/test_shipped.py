@@ -11,11 +11,11 @@ from modseg_ros.core.network_input import encode_input, stack_inputs
 from modseg_ros.core.palette import CLASS_ID
 from modseg_ros.core.types import MODALITIES, Modality, all_subsets
 from modseg_ros.data.deliver import DeliverDataset
-from modseg_ros.model import labels as numpy_labels
+from modseg_ros.model.labels import labels_on_grid
 from modseg_ros.model.export import export_onnx
 from modseg_ros.model.loading import default_checkpoint
 from modseg_ros.model.runtime import SegmentationEngine
-from modseg_ros.model.segmenter import labels_on_grid
+from modseg_ros.model.segmenter import upsample
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,8 @@ def test_a_shipped_checkpoint_ships_the_onnx_graphs_of_its_own_weights(frame, na
     assert np.allclose(list(a.modality_consistency.values()), list(b.modality_consistency.values()), atol=1e-4)
 
 
-def test_the_numpy_labels_of_the_shipped_networks_logits_equal_the_torch_labels(frame):
-    # the ONNX backend's labels (model/labels.py) against the torch backend's on real logits: every
+def test_the_labels_of_the_shipped_networks_logits_are_torchs_interpolation_then_nearest(frame):
+    # model/labels.py (both backends' labels) against torch's F.interpolate on real logits: every
     # subset of a world frame, at the label's size, a camera's larger and a smaller one
     engine = SegmentationEngine.load(default_checkpoint(), backend="onnx", threads=2)
     inputs = {m: encode_input(m, e, engine.input_size, engine.lidar_intensity) for m, e in frame.encodings.items()}
@@ -76,8 +76,10 @@ def test_the_numpy_labels_of_the_shipped_networks_logits_equal_the_torch_labels(
         images, index = stack_inputs({m: inputs[m] for m in subset}, engine.input_size)
         logits, _, _ = engine._backend.run(images, index, np.ones(len(index), dtype=bool))
         for size in (frame.label.shape, (1080, 1920), (37, 61)):
-            expected = labels_on_grid(torch.from_numpy(logits), size, engine.input_size).numpy()
-            assert np.array_equal(numpy_labels.labels_on_grid(logits, size, engine.input_size), expected), (subset, size)
+            grid = (min(size[0], engine.input_size[0]), min(size[1], engine.input_size[1]))
+            on_grid = upsample(torch.from_numpy(logits), grid).argmax(dim=1, keepdim=True).float()
+            expected = torch.nn.functional.interpolate(on_grid, size=size, mode="nearest-exact")[:, 0].to(torch.uint8).numpy()
+            assert np.array_equal(labels_on_grid(logits, size, engine.input_size), expected), (subset, size)
 
 
 def test_the_exported_onnx_graph_agrees_with_torch(frame, tmp_path):
