@@ -15,7 +15,7 @@ that argmax too, so a pixel whose four source pixels agree on the class, each ah
 runner-up by more than the interpolation's rounding (``_SAFE_MARGIN``), takes that class; only the
 others (class borders: about a quarter of the shipped model's logit cells on the synthetic street)
 are interpolated, a few thousand at a time. With one thread it is as fast as or faster than torch's
-``F.interpolate`` + argmax on the same logits (docs/model.md). torch's own interpolation may pick
+``F.interpolate`` + argmax on the same logits (BENCHMARKS.md). torch's own interpolation may pick
 the other class at an exact tie: its float32 sums follow the memory layout and instruction set.
 """
 from __future__ import annotations
