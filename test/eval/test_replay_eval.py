@@ -159,7 +159,10 @@ def test_live_and_offline_give_the_same_masks_for_the_same_bundles(drive):
     assert len(common) >= 0.8 * len(live.masks), (len(common), len(live.masks))
     for live_mask, offline_mask in common:
         assert np.array_equal(live_mask.labels, offline_mask.labels)
-        assert np.array_equal(live_mask.overlay, offline_mask.overlay)
+    # the live node draws overlays newest-wins: a loaded machine may skip one, never draw it differently
+    drawn = [(a, b) for a, b in common if a.overlay is not None]
+    assert len(drawn) >= 0.8 * len(common), (len(drawn), len(common))
+    assert all(np.array_equal(a.overlay, b.overlay) for a, b in drawn)
     # both saw the camera die and come back: masks without the camera during the blackout
     for outputs in (live, offline):
         during = {m.subset for m in outputs.masks if 0.6e9 < m.stamp_ns - ORIGIN < 0.95e9}
