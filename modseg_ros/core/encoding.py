@@ -129,12 +129,13 @@ def encode_depth(frame: DepthFrame, rig: Rig, cfg: EncodingConfig) -> np.ndarray
         z = _zbuffer(camera_from_depth.apply(points), cam)
     valid = np.isfinite(z) & (z > 0)
     base_from_camera = rig.base_from[Modality.CAMERA]
-    # R (z·ray) + t = z (R ray) + t: the rays turned once (cached), then one multiply-add per pixel
-    points_base = _rotated_rays(cam, base_from_camera.rotation.tobytes()) * np.where(valid, z, np.float32(0))[..., None]
-    points_base += base_from_camera.translation.astype(np.float32)  # H×W×3; invalid pixels at the camera
+    # R (z·ray) + t = z (R ray) + t: the rays turned once (cached), then one multiply-add per pixel,
+    # one plane per axis (the normals' differences then run on contiguous rows)
+    points_base = _rotated_ray_planes(cam, base_from_camera.rotation.tobytes()) * np.where(valid, z, np.float32(0))
+    points_base += base_from_camera.translation.astype(np.float32)[:, None, None]  # 3×H×W; invalid pixels at the camera
     out = np.empty((cam.height, cam.width, 3), dtype=np.uint8)
     out[..., 0] = range_code(z, cfg)
-    out[..., 1] = np.where(valid, height_code(points_base[..., 2], cfg), 0)
+    out[..., 1] = np.where(valid, height_code(points_base[2], cfg), 0)
     out[..., 2] = _normal_verticality_code(points_base, valid)
     return out
 
@@ -274,12 +275,13 @@ def _pixel_rays(intr: Intrinsics) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _rotated_rays(intr: Intrinsics, rotation: bytes) -> np.ndarray:
-    """The pixel rays of ``intr`` turned by a 3×3 rotation (float64 bytes, row-major)."""
+def _rotated_ray_planes(intr: Intrinsics, rotation: bytes) -> np.ndarray:
+    """The pixel rays of ``intr`` turned by a 3×3 rotation (float64 bytes, row-major), 3×H×W."""
     matrix = np.frombuffer(rotation, dtype=np.float64).reshape(3, 3)
     rays = (_pixel_rays(intr) @ matrix.T.astype(np.float32)).astype(np.float32)
-    rays.flags.writeable = False
-    return rays
+    planes = np.ascontiguousarray(rays.transpose(2, 0, 1))
+    planes.flags.writeable = False
+    return planes
 
 
 def _intrinsics_for_image(intr: Intrinsics, shape: tuple[int, ...]) -> Intrinsics:
@@ -313,7 +315,9 @@ def _warp_nearest(image: np.ndarray, src: Intrinsics, dst: Intrinsics, fill: flo
     u, v = _source_pixels(src, dst)
     ok_u = (u >= 0) & (u < src.width)
     ok_v = (v >= 0) & (v < src.height)
-    out = image[np.clip(v, 0, src.height - 1)][:, np.clip(u, 0, src.width - 1)]
+    out = image[np.clip(v, 0, src.height - 1)[:, None], np.clip(u, 0, src.width - 1)]  # (no copy of whole rows)
+    if ok_u.all() and ok_v.all():
+        return out
     inside = ok_v[:, None] & ok_u[None, :]
     if image.ndim == 3:
         inside = inside[..., None]
@@ -349,13 +353,13 @@ def resize_nearest(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def _normal_verticality_code(points_base: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """|cos| between each pixel's surface normal (from neighbouring points, finite everywhere) and
-    the vertical. In place where it can: this runs on every depth image as it arrives."""
+    """|cos| between each pixel's surface normal (from neighbouring points, 3×H×W, finite
+    everywhere) and the vertical. In place where it can: this runs on every depth image as it arrives."""
     p = points_base
     h, w = valid.shape
-    # central differences along x (columns) and y (rows) of the interior pixels, one channel at a time
-    dx = [p[1:-1, 2:, c] - p[1:-1, :-2, c] for c in range(3)]
-    dy = [p[2:, 1:-1, c] - p[:-2, 1:-1, c] for c in range(3)]
+    # central differences along x (columns) and y (rows) of the interior pixels, one axis at a time
+    dx = [p[c, 1:-1, 2:] - p[c, 1:-1, :-2] for c in range(3)]
+    dy = [p[c, 2:, 1:-1] - p[c, :-2, 1:-1] for c in range(3)]
     nx = dx[1] * dy[2]  # n = dx × dy
     nx -= dx[2] * dy[1]
     ny = dx[2] * dy[0]
