@@ -203,16 +203,17 @@ def render_events(packet: EventPacket, cfg: EncodingConfig,
     h, w = packet.height, packet.width
     row_of, col_of = sampled if sampled is not None else (np.arange(h), np.arange(w))
     # row and column of every uint16 coordinate, -1 off the sensor or unsampled: one lookup per
-    # event places it or drops it (no bounds tests, no int64 copies of a million coordinates)
+    # event places it or drops it (no bounds tests, no int64 copies of a million coordinates;
+    # np.take gathers twice as fast as indexing)
     rows, cols = np.full(65536, -1, np.int32), np.full(65536, -1, np.int32)
     rows[:min(h, 65536)], cols[:min(w, 65536)] = row_of[:65536], col_of[:65536]
-    r, c = rows[packet.y], cols[packet.x]
+    r, c = np.take(rows, packet.y), np.take(cols, packet.x)
     keep = np.flatnonzero((r >= 0) & (c >= 0))
     h, w = (int(row_of.max()) + 1, int(col_of.max()) + 1) if sampled is not None else (h, w)
-    lin = r[keep]
+    lin = np.take(r, keep)
     lin *= w
-    lin += c[keep]
-    t, p = packet.t_ns[keep], packet.polarity[keep]
+    lin += np.take(c, keep)
+    t, p = np.take(packet.t_ns, keep), np.take(packet.polarity, keep)
     # counts -> min(count * 255 / saturation, 255) truncated, as a table: from saturation + 1 on, 255
     top = cfg.event_saturation + 1
     to_code = np.minimum(np.arange(top + 1) * (255.0 / cfg.event_saturation), 255.0).astype(np.uint8)

@@ -335,8 +335,7 @@ def check_events(data: EventPacket | EventFrame, checks: EventChecks) -> tuple[F
         if len(x) and (int(x.max()) >= data.width or int(y.max()) >= data.height):
             inside = (x < data.width) & (y < data.height)
             x, y = x[inside], y[inside]
-        lin = y.astype(np.int32 if pixels < 2**31 else np.int64)
-        lin *= data.width
+        lin = np.multiply(y, data.width, dtype=np.intp)  # (an index of the scatter's own type: no conversion inside it)
         lin += x
         hit = np.zeros(pixels, dtype=bool)  # a pixel map, not counts: a quarter of a bincount's memory traffic
         hit[lin] = True

@@ -344,14 +344,21 @@ def event_packet(msg, topic: str, width: int, height: int, time_convention: Even
         if len(values) and (values.min() < 0 or values.max() > 65535):
             raise ConversionError(topic, f"event '{name}' coordinates outside 0..65535 ({values.min():g} to {values.max():g})")
     stamp = stamp_ns(msg.header)
+    auto = time_convention is EventTime.AUTO and t.dtype.kind == "f" and len(t) > 0
+    convention = resolve_event_time(t, stamp) if auto else time_convention
     try:
-        times = event_times_ns(t, stamp, time_convention)
+        times = event_times_ns(t, stamp, convention)
     except ValueError as err:
         raise ConversionError(topic, f"{err} (inputs.event_time: {time_convention})") from None
-    if len(times) and not (-_INT64_NS <= int(times.min()) - stamp and int(times.max()) - stamp <= _INT64_NS):
+    # packed nanoseconds the auto rule recognised lie within ±2^61, a header stamp (int32 seconds)
+    # too: their difference fits int64 without a second pass over the times to check it
+    bounded = auto and convention is EventTime.INT64_NS
+    if len(times) and not bounded and not (-_INT64_NS <= int(times.min()) - stamp and int(times.max()) - stamp <= _INT64_NS):
         raise ConversionError(topic, "event times are too far from the header stamp to be relative nanoseconds")
     relative = times - np.int64(stamp)  # (the packet's own array: the message can go)
-    polarity = (p > 0).view(np.int8) * np.int8(2) - np.int8(1)  # +1 / -1 (NaN is not positive)
+    polarity = (p > 0).view(np.int8)  # +1 / -1 (NaN is not positive), in place
+    polarity *= 2
+    polarity -= 1
     return EventPacket(
         x=x.astype(np.uint16), y=y.astype(np.uint16), t_ns=relative, polarity=polarity, width=width, height=height
     )
