@@ -155,7 +155,8 @@ def encode_lidar(cloud: PointCloud, rig: Rig, cfg: EncodingConfig, lidar_intensi
     # 360° scan) are dropped before the full transform
     depth = dot3(points, camera_from_lidar.rotation[2]) + np.float32(camera_from_lidar.translation[2])
     ahead = np.flatnonzero(depth > MIN_DEPTH_M)  # non-finite points are not ahead
-    pts_cam = camera_from_lidar.apply(points[ahead])
+    ahead_points = points[ahead]
+    pts_cam = camera_from_lidar.apply(ahead_points)
     u, v, idx = cam.project(pts_cam, MIN_DEPTH_M)  # non-finite points land nowhere
     if len(idx) == 0:
         return out
@@ -163,7 +164,10 @@ def encode_lidar(cloud: PointCloud, rig: Rig, cfg: EncodingConfig, lidar_intensi
     keep = ahead[idx[winners]]
     z = pts_cam[idx[winners], 2]
     uu, vv = u[winners], v[winners]
-    heights = rig.base_from[Modality.LIDAR].apply(points[keep])[:, 2]
+    # the height alone, from the aligned copy of the points ahead (rows of the cloud's message are unaligned)
+    base_from_lidar = rig.base_from[Modality.LIDAR]
+    heights = np.matmul(ahead_points[idx[winners]], base_from_lidar.rotation[2].astype(np.float32))
+    heights += np.float32(base_from_lidar.translation[2])
     out[vv, uu, 0] = range_code(z, cfg)
     out[vv, uu, 1] = intensity_code(cloud.intensity[keep], lidar_intensity)
     out[vv, uu, 2] = height_code(heights, cfg)
