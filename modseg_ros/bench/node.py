@@ -20,11 +20,15 @@
    publishes the mask before it computes the consistency scores; the bare forward includes them as
    the node computes them per bundle, and is also timed without them ("mask only": the network's
    work before the mask, the strictest denominator).
+
+On a small machine the stream publisher (about 25 MB per bundle at 1920×1080) competes with the node
+for the cores; ``--stream-cpus`` pins it to some CPUs and the node (with its engine) to the others.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -64,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "÷ idle, the largest mask gap after the sensor dies and alarms on healthy sensors")
     parser.add_argument("--kill", choices=("camera", "depth", "lidar", "events"), default="camera",
                         help="with --busy-cores: the sensor that falls silent half-way through (default camera, the trigger)")
+    parser.add_argument("--stream-cpus", default="", metavar="LIST",
+                        help="pin the stream publisher to these CPUs (e.g. 1) and the node to the others, to tell the "
+                             "node's cost from the publisher's on a small machine (default: no pinning)")
     parser.add_argument("--viewer", action="store_true",
                         help="also subscribe to the colour mask, overlay and labelled points, as RViz would (the node "
                              "draws them only for subscribers)")  # fmt: skip
@@ -95,6 +102,20 @@ def _overrides(pairs: list[str]) -> dict:
             raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. health.tick_rate_hz=20")
         params[key] = yaml.safe_load(value)
     return params
+
+
+def _cpus(spec: str) -> set[int]:
+    """``--stream-cpus`` ("1", "0,2") as a set of CPUs this process may use; ConfigError otherwise."""
+    if not spec:
+        return set()
+    try:
+        cpus = {int(part) for part in spec.split(",")}
+    except ValueError:
+        raise ConfigError(f"--stream-cpus {spec!r}: expected CPU numbers separated by commas, e.g. 1") from None
+    available = os.sched_getaffinity(0)
+    if not cpus <= available or cpus == available:
+        raise ConfigError(f"--stream-cpus {spec!r}: must be some, not all, of the CPUs available {sorted(available)}")
+    return cpus
 
 
 def _write_params(params: dict, path: Path) -> None:
@@ -248,6 +269,9 @@ def _phase(args: argparse.Namespace, name: str, rate: float, tmp: Path, recorder
     params_file = tmp / f"params-{rate:.2f}.yaml"
     _write_params(_node_parameters(args, rate), params_file)
     node = NodeProcess(params_file)
+    stream_cpus = _cpus(args.stream_cpus)
+    if stream_cpus:  # (before the node starts its threads and its engine process: they inherit it)
+        os.sched_setaffinity(node.proc.pid, os.sched_getaffinity(0) - stream_cpus)
     try:
         deadline = time.monotonic() + 120
         while recorder.node.count_publishers("/segmentation/info") == 0:
@@ -259,16 +283,24 @@ def _phase(args: argparse.Namespace, name: str, rate: float, tmp: Path, recorder
                     "lidar_beams": args.lidar_beams, "lidar_azimuths": args.lidar_azimuths}  # fmt: skip
         recorder.clear()
         before, wall = node.resources(), time.monotonic()
-        stream = subprocess.run([sys.executable, "-m", "modseg_ros.ros.stream", json.dumps(scenario)],
-                                capture_output=True, text=True, timeout=args.warmup + args.seconds + 120)  # fmt: skip
+        stream = subprocess.Popen([sys.executable, "-m", "modseg_ros.ros.stream", json.dumps(scenario)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        if stream_cpus:  # (it renders its frames before it streams: pinned before the timed part)
+            os.sched_setaffinity(stream.pid, stream_cpus)
+        try:
+            stdout, stderr = stream.communicate(timeout=args.warmup + args.seconds + 120)
+        except subprocess.TimeoutExpired:
+            stream.kill()
+            stream.communicate()
+            raise
         if stream.returncode != 0:
-            raise RuntimeError(f"the stream failed: {stream.stderr}")
+            raise RuntimeError(f"the stream failed: {stderr}")
         after, wall = node.resources(), time.monotonic() - wall
         time.sleep(1.0)
         offered, published = recorder.counters()
     finally:
         node.stop(timeout_s=30)
-    sent = [json.loads(line) for line in stream.stdout.splitlines()]
+    sent = [json.loads(line) for line in stdout.splitlines()]
     start = min(r["stamp"] for r in sent)
     measured_from = start + int(args.warmup * 1e9)
     infos = [i for i in recorder.infos if i.header.stamp.sec * 10**9 + i.header.stamp.nanosec >= measured_from]
@@ -290,6 +322,8 @@ def run(args: argparse.Namespace) -> int:
     from modseg_ros.ros.stream import Scenario
 
     if args.busy_cores:
+        if args.stream_cpus:
+            raise ConfigError("--stream-cpus applies to the rate phases, not to --busy-cores")
         return run_loaded(args)
     console = Console(width=220)
     args.threads = args.threads or 1

@@ -270,7 +270,8 @@ def check_camera(image: np.ndarray, checks: CameraChecks) -> tuple[Finding, dict
 def check_depth(depth_m: np.ndarray, checks: DepthChecks) -> tuple[Finding, dict[str, float]]:
     if depth_m.size == 0:
         return Finding(ERROR, "empty depth image"), {}
-    valid = float(np.isfinite(_sample_grid(depth_m[..., None])[..., 0]).mean())
+    sample = _sample_grid(depth_m[..., None])[..., 0]
+    valid = float((np.isfinite(sample) & (sample > 0)).mean())  # (the driver's no-depth markers: core/types.py)
     finding = _graded(valid, checks.warn_valid_fraction, checks.error_valid_fraction,
                       f"only {valid:.0%} of pixels have a depth")  # fmt: skip
     return finding, {"valid_fraction": valid}
@@ -334,8 +335,7 @@ def check_events(data: EventPacket | EventFrame, checks: EventChecks) -> tuple[F
         if len(x) and (int(x.max()) >= data.width or int(y.max()) >= data.height):
             inside = (x < data.width) & (y < data.height)
             x, y = x[inside], y[inside]
-        lin = y.astype(np.int32 if pixels < 2**31 else np.int64)
-        lin *= data.width
+        lin = np.multiply(y, data.width, dtype=np.intp)  # (an index of the scatter's own type: no conversion inside it)
         lin += x
         hit = np.zeros(pixels, dtype=bool)  # a pixel map, not counts: a quarter of a bincount's memory traffic
         hit[lin] = True

@@ -137,17 +137,15 @@ def camera_frame(msg, topic: str) -> CameraFrame:
 
 
 def depth_frame(msg, topic: str) -> DepthFrame:
-    """A depth image as float32 metres with NaN where invalid (0, NaN, ±inf, negative)."""
+    """A depth image as float32 metres, the driver's no-depth markers (0, NaN, ±inf, negative) kept
+    as sent: a view for 32FC1. Consumers read validity on the pixels they use (a 1080p image is
+    encoded from a sample of 5 % of its pixels; marking the invalid ones over the whole image was
+    the conversion's main cost)."""
     encoding = _encoding(msg, topic, "depth", DEPTH_ENCODINGS)
     raw = image_array(msg, topic)
     if encoding == "32FC1":
-        depth = raw.astype(np.float32, copy=True)
-        with np.errstate(invalid="ignore"):
-            depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
-    else:  # millimetres, 0 = no return
-        depth = raw.astype(np.float32) * np.float32(0.001)
-        depth[raw == 0] = np.nan
-    return DepthFrame(depth_m=depth)
+        return DepthFrame(depth_m=raw)
+    return DepthFrame(depth_m=np.multiply(raw, np.float32(0.001), dtype=np.float32))  # millimetres, 0 = no return
 
 
 def event_frame(msg, topic: str) -> EventFrame:
@@ -346,14 +344,21 @@ def event_packet(msg, topic: str, width: int, height: int, time_convention: Even
         if len(values) and (values.min() < 0 or values.max() > 65535):
             raise ConversionError(topic, f"event '{name}' coordinates outside 0..65535 ({values.min():g} to {values.max():g})")
     stamp = stamp_ns(msg.header)
+    auto = time_convention is EventTime.AUTO and t.dtype.kind == "f" and len(t) > 0
+    convention = resolve_event_time(t, stamp) if auto else time_convention
     try:
-        times = event_times_ns(t, stamp, time_convention)
+        times = event_times_ns(t, stamp, convention)
     except ValueError as err:
         raise ConversionError(topic, f"{err} (inputs.event_time: {time_convention})") from None
-    if len(times) and not (-_INT64_NS <= int(times.min()) - stamp and int(times.max()) - stamp <= _INT64_NS):
+    # packed nanoseconds the auto rule recognised lie within ±2^61, a header stamp (int32 seconds)
+    # too: their difference fits int64 without a second pass over the times to check it
+    bounded = auto and convention is EventTime.INT64_NS
+    if len(times) and not bounded and not (-_INT64_NS <= int(times.min()) - stamp and int(times.max()) - stamp <= _INT64_NS):
         raise ConversionError(topic, "event times are too far from the header stamp to be relative nanoseconds")
     relative = times - np.int64(stamp)  # (the packet's own array: the message can go)
-    polarity = (p > 0).view(np.int8) * np.int8(2) - np.int8(1)  # +1 / -1 (NaN is not positive)
+    polarity = (p > 0).view(np.int8)  # +1 / -1 (NaN is not positive), in place
+    polarity *= 2
+    polarity -= 1
     return EventPacket(
         x=x.astype(np.uint16), y=y.astype(np.uint16), t_ns=relative, polarity=polarity, width=width, height=height
     )

@@ -92,7 +92,9 @@ def resize_encoding(modality: Modality, image: np.ndarray, size: tuple[int, int]
         return total / _block_counts(image.shape[:2], size) / 255.0
     if modality is Modality.DEPTH:
         valid = (image[..., :1] > 0).astype(np.float32)
-        total = _block_reduce(np.add, image.astype(np.float32) * valid, size)
+        masked = image.astype(np.float32)
+        masked *= valid  # (in place: half the time of a new array)
+        total = _block_reduce(np.add, masked, size)
         count = _block_reduce(np.add, valid, size)
         return np.where(count > 0, total / np.maximum(count, 1.0), 0.0).astype(np.float32) / 255.0
     if modality is Modality.LIDAR:

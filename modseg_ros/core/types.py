@@ -65,7 +65,7 @@ class CameraFrame:
 
 @dataclass(frozen=True, eq=False)
 class DepthFrame:
-    depth_m: np.ndarray  # H×W float32 metres; NaN where the sensor reported no depth
+    depth_m: np.ndarray  # H×W float32 metres; no depth where a value is not finite and positive (NaN, 0, ±inf, < 0)
 
 
 @dataclass(frozen=True, eq=False)

@@ -35,6 +35,20 @@ def test_range_code_round_trips_within_quantisation():
     assert range_code(np.array([CFG.near_m]), CFG)[0] == 255
 
 
+def test_every_no_depth_marker_encodes_as_nan_does():
+    # conversion keeps a driver's markers (0, ±inf, negative) as sent: the encoding reads them as no depth
+    r = rig(16, 8)
+    rays = r.camera.pixel_rays()
+    with np.errstate(divide="ignore"):
+        z = np.where(rays[..., 1] > 0.05, 1.5 / rays[..., 1], np.nan).astype(np.float32)
+    marked = z.copy()
+    markers = np.array([0.0, np.inf, -np.inf, -2.0, np.nan], np.float32)
+    marked[np.isnan(z)] = np.resize(markers, int(np.isnan(z).sum()))
+    marked[2, 3], z[2, 3] = 0.0, np.nan  # and a hole in the ground
+    enc = encode_depth(DepthFrame(marked), r, CFG)
+    assert np.array_equal(enc, encode_depth(DepthFrame(z), r, CFG)) and (enc[2, 3] == 0).all()
+
+
 def test_depth_of_flat_ground_is_horizontal_at_zero_height():
     r = rig()
     rays = r.camera.pixel_rays()

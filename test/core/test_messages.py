@@ -85,11 +85,12 @@ def test_passthrough_of_wide_encodings_matches_cv_bridge(encoding, dtype, pad, b
     assert np.array_equal(out, pixels) and np.array_equal(out, cv_bridge_imgmsg_to_cv2(msg, dtype, channels))
 
 
-def test_depth_32fc1_metres_with_every_invalid_marker():
+def test_depth_32fc1_metres_with_every_invalid_marker_kept():
     depth = np.array([[1.5, 0.0, np.nan], [np.inf, -2.0, 80.25]], np.float32)
-    out = messages.depth_frame(image(depth, "32FC1"), "depth/image").depth_m
-    expected = np.array([[1.5, np.nan, np.nan], [np.nan, np.nan, 80.25]], np.float32)
-    assert out.dtype == np.float32 and np.array_equal(out, expected, equal_nan=True)
+    msg = image(depth, "32FC1")
+    out = messages.depth_frame(msg, "depth/image").depth_m
+    assert out.dtype == np.float32 and np.array_equal(out, depth, equal_nan=True)
+    assert np.shares_memory(out, np.frombuffer(msg.data, np.uint8))  # a view: no full-size copy on arrival
 
 
 @pytest.mark.parametrize("encoding", ["16UC1", "mono16"])
@@ -97,8 +98,8 @@ def test_depth_32fc1_metres_with_every_invalid_marker():
 def test_depth_16uc1_millimetres(encoding, bigendian):
     mm = np.array([[0, 1500, 65535], [1, 250, 0]], np.uint16)
     out = messages.depth_frame(image(mm, encoding, pad=2, bigendian=bigendian), "depth/image").depth_m
-    expected = np.array([[np.nan, 1.5, 65.535], [0.001, 0.25, np.nan]], np.float32)
-    assert np.allclose(out, expected, equal_nan=True, rtol=1e-6)
+    expected = np.array([[0.0, 1.5, 65.535], [0.001, 0.25, 0.0]], np.float32)  # 0: no depth
+    assert out.dtype == np.float32 and np.allclose(out, expected, rtol=1e-6)
 
 
 def test_event_image_and_camera_info():
