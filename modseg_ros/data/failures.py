@@ -264,8 +264,11 @@ def _apply_depth_scale(frame: DepthFrame, p: Mapping[str, float], rng: np.random
 
 
 def _apply_depth_offset(frame: DepthFrame, p: Mapping[str, float], rng: np.random.Generator) -> DepthFrame:
-    shifted = frame.depth_m + np.float32(p["m"])
-    return DepthFrame(np.where(shifted > 0, shifted, np.float32(np.nan)).astype(np.float32))
+    # a driver's no-depth markers (0, negative, inf: core/messages.py depth_frame) stay invalid, not m metres
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(frame.depth_m) & (frame.depth_m > 0)
+        shifted = frame.depth_m + np.float32(p["m"])
+        return DepthFrame(np.where(valid & (shifted > 0), shifted, np.float32(np.nan)).astype(np.float32))
 
 
 def _move_lidar(cloud: PointCloud, rotation: np.ndarray, translation: np.ndarray) -> PointCloud:

@@ -203,10 +203,9 @@ class TrainingSet(Dataset):
 def class_shares(world: DeliverDataset | None, real: list[LabelledDataset], real_ratio: float,
                  frames: int = WEIGHTING_FRAMES) -> np.ndarray:  # fmt: skip
     """(NUM_CLASSES,) share of the labelled pixels per DELIVER class in the draws of ``TrainingSet``:
-    each source's share over up to ``frames`` label maps spread over it, mixed by the sampling ratio."""
+    each source's share over up to ``frames`` label maps spread over it, mixed by the draws' real
+    ratio (``TrainingSet.real_ratio``: 0 without real sets, 1 without the world)."""
     sources = ([(world, 1.0 - real_ratio)] if world is not None else []) + [(r, real_ratio / len(real)) for r in real]
-    if world is None or not real:
-        sources = [(frames_, 1.0 / len(sources)) for frames_, _ in sources]
     shares = np.zeros(NUM_CLASSES)
     for dataset, draw_share in sources:
         counts = np.zeros(NUM_CLASSES)

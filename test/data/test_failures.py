@@ -101,6 +101,9 @@ def test_depth_lidar_and_event_failures():
     assert 0.25 < np.isnan(dropped.depth_m).mean() < 0.55
     region = apply_to_payload(make_failure("depth", "region"), depth, RNG).depth_m
     assert np.isnan(region[32, 48]) and np.isfinite(region[2, 2])
+    as_sent = DepthFrame(np.array([[10.0, 0.0, -1.0, np.inf, np.nan]], np.float32))  # a driver's no-depth markers
+    shifted = apply_to_payload(make_failure("depth", "offset", params={"m": 2.0}), as_sent, RNG).depth_m
+    assert shifted[0, 0] == 12.0 and np.isnan(shifted[0, 1:]).all()
 
     angles = np.radians(np.arange(0, 360, 1.0))
     cloud = PointCloud(np.stack([10 * np.cos(angles), 10 * np.sin(angles), np.zeros_like(angles)], 1).astype(np.float32),
